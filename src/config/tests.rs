@@ -1,0 +1,1 @@
+//! Config loading and validation: every rejected case checks its message.

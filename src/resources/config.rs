@@ -1,0 +1,324 @@
+//! The `resources:` section: the resource group, its recovery policy and failover domain.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Dur, Problems, Role};
+
+/// The resource group: an ordered list started in order and stopped in reverse.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesConfig {
+    /// Start the group when the cluster first forms (rgmanager's `autostart`).
+    #[serde(default = "yes")]
+    pub autostart: bool,
+    /// What to do when a resource fails its monitor.
+    #[serde(default)]
+    pub recovery: Recovery,
+    /// `restart` recovery: restarts in place allowed within `restart_expire_time` before the
+    /// group relocates.
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    /// Window over which restarts are counted.
+    #[serde(default = "default_restart_expire")]
+    pub restart_expire_time: Dur,
+    /// Which nodes may run the group, in what order.
+    #[serde(default)]
+    pub failover_domain: FailoverDomain,
+    /// The resources, in start order. Empty: the `opennebula` and `opennebula-sunstone`
+    /// systemd units (no floating IP: its address must be configured).
+    #[serde(default)]
+    pub group: Vec<ResourceConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_restarts() -> u32 {
+    3
+}
+fn default_restart_expire() -> Dur {
+    Dur::secs(600)
+}
+
+/// Recovery policy after a failed monitor (rgmanager's service `recovery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Recovery {
+    /// Restart in place up to `max_restarts`, then relocate.
+    #[default]
+    Restart,
+    /// Move the group to the next node at once.
+    Relocate,
+    /// Stop the group and leave it disabled for an operator.
+    Disable,
+}
+
+/// Failover domain (rgmanager semantics). Node preference comes from `nodes[].priority`
+/// unless `nodes` lists them here in order.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverDomain {
+    /// Names in order of preference; empty: every front-end by priority.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Fail back to a more preferred node when it returns (rgmanager `ordered` without
+    /// `nofailback`). Default false: the group stays where it runs.
+    #[serde(default)]
+    pub failback: bool,
+    /// Only the listed nodes may run the group; none up: it stays stopped.
+    #[serde(default = "yes")]
+    pub restricted: bool,
+}
+
+/// One resource of the group. `type` says which of the type-specific keys apply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// Name shown in status and logs.
+    pub name: String,
+    /// `ip`, `systemd` or `lsb`.
+    #[serde(rename = "type")]
+    pub kind: ResourceType,
+    /// ip: `ADDRESS/PREFIX`, e.g. `192.0.2.100/24`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// ip: interface to add it to, e.g. `eth0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// ip: gratuitous ARP frames per burst (each burst sends requests and replies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_count: Option<u32>,
+    /// ip: delay before the second burst.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_repeat_after: Option<Dur>,
+    /// ip: resend gratuitous ARP this often while held; `0s` disables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_refresh: Option<Dur>,
+    /// ip: probe for another holder (ARP duplicate address detection) before adding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict_check: Option<bool>,
+    /// systemd: unit name, e.g. `opennebula.service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// lsb: path of the init script, e.g. `/etc/init.d/opennebula`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// How often to check it while it runs.
+    #[serde(default = "default_monitor")]
+    pub monitor_interval: Dur,
+    /// How long a start may take before it counts as failed.
+    #[serde(default = "default_op_timeout")]
+    pub start_timeout: Dur,
+    /// How long a stop may take before it counts as failed (and the node must be fenced).
+    #[serde(default = "default_op_timeout")]
+    pub stop_timeout: Dur,
+    /// How long a monitor may take.
+    #[serde(default = "default_monitor_timeout")]
+    pub monitor_timeout: Dur,
+}
+
+fn default_monitor() -> Dur {
+    Dur::secs(10)
+}
+fn default_op_timeout() -> Dur {
+    Dur::secs(120)
+}
+fn default_monitor_timeout() -> Dur {
+    Dur::secs(20)
+}
+
+/// The resource types.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceType {
+    /// A floating IP address with gratuitous ARP.
+    Ip,
+    /// A systemd unit driven over D-Bus.
+    Systemd,
+    /// An LSB init script (`start`, `stop`, `status`).
+    Lsb,
+}
+
+impl ResourceType {
+    /// The name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::Ip => "ip",
+            ResourceType::Systemd => "systemd",
+            ResourceType::Lsb => "lsb",
+        }
+    }
+}
+
+/// A validated resource, by type, with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResourceKind {
+    /// A floating IP.
+    Ip(IpSpec),
+    /// A systemd unit name.
+    Systemd(String),
+    /// An init script path.
+    Lsb(String),
+}
+
+/// A floating IP's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpSpec {
+    /// The address.
+    pub address: std::net::IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// Interface to hold it on.
+    pub interface: String,
+    /// Frames per gratuitous ARP burst.
+    pub garp_count: u32,
+    /// Delay before the second burst.
+    pub garp_repeat_after: std::time::Duration,
+    /// Periodic refresh; zero: none.
+    pub garp_refresh: std::time::Duration,
+    /// Duplicate address detection before adding.
+    pub conflict_check: bool,
+}
+
+impl ResourceConfig {
+    /// A systemd unit resource with default timings.
+    pub fn systemd(name: &str, unit: &str) -> ResourceConfig {
+        ResourceConfig {
+            name: name.to_string(),
+            kind: ResourceType::Systemd,
+            address: None,
+            interface: None,
+            garp_count: None,
+            garp_repeat_after: None,
+            garp_refresh: None,
+            conflict_check: None,
+            unit: Some(unit.to_string()),
+            script: None,
+            monitor_interval: default_monitor(),
+            start_timeout: default_op_timeout(),
+            stop_timeout: default_op_timeout(),
+            monitor_timeout: default_monitor_timeout(),
+        }
+    }
+
+    /// The type-specific settings; `Err` names the missing or misplaced key (validation
+    /// has already reported it for loaded configs).
+    pub fn spec(&self) -> Result<ResourceKind, String> {
+        match self.kind {
+            ResourceType::Ip => {
+                let text = self.address.as_deref().ok_or("type ip needs `address`")?;
+                let (address, prefix) = parse_cidr(text).ok_or_else(|| {
+                    format!("expected ADDRESS/PREFIX such as 192.0.2.100/24, found `{text}`")
+                })?;
+                Ok(ResourceKind::Ip(IpSpec {
+                    address,
+                    prefix,
+                    interface: self.interface.clone().ok_or("type ip needs `interface`")?,
+                    garp_count: self.garp_count.unwrap_or(5),
+                    garp_repeat_after: self.garp_repeat_after.unwrap_or(Dur::secs(5)).get(),
+                    garp_refresh: self.garp_refresh.unwrap_or_default().get(),
+                    conflict_check: self.conflict_check.unwrap_or(true),
+                }))
+            }
+            ResourceType::Systemd => Ok(ResourceKind::Systemd(
+                self.unit.clone().ok_or("type systemd needs `unit`")?,
+            )),
+            ResourceType::Lsb => Ok(ResourceKind::Lsb(
+                self.script.clone().ok_or("type lsb needs `script`")?,
+            )),
+        }
+    }
+
+    /// Type-specific keys present on a resource of another type.
+    fn misplaced_keys(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let ip = self.kind == ResourceType::Ip;
+        let present = [
+            ("address", self.address.is_some(), ip),
+            ("interface", self.interface.is_some(), ip),
+            ("garp_count", self.garp_count.is_some(), ip),
+            ("garp_repeat_after", self.garp_repeat_after.is_some(), ip),
+            ("garp_refresh", self.garp_refresh.is_some(), ip),
+            ("conflict_check", self.conflict_check.is_some(), ip),
+            ("unit", self.unit.is_some(), self.kind == ResourceType::Systemd),
+            ("script", self.script.is_some(), self.kind == ResourceType::Lsb),
+        ];
+        for (key, is_set, allowed) in present {
+            if is_set && !allowed {
+                v.push(key);
+            }
+        }
+        v
+    }
+}
+
+impl ResourcesConfig {
+    pub(crate) fn fill_defaults(&mut self) {
+        if self.group.is_empty() {
+            self.group = vec![
+                ResourceConfig::systemd("opennebula", "opennebula.service"),
+                ResourceConfig::systemd("opennebula-sunstone", "opennebula-sunstone.service"),
+            ];
+        }
+    }
+
+    pub(crate) fn validate(&self, c: &Config, p: &mut Problems) {
+        for (i, name) in self.failover_domain.nodes.iter().enumerate() {
+            let key = format!("resources.failover_domain.nodes[{i}]");
+            match c.node(name) {
+                None => p.push(
+                    key,
+                    format!("`{name}` is not one of the nodes; expected a name from `nodes`"),
+                ),
+                Some(n) if n.role == Role::Witness => p.push(
+                    key,
+                    format!(
+                        "`{name}` is a witness, and a witness never runs resources; \
+                         remove it from the failover domain or make it a frontend"
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in self.group.iter().enumerate() {
+            if !seen.insert(r.name.as_str()) {
+                p.push(
+                    format!("resources.group[{i}].name"),
+                    format!("duplicate resource name `{}`", r.name),
+                );
+            }
+            if r.monitor_interval.get().is_zero() {
+                p.push(
+                    format!("resources.group[{i}].monitor_interval"),
+                    "expected an interval longer than 0s",
+                );
+            }
+            for key in r.misplaced_keys() {
+                p.push(
+                    format!("resources.group[{i}].{key}"),
+                    format!(
+                        "`{key}` does not apply to a resource of type {}",
+                        r.kind.as_str()
+                    ),
+                );
+            }
+            if let Err(e) = r.spec() {
+                let key = match r.kind {
+                    ResourceType::Ip if r.address.is_some() => "address",
+                    _ => "type",
+                };
+                p.push(format!("resources.group[{i}].{key}"), e);
+            }
+        }
+    }
+}
+
+/// Parses `ADDRESS/PREFIX` (IPv4 prefix 1..=32, IPv6 1..=128).
+pub fn parse_cidr(text: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (a, p) = text.split_once('/')?;
+    let addr: std::net::IpAddr = a.trim().parse().ok()?;
+    let prefix: u8 = p.trim().parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (1..=max).contains(&prefix).then_some((addr, prefix))
+}
