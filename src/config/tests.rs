@@ -1,1 +1,226 @@
 //! Config loading and validation: every rejected case checks its message.
+
+use super::*;
+
+/// A valid three-node config; `{KEY}` is replaced by a key file that exists.
+const BASE: &str = "\
+cluster: opennebula
+key_file: {KEY}
+nodes:
+  - name: one-server1
+    id: 1
+    address: 192.0.2.11:7400
+  - name: one-server2
+    id: 2
+    address: 192.0.2.12:7400
+  - name: witness
+    id: 3
+    address: 192.0.2.13:7400
+    role: witness
+";
+
+fn key_file() -> tempfile::NamedTempFile {
+    tempfile::NamedTempFile::new().expect("temp file")
+}
+
+fn with_key(text: &str, key: &tempfile::NamedTempFile) -> String {
+    text.replace("{KEY}", &key.path().display().to_string())
+}
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    let key = key_file();
+    match parse(Path::new("/etc/oneha/oneha.yaml"), &with_key(text, &key)) {
+        Ok(c) => panic!("expected errors, got a config: {c:?}"),
+        Err(ConfigErrors(v)) => v,
+    }
+}
+
+fn one_error(text: &str) -> ConfigError {
+    let v = errors(text);
+    assert_eq!(v.len(), 1, "expected one error, got {v:#?}");
+    v.into_iter().next().expect("one error")
+}
+
+#[test]
+fn base_config_loads_with_defaults() {
+    let key = key_file();
+    let c = parse(Path::new("x.yaml"), &with_key(BASE, &key)).expect("valid");
+    assert_eq!(c.cluster, "opennebula");
+    assert_eq!(c.nodes.len(), 3);
+    assert!(c.wait_for_all);
+    assert!(!c.two_node);
+    assert_eq!(c.nodes[1].priority, Some(2));
+    let t = c.timers();
+    assert_eq!(t.tick, std::time::Duration::from_millis(100));
+    assert!(t.election_ticks > t.heartbeat_ticks);
+    assert_eq!(c.frontends().len(), 2);
+    // The effective config names every default and parses again.
+    let yaml = c.to_yaml();
+    assert!(yaml.contains("election_ticks: 5"), "{yaml}");
+    assert!(yaml.contains("opennebula-sunstone.service"), "{yaml}");
+    let again = parse(Path::new("x.yaml"), &yaml).expect("effective config parses");
+    assert_eq!(again.timers(), c.timers());
+}
+
+#[test]
+fn fast_profile_and_overrides() {
+    let text = format!("{BASE}timers:\n  profile: fast\n  election_ticks: 8\n");
+    let key = key_file();
+    let c = parse(Path::new("x.yaml"), &with_key(&text, &key)).expect("valid");
+    let t = c.timers();
+    assert_eq!(t.tick, std::time::Duration::from_millis(25));
+    assert_eq!(t.election_ticks, 8);
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text = BASE.replace("    role: witness\n", "    role: witness\n    prio: 3\n");
+    let e = one_error(&text);
+    assert_eq!(e.file, Path::new("/etc/oneha/oneha.yaml"));
+    assert_eq!(e.line, Some(14));
+    assert_eq!(e.key, "nodes[2].prio");
+    assert!(e.message.contains("unknown field `prio`"), "{e}");
+    assert!(e.message.contains("expected one of"), "{e}");
+    let shown = e.to_string();
+    assert!(shown.starts_with("/etc/oneha/oneha.yaml:14: nodes[2].prio: "), "{shown}");
+}
+
+#[test]
+fn wrong_type_names_expected_and_found() {
+    let e = one_error(&BASE.replace("id: 2", "id: two"));
+    assert_eq!(e.key, "nodes[1].id");
+    assert_eq!(e.line, Some(8));
+    assert!(e.message.contains("two"), "{e}");
+}
+
+#[test]
+fn bad_role_lists_the_choices() {
+    let e = one_error(&BASE.replace("role: witness", "role: arbiter"));
+    assert_eq!(e.key, "nodes[2].role");
+    assert!(e.message.contains("frontend") && e.message.contains("witness"), "{e}");
+}
+
+#[test]
+fn bad_address_is_rejected() {
+    let e = one_error(&BASE.replace("192.0.2.12:7400", "one-server2"));
+    assert_eq!(e.key, "nodes[1].address");
+    assert!(e.message.contains("invalid socket address"), "{e}");
+}
+
+#[test]
+fn duplicate_names_ids_and_addresses() {
+    let text = BASE
+        .replace("name: one-server2", "name: one-server1")
+        .replace("id: 3", "id: 1")
+        .replace("192.0.2.13:7400", "192.0.2.11:7400");
+    let v = errors(&text);
+    let keys: Vec<&str> = v.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["nodes[1].name", "nodes[2].id", "nodes[2].address"],
+        "{v:#?}"
+    );
+    assert!(v[0].message.contains("duplicate node name `one-server1`"));
+    assert_eq!(v[0].line, Some(7));
+    assert!(v[1].message.contains("duplicate node id 1 (also nodes[0])"));
+    assert_eq!(v[1].line, Some(11));
+    assert!(v[2].message.contains("duplicate address 192.0.2.11:7400"));
+}
+
+#[test]
+fn fewer_than_two_frontends() {
+    let text = BASE.replace(
+        "    address: 192.0.2.12:7400\n",
+        "    address: 192.0.2.12:7400\n    role: witness\n",
+    );
+    let e = one_error(&text);
+    assert_eq!(e.key, "nodes");
+    assert_eq!(e.line, Some(3));
+    assert!(e.message.contains("at least two nodes with role frontend, found 1"), "{e}");
+}
+
+#[test]
+fn witness_in_failover_domain() {
+    let text = format!(
+        "{BASE}resources:\n  failover_domain:\n    nodes: [one-server1, witness]\n"
+    );
+    let e = one_error(&text);
+    assert_eq!(e.key, "resources.failover_domain.nodes[1]");
+    assert!(e.message.contains("is a witness"), "{e}");
+}
+
+#[test]
+fn election_not_greater_than_heartbeat() {
+    let text = format!("{BASE}timers:\n  heartbeat_ticks: 5\n  election_ticks: 5\n");
+    let e = one_error(&text);
+    assert_eq!(e.key, "timers.election_ticks");
+    assert_eq!(e.line, Some(16));
+    assert!(e.message.contains("more election ticks than heartbeat ticks (5), found 5"));
+}
+
+#[test]
+fn missing_key_file_says_how_to_make_one() {
+    let text = BASE.replace("{KEY}", "/nonexistent/oneha.key");
+    let e = match parse(Path::new("c.yaml"), &text) {
+        Err(ConfigErrors(v)) => v.into_iter().next().expect("an error"),
+        Ok(_) => panic!("accepted a missing key file"),
+    };
+    assert_eq!(e.key, "key_file");
+    assert_eq!(e.line, Some(2));
+    assert!(e.message.contains("oneha keygen /nonexistent/oneha.key"), "{e}");
+}
+
+#[test]
+fn two_nodes_need_two_node_mode_or_a_witness() {
+    let two = BASE.split("  - name: witness").next().expect("prefix").to_string();
+    let e = one_error(&two);
+    assert_eq!(e.key, "two_node");
+    assert!(e.message.contains("set two_node: true"), "{e}");
+    let key = key_file();
+    let ok = format!("two_node: true\n{two}");
+    assert!(parse(Path::new("x"), &with_key(&ok, &key)).is_ok());
+    let e = one_error(&format!("two_node: true\n{BASE}"));
+    assert!(e.message.contains("exactly two nodes, found 3"), "{e}");
+}
+
+#[test]
+fn duration_without_unit() {
+    let e = one_error(&format!("{BASE}timers:\n  tick: 100\n"));
+    assert_eq!(e.key, "timers.tick");
+    assert!(e.message.contains("no unit"), "{e}");
+}
+
+#[test]
+fn resource_keys_of_another_type() {
+    let text = format!(
+        "{BASE}resources:\n  group:\n    - name: vip\n      type: ip\n      address: 192.0.2.100/24\n      interface: eth0\n      unit: foo.service\n"
+    );
+    let e = one_error(&text);
+    assert_eq!(e.key, "resources.group[0].unit");
+    assert_eq!(e.line, Some(20));
+    assert!(e.message.contains("does not apply to a resource of type ip"), "{e}");
+}
+
+#[test]
+fn resource_bad_cidr() {
+    let text = format!(
+        "{BASE}resources:\n  group:\n    - name: vip\n      type: ip\n      address: 192.0.2.100\n      interface: eth0\n"
+    );
+    let e = one_error(&text);
+    assert_eq!(e.key, "resources.group[0].address");
+    assert!(e.message.contains("ADDRESS/PREFIX"), "{e}");
+}
+
+#[test]
+fn not_yaml_at_all() {
+    let e = one_error("cluster: [unclosed\n");
+    assert!(e.line.is_some(), "{e}");
+}
+
+#[test]
+fn missing_file_is_one_clear_error() {
+    let Err(ConfigErrors(v)) = load(Path::new("/nonexistent/oneha.yaml")) else {
+        panic!("loaded a missing file")
+    };
+    assert!(v[0].message.contains("--config"), "{}", v[0]);
+}
