@@ -5,6 +5,7 @@
 //! `resources`, `fence`, `opennebula`; `config` is shared by all.
 //! See `docs/architecture.md`.
 
+pub mod cluster;
 pub mod config;
 pub mod fence;
 pub mod opennebula;

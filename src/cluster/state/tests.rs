@@ -1,0 +1,207 @@
+//! The state machine: ownership, dirty marks (S3), releases, fences and operator commands.
+
+use super::*;
+
+fn prop(cmd: Command) -> Proposal {
+    Proposal {
+        request: 1,
+        by: 1,
+        at_ms: 1_700_000_000_000,
+        cmd,
+    }
+}
+
+fn assign(s: &mut ReplicatedState, index: u64, owner: Option<NodeId>) -> Applied {
+    let g = s.group.generation;
+    s.apply(
+        index,
+        &prop(Command::Assign {
+            owner,
+            expected_generation: g,
+            reason: "test".into(),
+        }),
+    )
+}
+
+fn fence(target: NodeId, epoch: u64, success: bool) -> Command {
+    Command::Fenced(FenceRecord {
+        target,
+        by: 2,
+        method: "kvm (xvm)".into(),
+        action: "off".into(),
+        success,
+        detail: String::new(),
+        at_ms: 1,
+        epoch,
+    })
+}
+
+#[test]
+fn first_assignment_may_start_at_once() {
+    let mut s = ReplicatedState::new(true, vec![1, 2, 3]);
+    assert_eq!(assign(&mut s, 5, Some(1)), Applied::Done);
+    assert_eq!(s.group.owner, Some(1));
+    assert_eq!(s.group.generation, 1);
+    assert_eq!(s.group.phase, Phase::Starting);
+    assert_eq!(s.group.dirty.get(&1), Some(&5));
+    assert!(s.group.may_start(1));
+    assert!(!s.group.may_start(2));
+    assert_eq!(s.applied, 5);
+}
+
+#[test]
+fn disabled_group_never_may_start() {
+    let mut s = ReplicatedState::new(false, vec![1, 2]);
+    assign(&mut s, 1, Some(1));
+    assert!(!s.group.may_start(1));
+    s.apply(2, &prop(Command::Enable { on: None }));
+    assert!(s.group.may_start(1));
+}
+
+#[test]
+fn new_owner_waits_for_the_old_owners_release() {
+    let mut s = ReplicatedState::new(true, vec![1, 2, 3]);
+    assign(&mut s, 1, Some(1));
+    assign(&mut s, 2, Some(2));
+    assert!(!s.group.may_start(2), "node 1 still dirty");
+    assert_eq!(s.group.blockers(2), [1]);
+    // A release naming another epoch is refused.
+    let stale = s.apply(3, &prop(Command::Released { node: 1, epoch: 99 }));
+    assert!(matches!(stale, Applied::Ignored(_)));
+    assert!(!s.group.may_start(2));
+    s.apply(4, &prop(Command::Released { node: 1, epoch: 1 }));
+    assert!(s.group.may_start(2));
+}
+
+#[test]
+fn only_a_successful_fence_for_the_current_epoch_clears_the_mark() {
+    let mut s = ReplicatedState::new(true, vec![1, 2, 3]);
+    assign(&mut s, 7, Some(1));
+    assign(&mut s, 8, Some(2));
+    s.apply(9, &prop(fence(1, 7, false)));
+    assert!(!s.group.may_start(2), "a failed fence proves nothing (S5)");
+    s.apply(10, &prop(fence(1, 3, true)));
+    assert!(!s.group.may_start(2), "a fence for an older epoch is stale");
+    s.apply(11, &prop(fence(1, 7, true)));
+    assert!(s.group.may_start(2));
+    assert_eq!(s.fence_journal.len(), 3);
+    assert!(s.fence_journal.iter().all(|r| r.target == 1));
+}
+
+#[test]
+fn stale_assignment_is_ignored() {
+    let mut s = ReplicatedState::new(true, vec![1, 2, 3]);
+    assign(&mut s, 1, Some(1));
+    let r = s.apply(
+        2,
+        &prop(Command::Assign {
+            owner: Some(3),
+            expected_generation: 0,
+            reason: "late".into(),
+        }),
+    );
+    assert!(matches!(r, Applied::Ignored(ref why) if why.contains("stale")));
+    assert_eq!(s.group.owner, Some(1));
+}
+
+#[test]
+fn failed_stop_blocks_everyone_until_fenced() {
+    let mut s = ReplicatedState::new(true, vec![1, 2, 3]);
+    assign(&mut s, 1, Some(1));
+    assign(&mut s, 2, Some(2));
+    s.apply(
+        3,
+        &prop(Command::StopFailed {
+            node: 1,
+            reason: "opennebula.service: stop timed out".into(),
+        }),
+    );
+    assert_eq!(s.group.phase, Phase::Failed);
+    // Even a (wrong) release cannot let the group start while the stop failure stands.
+    s.apply(4, &prop(Command::Released { node: 1, epoch: 1 }));
+    assert!(!s.group.may_start(2), "S8: a failed stop is never ignored");
+    s.apply(5, &prop(fence(1, 0, true)));
+    assert!(s.group.stop_failed.is_empty());
+    assert!(s.group.may_start(2));
+    assert_eq!(s.group.phase, Phase::Starting);
+}
+
+#[test]
+fn start_reports_for_old_generations_are_ignored() {
+    let mut s = ReplicatedState::new(true, vec![1, 2]);
+    assign(&mut s, 1, Some(1));
+    assign(&mut s, 2, Some(2));
+    let r = s.apply(3, &prop(Command::Started { node: 1, generation: 1 }));
+    assert!(matches!(r, Applied::Ignored(_)));
+    assert_eq!(s.group.phase, Phase::Starting);
+    s.apply(4, &prop(Command::Started { node: 2, generation: 2 }));
+    assert_eq!(s.group.phase, Phase::Started);
+}
+
+#[test]
+fn operator_commands() {
+    let mut s = ReplicatedState::new(true, vec![1, 2]);
+    let r = s.apply(1, &prop(Command::Relocate { to: Some(2) }));
+    assert!(matches!(r, Applied::Ignored(ref why) if why.contains("no owner")));
+    assign(&mut s, 2, Some(1));
+    s.apply(3, &prop(Command::Relocate { to: Some(2) }));
+    assert_eq!(s.group.relocate, Some(Some(2)));
+    s.apply(4, &prop(Command::Freeze));
+    assert!(s.group.frozen);
+    s.apply(5, &prop(Command::Unfreeze));
+    assert!(!s.group.frozen);
+    s.apply(6, &prop(Command::Restart));
+    assert_eq!(s.group.restart_requests, 1);
+    s.apply(7, &prop(Command::Disable));
+    assert!(!s.group.enabled);
+    assert_eq!(s.group.relocate, None);
+    s.apply(8, &prop(Command::Enable { on: Some(2) }));
+    assert_eq!(s.group.preferred, Some(2));
+    assert_eq!(s.group.relocate, Some(Some(2)), "enable --on moves a running group");
+}
+
+#[test]
+fn fence_journal_is_bounded() {
+    let mut s = ReplicatedState::new(true, vec![1, 2]);
+    for i in 0..(FENCE_JOURNAL_LEN as u64 + 10) {
+        s.apply(i + 1, &prop(fence(2, 0, false)));
+    }
+    assert_eq!(s.fence_journal.len(), FENCE_JOURNAL_LEN);
+}
+
+#[test]
+fn snapshot_and_proposal_round_trip() {
+    let mut s = ReplicatedState::new(true, vec![1, 2, 3]);
+    assign(&mut s, 1, Some(3));
+    s.apply(2, &prop(fence(1, 0, true)));
+    let back = ReplicatedState::from_snapshot(&s.to_snapshot()).expect("decode");
+    assert_eq!(back, s);
+    let p = prop(Command::Relocate { to: None });
+    assert_eq!(Proposal::decode(&p.encode()).expect("decode"), p);
+    assert!(Proposal::decode(b"{\"cmd\":\"nope\"}").is_err());
+    assert!(ReplicatedState::from_snapshot(b"garbage").is_err());
+}
+
+#[test]
+fn same_commands_same_state_on_every_node() {
+    let cmds = vec![
+        Command::Assign { owner: Some(1), expected_generation: 0, reason: "a".into() },
+        Command::Started { node: 1, generation: 1 },
+        Command::Relocate { to: Some(2) },
+        Command::Assign { owner: Some(2), expected_generation: 1, reason: "b".into() },
+        Command::Released { node: 1, epoch: 1 },
+        Command::Started { node: 2, generation: 2 },
+    ];
+    let run = || {
+        let mut s = ReplicatedState::new(true, vec![1, 2, 3]);
+        for (i, c) in cmds.iter().enumerate() {
+            s.apply(i as u64 + 1, &prop(c.clone()));
+        }
+        s
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a, b);
+    assert_eq!(a.group.owner, Some(2));
+    assert_eq!(a.group.phase, Phase::Started);
+    assert_eq!(a.group.dirty.keys().collect::<Vec<_>>(), [&2]);
+}
