@@ -1,3 +1,4 @@
+//! The `oneha` command: a thin entry point; everything lives in the library.
 fn main() {
-    println!("oneha");
+    std::process::exit(oneha::cli::main());
 }

@@ -14,6 +14,9 @@
 //! snapshot covers are dropped; entries after it are kept only if the snapshot's last entry
 //! matches the log's term at that index).
 
+// Protobuf types are built field by field, as in raft-rs's own examples.
+#![allow(clippy::field_reassign_with_default)]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};

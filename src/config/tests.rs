@@ -82,7 +82,10 @@ fn unknown_key_names_file_line_and_key() {
     assert!(e.message.contains("unknown field `prio`"), "{e}");
     assert!(e.message.contains("expected one of"), "{e}");
     let shown = e.to_string();
-    assert!(shown.starts_with("/etc/oneha/oneha.yaml:14: nodes[2].prio: "), "{shown}");
+    assert!(
+        shown.starts_with("/etc/oneha/oneha.yaml:14: nodes[2].prio: "),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -97,7 +100,10 @@ fn wrong_type_names_expected_and_found() {
 fn bad_role_lists_the_choices() {
     let e = one_error(&BASE.replace("role: witness", "role: arbiter"));
     assert_eq!(e.key, "nodes[2].role");
-    assert!(e.message.contains("frontend") && e.message.contains("witness"), "{e}");
+    assert!(
+        e.message.contains("frontend") && e.message.contains("witness"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -136,14 +142,16 @@ fn fewer_than_two_frontends() {
     let e = one_error(&text);
     assert_eq!(e.key, "nodes");
     assert_eq!(e.line, Some(3));
-    assert!(e.message.contains("at least two nodes with role frontend, found 1"), "{e}");
+    assert!(
+        e.message
+            .contains("at least two nodes with role frontend, found 1"),
+        "{e}"
+    );
 }
 
 #[test]
 fn witness_in_failover_domain() {
-    let text = format!(
-        "{BASE}resources:\n  failover_domain:\n    nodes: [one-server1, witness]\n"
-    );
+    let text = format!("{BASE}resources:\n  failover_domain:\n    nodes: [one-server1, witness]\n");
     let e = one_error(&text);
     assert_eq!(e.key, "resources.failover_domain.nodes[1]");
     assert!(e.message.contains("is a witness"), "{e}");
@@ -155,7 +163,10 @@ fn election_not_greater_than_heartbeat() {
     let e = one_error(&text);
     assert_eq!(e.key, "timers.election_ticks");
     assert_eq!(e.line, Some(16));
-    assert!(e.message.contains("more election ticks than heartbeat ticks (5), found 5"));
+    assert!(
+        e.message
+            .contains("more election ticks than heartbeat ticks (5), found 5")
+    );
 }
 
 #[test]
@@ -167,12 +178,19 @@ fn missing_key_file_says_how_to_make_one() {
     };
     assert_eq!(e.key, "key_file");
     assert_eq!(e.line, Some(2));
-    assert!(e.message.contains("oneha keygen /nonexistent/oneha.key"), "{e}");
+    assert!(
+        e.message.contains("oneha keygen /nonexistent/oneha.key"),
+        "{e}"
+    );
 }
 
 #[test]
 fn two_nodes_need_two_node_mode_or_a_witness() {
-    let two = BASE.split("  - name: witness").next().expect("prefix").to_string();
+    let two = BASE
+        .split("  - name: witness")
+        .next()
+        .expect("prefix")
+        .to_string();
     let e = one_error(&two);
     assert_eq!(e.key, "two_node");
     assert!(e.message.contains("set two_node: true"), "{e}");
@@ -198,7 +216,11 @@ fn resource_keys_of_another_type() {
     let e = one_error(&text);
     assert_eq!(e.key, "resources.group[0].unit");
     assert_eq!(e.line, Some(20));
-    assert!(e.message.contains("does not apply to a resource of type ip"), "{e}");
+    assert!(
+        e.message
+            .contains("does not apply to a resource of type ip"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -223,4 +245,16 @@ fn missing_file_is_one_clear_error() {
         panic!("loaded a missing file")
     };
     assert!(v[0].message.contains("--config"), "{}", v[0]);
+}
+
+#[test]
+fn missing_sections_get_the_same_defaults_as_empty_ones() {
+    let key = key_file();
+    let c = parse(Path::new("x"), &with_key(BASE, &key)).expect("valid");
+    let text = format!("{BASE}resources: {{}}\n");
+    let d = parse(Path::new("x"), &with_key(&text, &key)).expect("valid");
+    assert!(c.resources.autostart && d.resources.autostart);
+    assert!(c.resources.failover_domain.restricted);
+    assert_eq!(c.resources.max_restarts, d.resources.max_restarts);
+    assert_eq!(c.to_yaml(), d.to_yaml());
 }

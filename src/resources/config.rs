@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Dur, Problems, Role};
 
 /// The resource group: an ordered list started in order and stopped in reverse.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourcesConfig {
     /// Start the group when the cluster first forms (rgmanager's `autostart`).
@@ -28,6 +28,29 @@ pub struct ResourcesConfig {
     /// systemd units (no floating IP: its address must be configured).
     #[serde(default)]
     pub group: Vec<ResourceConfig>,
+}
+
+impl Default for ResourcesConfig {
+    fn default() -> Self {
+        ResourcesConfig {
+            autostart: true,
+            recovery: Recovery::default(),
+            max_restarts: default_max_restarts(),
+            restart_expire_time: default_restart_expire(),
+            failover_domain: FailoverDomain::default(),
+            group: Vec::new(),
+        }
+    }
+}
+
+impl Default for FailoverDomain {
+    fn default() -> Self {
+        FailoverDomain {
+            nodes: Vec::new(),
+            failback: false,
+            restricted: true,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -55,7 +78,7 @@ pub enum Recovery {
 
 /// Failover domain (rgmanager semantics). Node preference comes from `nodes[].priority`
 /// unless `nodes` lists them here in order.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailoverDomain {
     /// Names in order of preference; empty: every front-end by priority.
@@ -240,8 +263,16 @@ impl ResourceConfig {
             ("garp_repeat_after", self.garp_repeat_after.is_some(), ip),
             ("garp_refresh", self.garp_refresh.is_some(), ip),
             ("conflict_check", self.conflict_check.is_some(), ip),
-            ("unit", self.unit.is_some(), self.kind == ResourceType::Systemd),
-            ("script", self.script.is_some(), self.kind == ResourceType::Lsb),
+            (
+                "unit",
+                self.unit.is_some(),
+                self.kind == ResourceType::Systemd,
+            ),
+            (
+                "script",
+                self.script.is_some(),
+                self.kind == ResourceType::Lsb,
+            ),
         ];
         for (key, is_set, allowed) in present {
             if is_set && !allowed {

@@ -131,10 +131,22 @@ fn start_reports_for_old_generations_are_ignored() {
     let mut s = ReplicatedState::new(true, vec![1, 2]);
     assign(&mut s, 1, Some(1));
     assign(&mut s, 2, Some(2));
-    let r = s.apply(3, &prop(Command::Started { node: 1, generation: 1 }));
+    let r = s.apply(
+        3,
+        &prop(Command::Started {
+            node: 1,
+            generation: 1,
+        }),
+    );
     assert!(matches!(r, Applied::Ignored(_)));
     assert_eq!(s.group.phase, Phase::Starting);
-    s.apply(4, &prop(Command::Started { node: 2, generation: 2 }));
+    s.apply(
+        4,
+        &prop(Command::Started {
+            node: 2,
+            generation: 2,
+        }),
+    );
     assert_eq!(s.group.phase, Phase::Started);
 }
 
@@ -157,7 +169,11 @@ fn operator_commands() {
     assert_eq!(s.group.relocate, None);
     s.apply(8, &prop(Command::Enable { on: Some(2) }));
     assert_eq!(s.group.preferred, Some(2));
-    assert_eq!(s.group.relocate, Some(Some(2)), "enable --on moves a running group");
+    assert_eq!(
+        s.group.relocate,
+        Some(Some(2)),
+        "enable --on moves a running group"
+    );
 }
 
 #[test]
@@ -184,13 +200,27 @@ fn snapshot_and_proposal_round_trip() {
 
 #[test]
 fn same_commands_same_state_on_every_node() {
-    let cmds = vec![
-        Command::Assign { owner: Some(1), expected_generation: 0, reason: "a".into() },
-        Command::Started { node: 1, generation: 1 },
+    let cmds = [
+        Command::Assign {
+            owner: Some(1),
+            expected_generation: 0,
+            reason: "a".into(),
+        },
+        Command::Started {
+            node: 1,
+            generation: 1,
+        },
         Command::Relocate { to: Some(2) },
-        Command::Assign { owner: Some(2), expected_generation: 1, reason: "b".into() },
+        Command::Assign {
+            owner: Some(2),
+            expected_generation: 1,
+            reason: "b".into(),
+        },
         Command::Released { node: 1, epoch: 1 },
-        Command::Started { node: 2, generation: 2 },
+        Command::Started {
+            node: 2,
+            generation: 2,
+        },
     ];
     let run = || {
         let mut s = ReplicatedState::new(true, vec![1, 2, 3]);

@@ -1,5 +1,8 @@
 //! Storage: what is written survives reopening; torn tails and snapshots reconcile.
 
+// Protobuf types are built field by field, as in raft-rs's own examples.
+#![allow(clippy::field_reassign_with_default)]
+
 use super::*;
 
 fn entry(index: u64, term: u64) -> Entry {
@@ -23,7 +26,10 @@ fn indexes_terms(s: &DiskStorage) -> Vec<(u64, u64)> {
 fn fresh_storage_has_the_configured_voters() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("open");
-    assert_eq!(s.initial_state().expect("state").conf_state.voters, [1, 2, 3]);
+    assert_eq!(
+        s.initial_state().expect("state").conf_state.voters,
+        [1, 2, 3]
+    );
     assert_eq!(s.first_index().expect("first"), 1);
     assert_eq!(s.last_index().expect("last"), 0);
     // Voters given at a later open do not override the persisted ones.
@@ -36,7 +42,8 @@ fn fresh_storage_has_the_configured_voters() {
 fn entries_and_hard_state_survive_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = DiskStorage::open(dir.path(), &[1]).expect("open");
-    s.append(&[entry(1, 1), entry(2, 1), entry(3, 2)]).expect("append");
+    s.append(&[entry(1, 1), entry(2, 1), entry(3, 2)])
+        .expect("append");
     let mut hs = HardState::default();
     hs.term = 2;
     hs.vote = 1;
@@ -53,7 +60,8 @@ fn entries_and_hard_state_survive_reopen() {
 fn conflicting_append_truncates_and_survives_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = DiskStorage::open(dir.path(), &[1]).expect("open");
-    s.append(&[entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)]).expect("append");
+    s.append(&[entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)])
+        .expect("append");
     s.append(&[entry(3, 2)]).expect("overwrite");
     assert_eq!(indexes_terms(&s), [(1, 1), (2, 1), (3, 2)]);
     drop(s);
@@ -67,7 +75,11 @@ fn append_with_a_gap_is_refused() {
     let mut s = DiskStorage::open(dir.path(), &[1]).expect("open");
     s.append(&[entry(1, 1)]).expect("append");
     let err = s.append(&[entry(5, 1)]).expect_err("gap");
-    assert!(err.to_string().contains("append at index 5 outside the log"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("append at index 5 outside the log"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -97,7 +109,8 @@ fn torn_tail_is_cut_and_appends_continue() {
 fn corrupt_record_in_the_middle_stops_the_replay() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = DiskStorage::open(dir.path(), &[1]).expect("open");
-    s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).expect("append");
+    s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
+        .expect("append");
     drop(s);
     let path = dir.path().join(LOG);
     let mut data = fs::read(&path).expect("read");
@@ -162,7 +175,8 @@ fn stale_log_after_a_snapshot_is_dropped_at_open() {
     // entries from another history (term 1 at the snapshot's index 3, which has term 2).
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = DiskStorage::open(dir.path(), &[1]).expect("open");
-    s.append(&[entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)]).expect("append");
+    s.append(&[entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)])
+        .expect("append");
     let mut snap = Snapshot::default();
     snap.mut_metadata().index = 3;
     snap.mut_metadata().term = 2;
@@ -184,5 +198,8 @@ fn damaged_meta_is_an_error_that_says_what_to_do() {
     fs::write(&path, &data).expect("write");
     let err = DiskStorage::open(dir.path(), &[1]).err().expect("error");
     let text = err.to_string();
-    assert!(text.contains("checksum mismatch") && text.contains("rejoin"), "{text}");
+    assert!(
+        text.contains("checksum mismatch") && text.contains("rejoin"),
+        "{text}"
+    );
 }

@@ -1,0 +1,489 @@
+//! The agent: wires config, transport, the Raft node, the admin API and the control loop,
+//! and owns shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminHandler, AdminRequest, AdminResponse};
+use crate::cluster::auth::ClusterKey;
+use crate::cluster::node::{self, Event, NodeHandle, NodeSettings, RaftView};
+use crate::cluster::state::{Command, NodeId};
+use crate::cluster::transport::{self, ClientTiming, TransportIdentity, TransportStats};
+use crate::config::{Config, Role};
+use crate::status::{
+    FenceLine, FencingStatus, GroupStatus, MemberStatus, RaftStatus, StatusReport,
+    TransportCounters,
+};
+
+/// Everything the agent's tasks share.
+pub struct Agent {
+    /// The loaded config.
+    pub cfg: Config,
+    /// This node's id.
+    pub me: NodeId,
+    /// This node's name.
+    pub name: String,
+    /// The Raft node.
+    pub node: NodeHandle,
+    /// Transport counters.
+    pub stats: Arc<TransportStats>,
+    /// Our gossip, sent to every peer.
+    pub gossip: watch::Sender<Vec<u8>>,
+}
+
+/// Finds which configured node this machine is: `--node`, then `$ONEHA_NODE`, then the
+/// host name, then a node whose peer address is configured on a local interface.
+pub fn resolve_node(cfg: &Config, explicit: Option<&str>) -> Result<String, String> {
+    if let Some(n) = explicit
+        .map(str::to_string)
+        .or_else(|| std::env::var("ONEHA_NODE").ok())
+    {
+        return match cfg.node(&n) {
+            Some(_) => Ok(n),
+            None => Err(format!(
+                "node `{n}` is not in the config's `nodes` ({}): pass --node with one of them",
+                names(cfg)
+            )),
+        };
+    }
+    if let Ok(host) = nix::unistd::gethostname() {
+        let host = host.to_string_lossy().to_string();
+        let short = host.split('.').next().unwrap_or(&host).to_string();
+        if let Some(n) = cfg.nodes.iter().find(|n| n.name == host || n.name == short) {
+            return Ok(n.name.clone());
+        }
+    }
+    for n in &cfg.nodes {
+        if std::net::TcpListener::bind((n.address.ip(), 0)).is_ok() && !n.address.ip().is_loopback()
+        {
+            return Ok(n.name.clone());
+        }
+    }
+    Err(format!(
+        "cannot tell which node this is: the host name matches none of {} and no node \
+         address is local; pass --node NAME or set ONEHA_NODE",
+        names(cfg)
+    ))
+}
+
+fn names(cfg: &Config) -> String {
+    cfg.nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs the agent until SIGTERM/SIGINT.
+pub async fn run(cfg: Config, name: String) -> Result<(), String> {
+    let key = ClusterKey::load(&cfg.key_file).map_err(|e| e.to_string())?;
+    let me_cfg = cfg
+        .node(&name)
+        .ok_or_else(|| format!("node `{name}` is not configured"))?
+        .clone();
+    let me = me_cfg.id;
+    let timers = cfg.timers();
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (gossip_tx, gossip_rx) = watch::channel(Vec::new());
+    let stats = Arc::new(TransportStats::default());
+    let ident = TransportIdentity {
+        cluster: cfg.cluster.clone(),
+        me,
+        key,
+    };
+    let peers: Vec<(NodeId, std::net::SocketAddr)> = cfg
+        .nodes
+        .iter()
+        .filter(|n| n.id != me)
+        .map(|n| (n.id, n.address))
+        .collect();
+    let heartbeat = timers.tick * timers.heartbeat_ticks as u32;
+    let election = timers.tick * timers.election_ticks as u32;
+    let timing = ClientTiming {
+        keepalive: heartbeat,
+        connect_timeout: election.max(Duration::from_millis(200)),
+        max_backoff: election.clamp(Duration::from_millis(100), Duration::from_millis(500)),
+    };
+    let senders = transport::start_clients(
+        &ident,
+        &peers,
+        timing,
+        gossip_rx,
+        stats.clone(),
+        shutdown.clone(),
+    );
+    let settings = NodeSettings {
+        me,
+        members: cfg.nodes.iter().map(|n| n.id).collect(),
+        dir: cfg.data_dir.join("raft"),
+        tick: timers.tick,
+        heartbeat_ticks: timers.heartbeat_ticks,
+        election_ticks: timers.election_ticks,
+        autostart: cfg.resources.autostart,
+    };
+    let (handle, raft_thread) = node::start(settings, senders)?;
+    let known: Vec<NodeId> = cfg.nodes.iter().map(|n| n.id).collect();
+    let server = transport::serve(
+        me_cfg.address,
+        ident,
+        known,
+        handle.inbound_sink(),
+        stats.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let agent = Arc::new(Agent {
+        cfg,
+        me,
+        name,
+        node: handle.clone(),
+        stats,
+        gossip: gossip_tx,
+    });
+    let admin_task = admin::serve(
+        &agent.cfg.admin_socket,
+        agent.clone() as Arc<dyn AdminHandler>,
+        shutdown.clone(),
+    )
+    .await?;
+    tracing::info!(
+        id = me,
+        address = %me_cfg.address,
+        "agent started ({} members, tick {:?}, election {:?})",
+        agent.cfg.nodes.len(),
+        timers.tick,
+        election
+    );
+    let control = tokio::spawn(crate::control::run(agent.clone(), shutdown.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    graceful_leave(&agent, election).await;
+    let _ = shutdown_tx.send(true);
+    let _ = control.await;
+    let _ = handle.send(Event::Shutdown);
+    let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let _ = admin_task.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers we can only wait forever; the process is killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// On shutdown, hand Raft leadership to the most up-to-date follower so the cluster does
+/// not wait an election timeout.
+async fn graceful_leave(agent: &Agent, election: Duration) {
+    let view = agent.node.view();
+    if view.role != "leader" {
+        return;
+    }
+    let best = view
+        .members
+        .iter()
+        .filter(|m| view.state.voters.contains(&m.id))
+        .filter(|m| {
+            m.last_contact_ms
+                .is_some_and(|ms| ms < election.as_millis() as u64)
+        })
+        .max_by_key(|m| m.matched.unwrap_or(0))
+        .map(|m| m.id);
+    let Some(to) = best else { return };
+    tracing::info!(to, "transferring Raft leadership");
+    let _ = agent.node.send(Event::TransferLeader(to));
+    let mut w = agent.node.watch();
+    let _ = tokio::time::timeout(election * 2, w.wait_for(|v| v.leader != Some(agent.me))).await;
+}
+
+impl Agent {
+    /// Name of a node id.
+    pub fn node_name(&self, id: NodeId) -> String {
+        self.cfg
+            .node_by_id(id)
+            .map(|n| n.name.clone())
+            .unwrap_or_else(|| format!("node{id}"))
+    }
+
+    /// Id of a node name, with an error that lists the choices.
+    pub fn node_id(&self, name: &str) -> Result<NodeId, String> {
+        self.cfg.node(name).map(|n| n.id).ok_or_else(|| {
+            format!(
+                "`{name}` is not a node of this cluster ({})",
+                names(&self.cfg)
+            )
+        })
+    }
+
+    /// How long since last contact before a member counts as down.
+    pub fn peer_timeout(&self) -> Duration {
+        let t = self.cfg.timers();
+        (t.tick * t.election_ticks as u32 * 2).max(Duration::from_millis(500))
+    }
+
+    /// Builds the status report from the current view.
+    pub fn status(&self) -> StatusReport {
+        let v: Arc<RaftView> = self.node.view();
+        let timeout_ms = self.peer_timeout().as_millis() as u64;
+        let contacts: HashMap<NodeId, _> = v.members.iter().map(|m| (m.id, m)).collect();
+        let members: Vec<MemberStatus> = self
+            .cfg
+            .nodes
+            .iter()
+            .map(|n| {
+                let local = n.id == self.me;
+                let mv = contacts.get(&n.id);
+                let last = mv.and_then(|m| m.last_contact_ms);
+                MemberStatus {
+                    name: n.name.clone(),
+                    id: n.id,
+                    role: match n.role {
+                        Role::Frontend => "frontend".into(),
+                        Role::Witness => "witness".into(),
+                    },
+                    local,
+                    up: local || last.is_some_and(|ms| ms <= timeout_ms),
+                    last_contact_ms: last,
+                    voter: v.state.voters.contains(&n.id),
+                    resources: mv
+                        .and_then(|m| m.gossip.as_ref())
+                        .map(gossip_resources)
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        let voters_up = members.iter().filter(|m| m.voter && m.up).count();
+        let voters = v.state.voters.len();
+        let quorum = if self.cfg.two_node {
+            let peer_up = members.iter().any(|m| !m.local && m.up);
+            if peer_up {
+                "two-node, peer online".to_string()
+            } else {
+                "two-node, peer OFFLINE: fencing decides".to_string()
+            }
+        } else if voters_up * 2 > voters {
+            format!("quorate ({voters_up} of {voters} voters up)")
+        } else {
+            format!("NOT quorate ({voters_up} of {voters} voters up)")
+        };
+        let g = &v.state.group;
+        let state = if g.frozen {
+            "frozen"
+        } else if !g.enabled && g.dirty.is_empty() {
+            "disabled"
+        } else if !g.enabled {
+            "stopping"
+        } else {
+            match g.phase {
+                crate::cluster::state::Phase::Stopped => "stopped",
+                crate::cluster::state::Phase::Starting => "starting",
+                crate::cluster::state::Phase::Started => "started",
+                crate::cluster::state::Phase::Failed => "failed",
+            }
+        };
+        let mut failures: Vec<(String, String)> = g
+            .stop_failed
+            .iter()
+            .map(|(n, w)| (self.node_name(*n), format!("stop failed: {w}")))
+            .collect();
+        failures.extend(
+            g.start_failed
+                .iter()
+                .map(|(n, w)| (self.node_name(*n), format!("start failed: {w}"))),
+        );
+        let owner = g.owner;
+        let group = GroupStatus {
+            state: state.to_string(),
+            owner: owner.map(|o| self.node_name(o)),
+            generation: g.generation,
+            reason: g.reason.clone(),
+            waiting_for: owner
+                .map(|o| {
+                    g.blockers(o)
+                        .into_iter()
+                        .map(|n| self.node_name(n))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            relocating_to: g
+                .relocate
+                .map(|t| t.map(|n| self.node_name(n)).unwrap_or_else(|| "*".into())),
+            enabled: g.enabled,
+            frozen: g.frozen,
+            failures,
+        };
+        let journal = v
+            .state
+            .fence_journal
+            .iter()
+            .map(|r| FenceLine {
+                target: self.node_name(r.target),
+                by: self.node_name(r.by),
+                method: r.method.clone(),
+                action: r.action.clone(),
+                success: r.success,
+                detail: r.detail.clone(),
+                at_ms: r.at_ms,
+            })
+            .collect();
+        let mut notices = Vec::new();
+        if let Some(f) = &v.fatal {
+            notices.push(format!("the Raft node stopped: {f}"));
+        }
+        if self.cfg.wait_for_all && !v.seen_all {
+            notices.push(
+                "wait-for-all: this node has not yet seen every member since it started; \
+                 it will neither fence nor take over (S6)"
+                    .to_string(),
+            );
+        }
+        let topology = topology_name(&self.cfg);
+        StatusReport {
+            cluster: self.cfg.cluster.clone(),
+            node: self.name.clone(),
+            topology,
+            quorum,
+            raft: RaftStatus {
+                role: v.role.clone(),
+                term: v.term,
+                leader: v.leader.map(|l| self.node_name(l)),
+                commit: v.commit,
+                applied: v.state.applied,
+                last_index: v.last_index,
+                log_entries: v.log_entries,
+                voters: v.state.voters.iter().map(|n| self.node_name(*n)).collect(),
+            },
+            members,
+            group,
+            fencing: FencingStatus {
+                journal,
+                in_progress: None,
+            },
+            notices,
+            stuck_vms: None,
+            transport: TransportCounters {
+                frames_in: self.stats.frames_in.load(Ordering::Relaxed),
+                frames_out: self.stats.frames_out.load(Ordering::Relaxed),
+                rejected: self.stats.rejected.load(Ordering::Relaxed),
+                dropped: self.stats.dropped.load(Ordering::Relaxed),
+            },
+        }
+    }
+
+    async fn operator(&self, cmd: Command) -> AdminResponse {
+        match self.node.propose(cmd, Duration::from_secs(10)).await {
+            Ok(crate::cluster::state::Applied::Done) => {
+                AdminResponse::ok(serde_json::json!("done"))
+            }
+            Ok(crate::cluster::state::Applied::Ignored(why)) => AdminResponse::err(why),
+            Err(e) => AdminResponse::err(e),
+        }
+    }
+
+    /// Checks that `name` may run the group; the error says why not.
+    pub fn check_may_host(&self, name: &str) -> Result<NodeId, String> {
+        let id = self.node_id(name)?;
+        let n = self.cfg.node(name).ok_or("unknown node")?;
+        if n.role == Role::Witness {
+            return Err(format!("{name} is a witness: it never runs the group"));
+        }
+        let domain = &self.cfg.resources.failover_domain;
+        if domain.restricted && !domain.nodes.is_empty() && !domain.nodes.iter().any(|d| d == name)
+        {
+            return Err(format!("{name} is not in the failover domain"));
+        }
+        Ok(id)
+    }
+}
+
+/// The topology in words, for status.
+pub fn topology_name(cfg: &Config) -> String {
+    let fe = cfg
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Frontend)
+        .count();
+    let w = cfg.nodes.len() - fe;
+    if cfg.two_node {
+        "two-node, fencing as tie-breaker".into()
+    } else if w == 0 {
+        format!("{fe} front-ends")
+    } else {
+        format!("{fe} front-ends + {w} witness")
+    }
+}
+
+fn gossip_resources(g: &serde_json::Value) -> Vec<(String, String)> {
+    g.get("resources")
+        .and_then(|r| r.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    Some((
+                        e.get(0)?.as_str()?.to_string(),
+                        e.get(1)?.as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl AdminHandler for Agent {
+    fn handle(
+        &self,
+        req: AdminRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = AdminResponse> + Send + '_>> {
+        Box::pin(async move {
+            match req {
+                AdminRequest::Status => match serde_json::to_value(self.status()) {
+                    Ok(v) => AdminResponse::ok(v),
+                    Err(e) => AdminResponse::err(e.to_string()),
+                },
+                AdminRequest::Enable { on } => {
+                    let on = match on.as_deref().map(|n| self.check_may_host(n)).transpose() {
+                        Ok(on) => on,
+                        Err(e) => return AdminResponse::err(e),
+                    };
+                    self.operator(Command::Enable { on }).await
+                }
+                AdminRequest::Disable => self.operator(Command::Disable).await,
+                AdminRequest::Freeze => self.operator(Command::Freeze).await,
+                AdminRequest::Unfreeze => self.operator(Command::Unfreeze).await,
+                AdminRequest::Restart => self.operator(Command::Restart).await,
+                AdminRequest::Relocate { to } => {
+                    let to = match to.as_deref().map(|n| self.check_may_host(n)).transpose() {
+                        Ok(to) => to,
+                        Err(e) => return AdminResponse::err(e),
+                    };
+                    let v = self.node.view();
+                    if to.is_some() && to == v.state.group.owner {
+                        return AdminResponse::err("the group already runs there");
+                    }
+                    self.operator(Command::Relocate { to }).await
+                }
+                AdminRequest::Fence { .. }
+                | AdminRequest::FenceAck { .. }
+                | AdminRequest::ForceWaitForAll => {
+                    AdminResponse::err("fencing is not built yet in this version (issue 4)")
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,238 @@
+//! The command line: parse arguments, talk to the agent over the admin API, print.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::admin::{self, AdminRequest};
+use crate::config;
+use crate::status::StatusReport;
+
+/// oneha keeps an OpenNebula front-end alive: Raft membership, a floating IP, the
+/// opennebula units, fencing of lost nodes, and the stuck-VM report after a failover.
+#[derive(Parser, Debug)]
+#[command(name = "oneha", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (default: $ONEHA_CONFIG, then /etc/oneha/oneha.yaml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the agent on this node (normally started by systemd: oneha.service).
+    Agent {
+        /// This node's name in `nodes` (default: $ONEHA_NODE, the host name, or the node
+        /// whose address is local).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Show members, quorum, Raft state, the group and fencing (like clustat).
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a config file and print it with defaults filled in (exit 2 on errors).
+    CheckConfig {
+        /// The file (default: --config, $ONEHA_CONFIG, /etc/oneha/oneha.yaml).
+        file: Option<PathBuf>,
+    },
+    /// Write a new random cluster key (mode 0600); copy it to every node.
+    Keygen {
+        /// Where (default: the config's key_file, else /etc/oneha/cluster.key).
+        file: Option<PathBuf>,
+    },
+    /// Let the group run (clusvcadm -e), optionally on a given node.
+    Enable {
+        /// Preferred node.
+        #[arg(long)]
+        on: Option<String>,
+    },
+    /// Stop the group everywhere and keep it stopped (clusvcadm -d).
+    Disable,
+    /// Move the group to another node (clusvcadm -r).
+    Relocate {
+        /// Target node (default: the next one in the failover domain).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Restart the group in place (clusvcadm -R).
+    Restart,
+    /// Maintenance mode: no monitoring, no recovery, no failover (clusvcadm -Z).
+    Freeze,
+    /// Leave maintenance mode (clusvcadm -U).
+    Unfreeze,
+}
+
+/// Parses arguments, runs the command, returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oneha: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> i32 {
+    let config_path = config::resolve_path(cli.config.as_deref());
+    match cli.command {
+        Cmd::CheckConfig { file } => check_config(file.as_deref().unwrap_or(&config_path)),
+        Cmd::Keygen { file } => keygen(file, &config_path),
+        Cmd::Agent { node } => agent(&config_path, node.as_deref()).await,
+        Cmd::Status { json } => status(&config_path, json).await,
+        Cmd::Enable { on } => simple(&config_path, AdminRequest::Enable { on }).await,
+        Cmd::Disable => simple(&config_path, AdminRequest::Disable).await,
+        Cmd::Relocate { to } => simple(&config_path, AdminRequest::Relocate { to }).await,
+        Cmd::Restart => simple(&config_path, AdminRequest::Restart).await,
+        Cmd::Freeze => simple(&config_path, AdminRequest::Freeze).await,
+        Cmd::Unfreeze => simple(&config_path, AdminRequest::Unfreeze).await,
+    }
+}
+
+fn check_config(path: &Path) -> i32 {
+    match config::load(path) {
+        Ok(c) => {
+            print!("{}", c.to_yaml());
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+    }
+}
+
+fn keygen(file: Option<PathBuf>, config_path: &Path) -> i32 {
+    let path = file.unwrap_or_else(|| {
+        // The config may not validate yet (its key file is missing): read just the path.
+        std::fs::read_to_string(config_path)
+            .ok()
+            .and_then(|t| serde_norway::from_str::<serde_norway::Value>(&t).ok())
+            .and_then(|v| v.get("key_file")?.as_str().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/etc/oneha/cluster.key"))
+    });
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!("oneha keygen: cannot create {}: {e}", dir.display());
+        return 2;
+    }
+    match crate::cluster::auth::ClusterKey::generate(&path) {
+        Ok(()) => {
+            println!(
+                "wrote a new cluster key to {} (mode 0600); copy it to every node",
+                path.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("oneha keygen: {e}");
+            2
+        }
+    }
+}
+
+fn load_or_report(path: &Path) -> Result<config::Config, i32> {
+    config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        2
+    })
+}
+
+async fn agent(path: &Path, node: Option<&str>) -> i32 {
+    let cfg = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let name = match crate::agent::resolve_node(&cfg, node) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("oneha agent: {e}");
+            return 2;
+        }
+    };
+    crate::logging::init(Some(&name));
+    match crate::agent::run(cfg, name).await {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("oneha agent: {e}");
+            1
+        }
+    }
+}
+
+/// The admin socket: from the config if it loads, else the default.
+fn admin_socket(path: &Path) -> PathBuf {
+    if let Ok(p) = std::env::var("ONEHA_ADMIN_SOCKET") {
+        return PathBuf::from(p);
+    }
+    match config::load(path) {
+        Ok(c) => c.admin_socket,
+        Err(_) => PathBuf::from("/run/oneha/admin.sock"),
+    }
+}
+
+async fn status(path: &Path, json: bool) -> i32 {
+    let socket = admin_socket(path);
+    match admin::call(&socket, &AdminRequest::Status, Duration::from_secs(5)).await {
+        Ok(r) if r.ok => {
+            let v = r.result.unwrap_or_default();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                return 0;
+            }
+            match serde_json::from_value::<StatusReport>(v) {
+                Ok(s) => {
+                    print!("{}", s.render());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("oneha status: unexpected answer from the agent: {e}");
+                    2
+                }
+            }
+        }
+        Ok(r) => {
+            eprintln!("oneha status: {}", r.error.unwrap_or_default());
+            1
+        }
+        Err(e) => {
+            eprintln!("oneha status: {e}");
+            2
+        }
+    }
+}
+
+async fn simple(path: &Path, req: AdminRequest) -> i32 {
+    let socket = admin_socket(path);
+    match admin::call(&socket, &req, Duration::from_secs(15)).await {
+        Ok(r) if r.ok => {
+            println!("done");
+            0
+        }
+        Ok(r) => {
+            eprintln!("oneha: refused: {}", r.error.unwrap_or_default());
+            1
+        }
+        Err(e) => {
+            eprintln!("oneha: {e}");
+            2
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! `oneha status`: the cluster as one node sees it, as data (`--json`) and as a table in
+//! the spirit of rgmanager's `clustat`.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole status report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Cluster name.
+    pub cluster: String,
+    /// The node that answered.
+    pub node: String,
+    /// Topology in words.
+    pub topology: String,
+    /// Quorum as this node sees it.
+    pub quorum: String,
+    /// Raft state on this node.
+    pub raft: RaftStatus,
+    /// Every member.
+    pub members: Vec<MemberStatus>,
+    /// The resource group.
+    pub group: GroupStatus,
+    /// Fencing: journal and what is in progress.
+    pub fencing: FencingStatus,
+    /// Free-form warnings an operator should read (wait-for-all, split, fencing failing...).
+    pub notices: Vec<String>,
+    /// Summary of the last stuck-VM report, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck_vms: Option<serde_json::Value>,
+    /// Peer transport counters.
+    pub transport: TransportCounters,
+}
+
+/// Raft state on the answering node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaftStatus {
+    /// `leader`, `follower`, `candidate`, `pre-candidate`.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// Leader name, if known.
+    pub leader: Option<String>,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// Entries kept in the log.
+    pub log_entries: usize,
+    /// Voter names.
+    pub voters: Vec<String>,
+}
+
+/// One member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Name.
+    pub name: String,
+    /// Raft id.
+    pub id: u64,
+    /// `frontend` or `witness`.
+    pub role: String,
+    /// Whether this is the answering node.
+    pub local: bool,
+    /// Heard from recently (always true for the local node).
+    pub up: bool,
+    /// Milliseconds since last heard from (None: never since the agent started).
+    pub last_contact_ms: Option<u64>,
+    /// Whether it votes in Raft now.
+    pub voter: bool,
+    /// Its own report of its resources (name -> state), from gossip.
+    pub resources: Vec<(String, String)>,
+}
+
+/// The group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// started, starting, stopping, stopped, disabled, frozen, recovering, failed.
+    pub state: String,
+    /// Owner name.
+    pub owner: Option<String>,
+    /// Owner generation.
+    pub generation: u64,
+    /// Why the owner is what it is.
+    pub reason: String,
+    /// Nodes that must release or be fenced before the owner may start.
+    pub waiting_for: Vec<String>,
+    /// Pending relocation target (`*` = any).
+    pub relocating_to: Option<String>,
+    /// Enabled by the operator.
+    pub enabled: bool,
+    /// Maintenance mode.
+    pub frozen: bool,
+    /// Failed stops and starts, by node.
+    pub failures: Vec<(String, String)>,
+}
+
+/// Fencing state.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct FencingStatus {
+    /// Last journal lines, newest last.
+    pub journal: Vec<FenceLine>,
+    /// What this node is doing or waiting for (e.g. "fencing node1 with kvm: retry in 4s").
+    pub in_progress: Option<String>,
+}
+
+/// One journal line, with names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FenceLine {
+    /// Fenced node.
+    pub target: String,
+    /// Who fenced.
+    pub by: String,
+    /// Method/device.
+    pub method: String,
+    /// Action.
+    pub action: String,
+    /// Outcome.
+    pub success: bool,
+    /// Detail or error.
+    pub detail: String,
+    /// When (ms since epoch).
+    pub at_ms: u64,
+}
+
+/// Transport counters.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct TransportCounters {
+    /// Frames accepted.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Frames rejected (bad key, replay...).
+    pub rejected: u64,
+    /// Raft messages dropped (full queue, peer down).
+    pub dropped: u64,
+}
+
+fn ago(ms: Option<u64>) -> String {
+    match ms {
+        None => "never".to_string(),
+        Some(ms) if ms < 1000 => format!("{ms}ms ago"),
+        Some(ms) if ms < 120_000 => format!("{:.1}s ago", ms as f64 / 1000.0),
+        Some(ms) => format!("{}m ago", ms / 60_000),
+    }
+}
+
+impl StatusReport {
+    /// The clustat-like text.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "Cluster {} ({}), seen from {}: {}",
+            self.cluster, self.topology, self.node, self.quorum
+        );
+        let r = &self.raft;
+        let _ = writeln!(
+            o,
+            "Raft: {} term {}, leader {}, commit {}, applied {}, log {} entries",
+            r.role,
+            r.term,
+            r.leader.as_deref().unwrap_or("none"),
+            r.commit,
+            r.applied,
+            r.log_entries
+        );
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            " {:<16} {:>3}  {:<9} {:<7} {:<14} Resources",
+            "Member", "ID", "Role", "Status", "Last contact"
+        );
+        let _ = writeln!(
+            o,
+            " {:<16} {:>3}  {:<9} {:<7} {:<14} ---------",
+            "------", "--", "----", "------", "------------"
+        );
+        for m in &self.members {
+            let name = if m.local {
+                format!("{} (local)", m.name)
+            } else {
+                m.name.clone()
+            };
+            let role = if m.voter {
+                m.role.clone()
+            } else {
+                format!("{}*", m.role)
+            };
+            let status = if m.up { "Online" } else { "Offline" };
+            let contact = if m.local {
+                "-".to_string()
+            } else {
+                ago(m.last_contact_ms)
+            };
+            let res = m
+                .resources
+                .iter()
+                .map(|(n, s)| format!("{n}={s}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let _ = writeln!(
+                o,
+                " {name:<16} {:>3}  {role:<9} {status:<7} {contact:<14} {res}",
+                m.id
+            );
+        }
+        if self.members.iter().any(|m| !m.voter) {
+            let _ = writeln!(o, " (* not a Raft voter now)");
+        }
+        let g = &self.group;
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "Group: {}  owner {}  generation {}{}",
+            g.state,
+            g.owner.as_deref().unwrap_or("(none)"),
+            g.generation,
+            if g.reason.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", g.reason)
+            }
+        );
+        if !g.waiting_for.is_empty() {
+            let _ = writeln!(
+                o,
+                "  waiting for {} to release or be fenced",
+                g.waiting_for.join(", ")
+            );
+        }
+        if let Some(to) = &g.relocating_to {
+            let _ = writeln!(o, "  relocation requested to {to}");
+        }
+        for (node, why) in &g.failures {
+            let _ = writeln!(o, "  failure on {node}: {why}");
+        }
+        if let Some(p) = &self.fencing.in_progress {
+            let _ = writeln!(o, "Fencing: {p}");
+        }
+        if !self.fencing.journal.is_empty() {
+            let _ = writeln!(o, "Fence journal (newest last):");
+            for l in self.fencing.journal.iter().rev().take(5).rev() {
+                let _ = writeln!(
+                    o,
+                    "  {} {} by {} via {} {}: {}{}",
+                    fmt_time(l.at_ms),
+                    l.target,
+                    l.by,
+                    l.method,
+                    l.action,
+                    if l.success { "success" } else { "FAILED" },
+                    if l.detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", l.detail)
+                    }
+                );
+            }
+        }
+        if let Some(s) = &self.stuck_vms {
+            let _ = writeln!(o, "Stuck VMs (last report): {s}");
+        }
+        for n in &self.notices {
+            let _ = writeln!(o, "! {n}");
+        }
+        if self.transport.rejected > 0 {
+            let _ = writeln!(
+                o,
+                "! {} peer frames rejected (wrong key or forged): see the agent's log",
+                self.transport.rejected
+            );
+        }
+        o
+    }
+}
+
+/// Formats ms since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
+pub fn fmt_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(fmt_time(0), "1970-01-01 00:00:00");
+        assert_eq!(fmt_time(1_795_304_096_000), "2026-11-21 23:34:56");
+        assert_eq!(fmt_time(951_782_400_000), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn renders_members_and_group() {
+        let r = StatusReport {
+            cluster: "one".into(),
+            node: "a".into(),
+            topology: "two front-ends + witness".into(),
+            quorum: "quorate (3 of 3 voters up)".into(),
+            raft: RaftStatus {
+                role: "leader".into(),
+                term: 4,
+                leader: Some("a".into()),
+                commit: 9,
+                applied: 9,
+                last_index: 9,
+                log_entries: 9,
+                voters: vec!["a".into(), "b".into(), "w".into()],
+            },
+            members: vec![
+                MemberStatus {
+                    name: "a".into(),
+                    id: 1,
+                    role: "frontend".into(),
+                    local: true,
+                    up: true,
+                    last_contact_ms: None,
+                    voter: true,
+                    resources: vec![("vip".into(), "running".into())],
+                },
+                MemberStatus {
+                    name: "b".into(),
+                    id: 2,
+                    role: "frontend".into(),
+                    local: false,
+                    up: false,
+                    last_contact_ms: Some(4200),
+                    voter: false,
+                    resources: vec![],
+                },
+            ],
+            group: GroupStatus {
+                state: "started".into(),
+                owner: Some("a".into()),
+                generation: 3,
+                reason: "b lost".into(),
+                waiting_for: vec![],
+                relocating_to: None,
+                enabled: true,
+                frozen: false,
+                failures: vec![],
+            },
+            fencing: FencingStatus::default(),
+            notices: vec!["hello".into()],
+            stuck_vms: None,
+            transport: TransportCounters {
+                rejected: 2,
+                ..Default::default()
+            },
+        };
+        let text = r.render();
+        assert!(text.contains("a (local)"), "{text}");
+        assert!(text.contains("vip=running"), "{text}");
+        assert!(
+            text.contains("Offline") && text.contains("4.2s ago"),
+            "{text}"
+        );
+        assert!(text.contains("frontend*"), "{text}");
+        assert!(
+            text.contains("Group: started  owner a  generation 3  (b lost)"),
+            "{text}"
+        );
+        assert!(text.contains("2 peer frames rejected"), "{text}");
+        assert!(text.contains("! hello"), "{text}");
+    }
+}
