@@ -327,6 +327,7 @@ impl Agent {
             enabled: g.enabled,
             frozen: g.frozen,
             failures,
+            restarts_requested: g.restart_requests,
         };
         let journal = v
             .state
@@ -387,7 +388,14 @@ impl Agent {
     }
 
     async fn operator(&self, cmd: Command) -> AdminResponse {
-        match self.node.propose(cmd, Duration::from_secs(10)).await {
+        // Every operator command but Restart is idempotent: retry through leader changes.
+        let timeout = Duration::from_secs(10);
+        let r = if cmd == Command::Restart {
+            self.node.propose(cmd, timeout).await
+        } else {
+            self.node.propose_idempotent(cmd, timeout).await
+        };
+        match r {
             Ok(crate::cluster::state::Applied::Done) => {
                 AdminResponse::ok(serde_json::json!("done"))
             }

@@ -22,7 +22,10 @@ pub async fn run(agent: Arc<Agent>, mut shutdown: watch::Receiver<bool>) {
         }
         publish_gossip(&agent);
         if let Some(cmd) = leader_decision(&agent)
-            && let Err(e) = agent.node.propose(cmd, Duration::from_secs(5)).await
+            && let Err(e) = agent
+                .node
+                .propose_idempotent(cmd, Duration::from_secs(5))
+                .await
         {
             tracing::debug!("proposal failed: {e}");
         }

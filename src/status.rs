@@ -96,6 +96,8 @@ pub struct GroupStatus {
     pub frozen: bool,
     /// Failed stops and starts, by node.
     pub failures: Vec<(String, String)>,
+    /// In-place restarts requested so far (`oneha restart`).
+    pub restarts_requested: u64,
 }
 
 /// Fencing state.
@@ -356,6 +358,7 @@ mod tests {
                 enabled: true,
                 frozen: false,
                 failures: vec![],
+                restarts_requested: 0,
             },
             fencing: FencingStatus::default(),
             notices: vec!["hello".into()],

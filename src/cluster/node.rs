@@ -112,6 +112,9 @@ pub struct NodeSettings {
     pub autostart: bool,
 }
 
+/// Start of the error text for proposals caught in a leader change.
+pub const LEADER_CHANGED: &str = "leadership changed while committing";
+
 /// Queue length of the Raft thread's event channel.
 pub const EVENT_QUEUE: usize = 4096;
 /// Snapshot and compact after this many applied entries.
@@ -148,6 +151,27 @@ impl NodeHandle {
         }
     }
 
+    /// Proposes an idempotent command, retrying through leader changes until `timeout`.
+    pub async fn propose_idempotent(
+        &self,
+        cmd: Command,
+        timeout: Duration,
+    ) -> Result<Applied, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.propose(cmd.clone(), left).await {
+                Err(e)
+                    if (e.starts_with(LEADER_CHANGED) || e.starts_with("no leader"))
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// The latest published view.
     pub fn view(&self) -> Arc<RaftView> {
         self.view.borrow().clone()
@@ -180,7 +204,8 @@ struct Node {
     raw: RawNode<DiskStorage>,
     state: ReplicatedState,
     peers: HashMap<NodeId, PeerSender>,
-    pending: HashMap<u64, oneshot::Sender<Result<Applied, String>>>,
+    /// Proposals waiting to be applied, with the term they were proposed in.
+    pending: HashMap<u64, (oneshot::Sender<Result<Applied, String>>, u64)>,
     next_request: u64,
     contact: HashMap<NodeId, Instant>,
     gossip: HashMap<NodeId, serde_json::Value>,
@@ -318,7 +343,7 @@ impl Node {
     }
 
     fn finish(&mut self) {
-        for (_, reply) in self.pending.drain() {
+        for (_, (reply, _)) in self.pending.drain() {
             let _ = reply.send(Err("the agent is shutting down".to_string()));
         }
     }
@@ -349,7 +374,7 @@ impl Node {
                 };
                 match self.raw.propose(Vec::new(), p.encode()) {
                     Ok(()) => {
-                        self.pending.insert(request, reply);
+                        self.pending.insert(request, (reply, self.raw.raft.term));
                     }
                     Err(e) => {
                         let why = match self.raw.raft.leader_id {
@@ -359,7 +384,7 @@ impl Node {
                         let _ = reply.send(Err(why));
                     }
                 }
-                self.pending.retain(|_, r| !r.is_closed());
+                self.pending.retain(|_, (r, _)| !r.is_closed());
                 false
             }
             Event::AddVoter(id) => {
@@ -440,7 +465,28 @@ impl Node {
         self.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
+        self.fail_stale_proposals();
         self.maybe_compact()
+    }
+
+    /// A proposal made in an older term may have been lost with the old leader. Fail it
+    /// now so the caller can retry at once instead of waiting for its timeout.
+    fn fail_stale_proposals(&mut self) {
+        let term = self.raw.raft.term;
+        let stale: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, t))| *t != term)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some((reply, t)) = self.pending.remove(&id) {
+                let _ = reply.send(Err(format!(
+                    "{LEADER_CHANGED} (term {t} -> {term}): the command may or may not have \
+                     been applied; check `oneha status`"
+                )));
+            }
+        }
     }
 
     fn send(&mut self, msgs: Vec<RaftMessage>) {
@@ -473,7 +519,7 @@ impl Node {
                             tracing::info!(index = e.index, by = p.by, "applied {:?}", p.cmd);
                         }
                         if p.by == self.s.me
-                            && let Some(reply) = self.pending.remove(&p.request)
+                            && let Some((reply, _)) = self.pending.remove(&p.request)
                         {
                             let _ = reply.send(Ok(outcome));
                         }
