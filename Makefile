@@ -24,6 +24,10 @@ test: build
 		$(CARGO) test --no-fail-fast; \
 	fi
 
+## Election and re-election times, idle footprint (docs/benchmarks.md).
+bench-election:
+	$(CARGO) bench --bench election
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings

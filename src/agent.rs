@@ -195,8 +195,8 @@ async fn graceful_leave(agent: &Agent, election: Duration) {
     if view.role != "leader" {
         return;
     }
-    let best = view
-        .members
+    let members = agent.node.members();
+    let best = members
         .iter()
         .filter(|m| view.state.voters.contains(&m.id))
         .filter(|m| {
@@ -241,7 +241,8 @@ impl Agent {
     pub fn status(&self) -> StatusReport {
         let v: Arc<RaftView> = self.node.view();
         let timeout_ms = self.peer_timeout().as_millis() as u64;
-        let contacts: HashMap<NodeId, _> = v.members.iter().map(|m| (m.id, m)).collect();
+        let member_views = self.node.members();
+        let contacts: HashMap<NodeId, _> = member_views.iter().map(|m| (m.id, m)).collect();
         let members: Vec<MemberStatus> = self
             .cfg
             .nodes
@@ -347,7 +348,7 @@ impl Agent {
         if let Some(f) = &v.fatal {
             notices.push(format!("the Raft node stopped: {f}"));
         }
-        if self.cfg.wait_for_all && !v.seen_all {
+        if self.cfg.wait_for_all && !self.node.seen_all() {
             notices.push(
                 "wait-for-all: this node has not yet seen every member since it started; \
                  it will neither fence nor take over (S6)"

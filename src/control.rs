@@ -56,9 +56,10 @@ fn leader_decision(agent: &Agent) -> Option<Command> {
         return None;
     }
     let timeout = agent.peer_timeout().as_millis() as u64;
+    let members = agent.node.members();
     let live = |id: NodeId| {
         id == agent.me
-            || v.members
+            || members
                 .iter()
                 .any(|m| m.id == id && m.last_contact_ms.is_some_and(|ms| ms <= timeout))
     };

@@ -54,6 +54,24 @@ pub enum Event {
     Shutdown,
 }
 
+/// Liveness and gossip of the other members, updated by the transport as frames arrive
+/// (keep-alives included) without waking the Raft thread.
+#[derive(Default)]
+pub struct PeerTable {
+    contact: HashMap<NodeId, Instant>,
+    gossip: HashMap<NodeId, serde_json::Value>,
+}
+
+impl PeerTable {
+    /// Records a frame from `from`.
+    pub fn heard(&mut self, from: NodeId, gossip: &[u8]) {
+        self.contact.insert(from, Instant::now());
+        if let Ok(v) = serde_json::from_slice(gossip) {
+            self.gossip.insert(from, v);
+        }
+    }
+}
+
 /// A member as seen from this node.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MemberView {
@@ -67,7 +85,7 @@ pub struct MemberView {
     pub matched: Option<u64>,
 }
 
-/// What the Raft thread publishes after each turn.
+/// What the Raft thread publishes when Raft state changes (not on every tick).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RaftView {
     /// This node.
@@ -84,14 +102,12 @@ pub struct RaftView {
     pub last_index: u64,
     /// Entries kept in the log (bounded by compaction).
     pub log_entries: usize,
-    /// Every configured member but this one.
-    pub members: Vec<MemberView>,
+    /// Leader only: the highest log index known to be on each follower.
+    pub matched: BTreeMap<NodeId, u64>,
     /// The replicated state as applied here.
     pub state: ReplicatedState,
     /// Set when the node stopped on an unrecoverable error.
     pub fatal: Option<String>,
-    /// True once this node has heard from every other member since it started (S6).
-    pub seen_all: bool,
 }
 
 /// Settings the Raft thread needs.
@@ -127,6 +143,9 @@ const COMPACT_KEEP: u64 = 200;
 pub struct NodeHandle {
     tx: SyncSender<Event>,
     view: watch::Receiver<Arc<RaftView>>,
+    peers: Arc<std::sync::Mutex<PeerTable>>,
+    me: NodeId,
+    members: Vec<NodeId>,
 }
 
 impl NodeHandle {
@@ -182,12 +201,51 @@ impl NodeHandle {
         self.view.clone()
     }
 
-    /// A sender for inbound frames (the transport's delivery callback).
+    /// A sender for inbound frames (the transport's delivery callback). Keep-alives only
+    /// update the peer table; frames with raft messages go to the Raft thread.
     pub fn inbound_sink(&self) -> Arc<dyn Fn(Inbound) + Send + Sync> {
         let tx = self.tx.clone();
-        Arc::new(move |m| {
-            let _ = tx.try_send(Event::Inbound(m));
+        let peers = self.peers.clone();
+        Arc::new(move |m: Inbound| {
+            if let Ok(mut t) = peers.lock() {
+                t.heard(m.from, &m.gossip);
+            }
+            if !m.msgs.is_empty() {
+                let _ = tx.try_send(Event::Inbound(m));
+            }
         })
+    }
+
+    /// Every other configured member: last contact and gossip, now.
+    pub fn members(&self) -> Vec<MemberView> {
+        let now = Instant::now();
+        let view = self.view();
+        let Ok(t) = self.peers.lock() else {
+            return Vec::new();
+        };
+        self.members
+            .iter()
+            .filter(|&&id| id != self.me)
+            .map(|&id| MemberView {
+                id,
+                last_contact_ms: t
+                    .contact
+                    .get(&id)
+                    .map(|at| now.duration_since(*at).as_millis() as u64),
+                gossip: t.gossip.get(&id).cloned(),
+                matched: view.matched.get(&id).copied(),
+            })
+            .collect()
+    }
+
+    /// True once this node has heard from every other member since it started (S6).
+    pub fn seen_all(&self) -> bool {
+        let Ok(t) = self.peers.lock() else {
+            return false;
+        };
+        self.members
+            .iter()
+            .all(|id| *id == self.me || t.contact.contains_key(id))
     }
 }
 
@@ -207,9 +265,6 @@ struct Node {
     /// Proposals waiting to be applied, with the term they were proposed in.
     pending: HashMap<u64, (oneshot::Sender<Result<Applied, String>>, u64)>,
     next_request: u64,
-    contact: HashMap<NodeId, Instant>,
-    gossip: HashMap<NodeId, serde_json::Value>,
-    seen: std::collections::HashSet<NodeId>,
     view_tx: watch::Sender<Arc<RaftView>>,
     logger: slog::Logger,
 }
@@ -228,16 +283,19 @@ pub fn start(
         peers,
         pending: HashMap::new(),
         next_request: 1,
-        contact: HashMap::new(),
-        gossip: HashMap::new(),
-        seen: std::collections::HashSet::new(),
         view_tx: watch::channel(Arc::new(placeholder_view(s.me))).0,
         logger,
         s,
     };
     let view_rx = node.view_tx.subscribe();
     node.publish(None);
-    let handle = NodeHandle { tx, view: view_rx };
+    let handle = NodeHandle {
+        tx,
+        view: view_rx,
+        peers: Arc::new(std::sync::Mutex::new(PeerTable::default())),
+        me: node.s.me,
+        members: node.s.members.clone(),
+    };
     let thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || node.run(rx))
@@ -254,10 +312,9 @@ fn placeholder_view(id: NodeId) -> RaftView {
         commit: 0,
         last_index: 0,
         log_entries: 0,
-        members: Vec::new(),
+        matched: BTreeMap::new(),
         state: ReplicatedState::default(),
         fatal: None,
-        seen_all: false,
     }
 }
 
@@ -322,8 +379,7 @@ impl Node {
             }
             let now = Instant::now();
             if now >= next_tick {
-                self.raw.tick();
-                changed = true;
+                changed |= self.raw.tick();
                 next_tick += self.s.tick;
                 if next_tick < now {
                     // We fell far behind (suspended?): do not tick in a burst.
@@ -352,11 +408,6 @@ impl Node {
     fn handle(&mut self, ev: Event) -> bool {
         match ev {
             Event::Inbound(m) => {
-                self.contact.insert(m.from, Instant::now());
-                self.seen.insert(m.from);
-                if let Ok(v) = serde_json::from_slice(&m.gossip) {
-                    self.gossip.insert(m.from, v);
-                }
                 for msg in m.msgs {
                     // Errors here are stale or foreign messages; raft logs them.
                     let _ = self.raw.step(msg);
@@ -571,39 +622,18 @@ impl Node {
     }
 
     fn publish(&mut self, fatal: Option<String>) {
-        let now = Instant::now();
         let raft = &self.raw.raft;
-        let progress: BTreeMap<NodeId, u64> = if raft.state == StateRole::Leader {
+        let matched: BTreeMap<NodeId, u64> = if raft.state == StateRole::Leader {
             raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect()
         } else {
             BTreeMap::new()
         };
-        let members = self
-            .s
-            .members
-            .iter()
-            .filter(|&&id| id != self.s.me)
-            .map(|&id| MemberView {
-                id,
-                last_contact_ms: self
-                    .contact
-                    .get(&id)
-                    .map(|t| now.duration_since(*t).as_millis() as u64),
-                gossip: self.gossip.get(&id).cloned(),
-                matched: progress.get(&id).copied(),
-            })
-            .collect();
         let role = match raft.state {
             StateRole::Leader => "leader",
             StateRole::Follower => "follower",
             StateRole::Candidate => "candidate",
             StateRole::PreCandidate => "pre-candidate",
         };
-        let seen_all = self
-            .s
-            .members
-            .iter()
-            .all(|id| *id == self.s.me || self.seen.contains(id));
         let view = RaftView {
             id: self.s.me,
             role: role.to_string(),
@@ -612,11 +642,17 @@ impl Node {
             commit: raft.raft_log.committed,
             last_index: raft.raft_log.last_index(),
             log_entries: self.raw.store().entry_count(),
-            members,
+            matched,
             state: self.state.clone(),
             fatal,
-            seen_all,
         };
-        self.view_tx.send_replace(Arc::new(view));
+        self.view_tx.send_if_modified(|cur| {
+            if **cur == view {
+                false
+            } else {
+                *cur = Arc::new(view);
+                true
+            }
+        });
     }
 }

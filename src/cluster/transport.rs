@@ -402,6 +402,7 @@ impl PeerClientTask {
                 raft: &batch,
                 gossip: &gossip,
             });
+            keepalive.reset();
             let frame = ClientFrame {
                 cluster: self.id.cluster.clone(),
                 from: self.id.me,

@@ -1,0 +1,144 @@
+//! `make bench-election`: time to elect a leader from a cold start and to re-elect after
+//! the leader's kill -9, for the default and fast timer profiles; the idle agent's RSS and
+//! CPU. Real agent processes on loopback, like tests/cluster.rs.
+
+#[path = "../tests/local/mod.rs"]
+mod local;
+
+use std::time::{Duration, Instant};
+
+use local::LocalCluster;
+
+fn runs() -> usize {
+    std::env::var("ONEHA_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
+
+fn stats(name: &str, mut v: Vec<f64>) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "{name:<34} n={:<3} min {:>6.0} ms  median {:>6.0} ms  p90 {:>6.0} ms  max {:>6.0} ms",
+        v.len(),
+        pick(0.0),
+        pick(0.5),
+        pick(0.9),
+        pick(1.0)
+    );
+}
+
+/// Polls the survivors every 2 ms until they agree on a leader other than `old`.
+fn wait_new_leader(c: &LocalCluster, old: usize, t0: Instant) -> Option<f64> {
+    while t0.elapsed() < Duration::from_secs(20) {
+        let leaders: Vec<Option<String>> = c
+            .running()
+            .iter()
+            .map(|&i| c.status(i).and_then(|s| (s.raft.role == "leader" || s.raft.leader.is_some()).then_some(s.raft.leader).flatten()))
+            .collect();
+        if let Some(Some(l)) = leaders.first()
+            && leaders.iter().all(|x| x.as_deref() == Some(l.as_str()))
+            && c.index(l) != old
+        {
+            return Some(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+fn proc_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn proc_cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit(')').next()?.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+fn profile(name: &str) {
+    let extra = format!("timers:\n  profile: {name}\n");
+    let mut cold = Vec::new();
+    let mut re = Vec::new();
+    for run in 0..runs() {
+        let t0 = Instant::now();
+        let mut c = LocalCluster::start(
+            &format!("bench-{name}-{run}"),
+            &["frontend", "frontend", "witness"],
+            &extra,
+        );
+        let Some(leader) = c.wait_leader(Duration::from_secs(20)) else {
+            eprintln!("run {run}: no leader");
+            continue;
+        };
+        cold.push(t0.elapsed().as_secs_f64() * 1000.0);
+        // Let followers settle into steady heartbeats before the kill.
+        std::thread::sleep(Duration::from_millis(300));
+        let t1 = Instant::now();
+        c.kill9(leader);
+        match wait_new_leader(&c, leader, t1) {
+            Some(ms) => re.push(ms),
+            None => eprintln!("run {run}: no re-election"),
+        }
+        if run == 0 {
+            idle(&mut c, name);
+        }
+    }
+    stats(&format!("{name}: cold start to leader"), cold);
+    stats(&format!("{name}: re-election after kill -9"), re);
+}
+
+fn idle(c: &mut LocalCluster, name: &str) {
+    // Bring the killed node back, then measure every agent over 10 s of idleness.
+    for i in 0..c.agents.len() {
+        c.start_agent(i);
+    }
+    c.wait_leader(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    let pids: Vec<u32> = c
+        .agents
+        .iter()
+        .filter_map(|a| a.child.as_ref().map(|ch| ch.id()))
+        .collect();
+    let before: Vec<u64> = pids.iter().map(|&p| proc_cpu_ticks(p)).collect();
+    let window = Duration::from_secs(10);
+    std::thread::sleep(window);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    for (k, &p) in pids.iter().enumerate() {
+        let cpu = (proc_cpu_ticks(p) - before[k]) as f64 / hz / window.as_secs_f64() * 100.0;
+        println!(
+            "{name}: idle agent {} RSS {:.1} MB, CPU {:.2}% of one core",
+            c.agents[k].name,
+            proc_rss_kb(p) as f64 / 1024.0,
+            cpu
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; ignore arguments.
+    println!(
+        "bench-election: 3 agents (2 front-ends + witness) on loopback, {} runs per profile",
+        runs()
+    );
+    for p in ["default", "fast"] {
+        profile(p);
+    }
+}
