@@ -1,0 +1,1 @@
+//! Fencer tests.
