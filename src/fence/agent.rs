@@ -200,4 +200,4 @@ pub fn parse_list(stdout: &str) -> Vec<HostEntry> {
 
 #[cfg(test)]
 #[path = "agent_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -495,4 +495,4 @@ fn looks_like_uuid(s: &str) -> bool {
 
 #[cfg(test)]
 #[path = "config_tests.rs"]
-mod tests;
+pub(crate) mod tests;
