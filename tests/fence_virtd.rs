@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fence_net::{
-    GUEST_IP, Lab, Proc, Verdict, fence_virt_dir, our_verdict, parse_listing, stock_fence_xvm,
+    Lab, Proc, Verdict, both, both_list, fence_virt_dir, ours, params, stock, stock_fence_xvm,
     stock_verdict,
 };
-use oneha::fence::xvm::{HashType, PowerState};
+use oneha::fence::xvm::HashType;
 use oneha::fence::xvm_client::{self, XvmParams};
 use oneha::fence::{Action, Answer, FenceError, agent};
 
@@ -68,74 +68,24 @@ fn start_virtd(lab: &Lab, hash: &str, auth: &str) -> Proc {
     p
 }
 
-fn params(lab: &Lab, hash: HashType, auth: HashType) -> XvmParams {
+fn params_with(lab: &Lab, hash: HashType, auth: HashType) -> XvmParams {
     XvmParams {
-        group: "225.0.0.12".parse().unwrap(),
-        port: 1229,
-        key_file: lab.key(),
         hash,
         auth,
-        source: GUEST_IP.parse().unwrap(),
-        timeout: Duration::from_secs(2),
-        retransmit: Duration::from_millis(500),
+        ..params(lab)
     }
-}
-
-fn ours(lab: &Lab, p: &XvmParams, action: Action, domain: &str) -> Result<Answer, FenceError> {
-    lab.block_on("guest", xvm_client::request(p, action, domain, false))
-}
-
-fn stock(lab: &Lab, op: &str, domain: &str) -> (i32, String) {
-    if domain.is_empty() {
-        stock_fence_xvm(lab, &["-o", op, "-t", "5"])
-    } else {
-        stock_fence_xvm(lab, &["-o", op, "-H", domain, "-t", "5"])
-    }
-}
-
-/// Runs `op` with both clients (ours first) and checks they agree.
-fn both(lab: &Lab, op: Action, domain: &str, want: Verdict) {
-    let p = params(lab, HashType::Sha256, HashType::Sha256);
-    let r = ours(lab, &p, op, domain);
-    assert_eq!(our_verdict(&r), want, "oneha {op} {domain}: {r:?}");
-    let (code, out) = stock(lab, op.name(), domain);
-    assert_eq!(
-        stock_verdict(code),
-        want,
-        "stock {op} {domain}: exit {code} {out}"
-    );
 }
 
 #[test]
 fn oneha_and_stock_fence_xvm_agree_against_real_fence_virtd() {
     let lab = Lab::new("fv1");
     let _d = start_virtd(&lab, "sha256", "sha256");
-    let p = params(&lab, HashType::Sha256, HashType::Sha256);
+    let p = params(&lab);
 
     // list: the same domains, UUIDs and states from both clients.
-    let Ok(Answer::Hosts(hosts)) = ours(&lab, &p, Action::List, "") else {
-        panic!("list failed");
-    };
-    let mine: Vec<(String, String, String)> = {
-        let mut v: Vec<_> = hosts
-            .iter()
-            .map(|h| {
-                let st = if h.state == PowerState::On {
-                    "on"
-                } else {
-                    "off"
-                };
-                (h.domain.clone(), h.uuid.clone(), st.to_string())
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    let (code, out) = stock_fence_xvm(&lab, &["-o", "list", "-t", "5"]);
-    assert_eq!(code, 0);
-    assert_eq!(mine, parse_listing(&out));
-    assert_eq!(mine.len(), 2);
-    assert_eq!(mine[1], ("one2".into(), ONE2_UUID.into(), "on".into()));
+    let listed = both_list(&lab);
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1], ("one2".into(), ONE2_UUID.into(), "on".into()));
 
     both(&lab, Action::Status, "one1", Verdict::Ok);
     both(&lab, Action::Monitor, "", Verdict::Ok);
@@ -181,7 +131,7 @@ enum Expect {
 }
 
 fn matrix_case(lab: &Lab, hash: HashType, auth: HashType, key_ok: bool, want: Expect) {
-    let mut p = params(lab, hash, auth);
+    let mut p = params_with(lab, hash, auth);
     let key = if key_ok {
         lab.key()
     } else {
@@ -268,7 +218,7 @@ fn hash_and_auth_matrix_against_real_fence_virtd() {
 fn daemon_down_is_a_timeout_that_names_the_causes() {
     let lab = Lab::new("fv3");
     let mut d = start_virtd(&lab, "sha256", "sha256");
-    let p = params(&lab, HashType::Sha256, HashType::Sha256);
+    let p = params(&lab);
     assert_eq!(ours(&lab, &p, Action::Status, "one1"), Ok(Answer::PowerOn));
     d.stop();
     let e = ours(&lab, &p, Action::Off, "one1").unwrap_err();
@@ -316,7 +266,7 @@ fn agent_adapter_runs_the_stock_fence_xvm_against_real_fence_virtd() {
     assert_eq!(run(Action::Off, Some("one1")), Ok(Answer::Done));
     assert_eq!(run(Action::Status, Some("one1")), Ok(Answer::PowerOff));
     // Seen off by oneha's own client too.
-    let p = params(&lab, HashType::Sha256, HashType::Sha256);
+    let p = params(&lab);
     assert_eq!(ours(&lab, &p, Action::Status, "one1"), Ok(Answer::PowerOff));
     let e = run(Action::Off, Some("nosuchvm")).unwrap_err();
     assert!(matches!(e, FenceError::Failed { .. }), "{e:?}");

@@ -44,7 +44,8 @@ fn opts(dir: &Path, mode: &str) -> BTreeMap<String, String> {
     o
 }
 
-fn rt() -> tokio::runtime::Runtime {
+/// A current-thread runtime for one test.
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -91,20 +92,20 @@ fn passes_options_on_stdin_only_and_maps_exit_codes() {
     );
 }
 
-#[test]
-fn failures_keep_the_reason_but_never_the_password() {
+/// Runs the fake agent in `mode` for `off` on one1 and returns its error.
+fn off_error(mode: &str, timeout: Duration) -> (tempfile::TempDir, FenceError) {
     let dir = tempfile::tempdir().unwrap();
     let agent = write_fake_agent(dir.path());
-    let o = opts(dir.path(), "fail");
+    let o = opts(dir.path(), mode);
     let e = rt()
-        .block_on(run_agent(
-            &agent,
-            &o,
-            Action::Off,
-            Some("one1"),
-            Duration::from_secs(10),
-        ))
+        .block_on(run_agent(&agent, &o, Action::Off, Some("one1"), timeout))
         .unwrap_err();
+    (dir, e)
+}
+
+#[test]
+fn failures_keep_the_reason_but_never_the_password() {
+    let (_dir, e) = off_error("fail", Duration::from_secs(10));
     let t = e.to_string();
     assert!(t.contains("(exit 1)") && t.contains("login refused"), "{t}");
     assert!(t.contains("action=off, plug=one1"), "{t}");
@@ -115,18 +116,7 @@ fn failures_keep_the_reason_but_never_the_password() {
 
 #[test]
 fn timeout_kills_the_whole_process_group() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = write_fake_agent(dir.path());
-    let o = opts(dir.path(), "hang");
-    let e = rt()
-        .block_on(run_agent(
-            &agent,
-            &o,
-            Action::Off,
-            Some("one1"),
-            Duration::from_millis(500),
-        ))
-        .unwrap_err();
+    let (dir, e) = off_error("hang", Duration::from_millis(500));
     assert!(e.is_timeout(), "{e:?}");
     assert!(e.to_string().contains("killed"), "{e}");
     let child: i32 = std::fs::read_to_string(dir.path().join("log.child"))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config;
-use crate::fence::agent::tests::write_fake_agent;
+use crate::fence::agent::tests::{rt, write_fake_agent};
 use crate::fence::config::tests::config_text;
 
 fn device(name: &str, agent: &Path, dir: &Path, mode: &str, timeout: &str) -> String {
@@ -24,13 +24,6 @@ fn fencer(dir: &Path, devices: &str, nodes: &str) -> Fencer {
     );
     let cfg = config::parse(Path::new("oneha.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
     Fencer::new(&cfg, "one-server1").unwrap()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

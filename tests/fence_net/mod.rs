@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use oneha::fence::xvm::{HashType, PowerState};
+use oneha::fence::xvm_client::{self, XvmParams};
+use oneha::fence::{Action, Answer, FenceError};
+
 /// Address of the hypervisor namespace.
 pub const HOST_IP: &str = "192.0.2.1";
 /// Address of the guest namespace.
@@ -303,9 +307,9 @@ pub fn stock_verdict(code: i32) -> Verdict {
 }
 
 /// Our answer as a verdict.
-pub fn our_verdict(r: &Result<oneha::fence::Answer, oneha::fence::FenceError>) -> Verdict {
+pub fn our_verdict(r: &Result<Answer, FenceError>) -> Verdict {
     match r {
-        Ok(oneha::fence::Answer::PowerOff) => Verdict::Off,
+        Ok(Answer::PowerOff) => Verdict::Off,
         Ok(_) => Verdict::Ok,
         Err(_) => Verdict::Fail,
     }
@@ -322,4 +326,68 @@ pub fn parse_listing(out: &str) -> Vec<(String, String, String)> {
         .collect();
     v.sort();
     v
+}
+
+/// Client parameters for the guest: sha256/sha256, 2 s timeout, 0.5 s retransmit.
+pub fn params(lab: &Lab) -> XvmParams {
+    XvmParams {
+        group: "225.0.0.12".parse().expect("group"),
+        port: 1229,
+        key_file: lab.key(),
+        hash: HashType::Sha256,
+        auth: HashType::Sha256,
+        source: GUEST_IP.parse().expect("guest ip"),
+        timeout: Duration::from_secs(2),
+        retransmit: Duration::from_millis(500),
+    }
+}
+
+/// oneha's client, run in the guest.
+pub fn ours(lab: &Lab, p: &XvmParams, action: Action, domain: &str) -> Result<Answer, FenceError> {
+    lab.block_on("guest", xvm_client::request(p, action, domain, false))
+}
+
+/// The stock client, run in the guest with `-o op [-H domain]`.
+pub fn stock(lab: &Lab, op: &str, domain: &str) -> (i32, String) {
+    if domain.is_empty() {
+        stock_fence_xvm(lab, &["-o", op, "-t", "5"])
+    } else {
+        stock_fence_xvm(lab, &["-o", op, "-H", domain, "-t", "5"])
+    }
+}
+
+/// Runs `op` with both clients (ours first) and checks both give `want`.
+pub fn both(lab: &Lab, op: Action, domain: &str, want: Verdict) {
+    let r = ours(lab, &params(lab), op, domain);
+    assert_eq!(our_verdict(&r), want, "oneha {op} {domain}: {r:?}");
+    let (code, out) = stock(lab, op.name(), domain);
+    assert_eq!(
+        stock_verdict(code),
+        want,
+        "stock {op} {domain}: exit {code} {out}"
+    );
+}
+
+/// `list` by both clients: checks they agree and returns the sorted listing.
+pub fn both_list(lab: &Lab) -> Vec<(String, String, String)> {
+    let r = ours(lab, &params(lab), Action::List, "");
+    let Ok(Answer::Hosts(hosts)) = r else {
+        panic!("oneha list failed: {r:?}");
+    };
+    let mut mine: Vec<(String, String, String)> = hosts
+        .iter()
+        .map(|h| {
+            let st = if h.state == PowerState::On {
+                "on"
+            } else {
+                "off"
+            };
+            (h.domain.clone(), h.uuid.clone(), st.to_string())
+        })
+        .collect();
+    mine.sort();
+    let (code, out) = stock(lab, "list", "");
+    assert_eq!(code, 0, "stock list: {out}");
+    assert_eq!(mine, parse_listing(&out));
+    mine
 }
