@@ -90,8 +90,8 @@ pub struct XvmDevice {
     pub retransmit: Dur,
 }
 
-/// An installed fence agent, run with its options on stdin.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An installed fence agent, run with its options on stdin. `Debug` redacts secrets.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentDevice {
     /// Agent name (found in /usr/sbin, /sbin, /usr/bin, /bin) or absolute path.
@@ -224,12 +224,9 @@ pub fn is_secret_option(key: &str) -> bool {
         && !k.ends_with("_script")
 }
 
-fn serialize_redacted<S: Serializer>(
-    map: &BTreeMap<String, String>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    let shown: BTreeMap<&str, &str> = map
-        .iter()
+/// The options with secret values replaced by [`REDACTED`], for printing.
+pub fn redacted(map: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    map.iter()
         .map(|(k, v)| {
             let v = if is_secret_option(k) {
                 REDACTED
@@ -238,8 +235,24 @@ fn serialize_redacted<S: Serializer>(
             };
             (k.as_str(), v)
         })
-        .collect();
-    shown.serialize(s)
+        .collect()
+}
+
+fn serialize_redacted<S: Serializer>(
+    map: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    redacted(map).serialize(s)
+}
+
+impl std::fmt::Debug for AgentDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentDevice")
+            .field("agent", &self.agent)
+            .field("options", &redacted(&self.options))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Where `node` sends xvm requests from: its entry in `source_addresses`, else the IP of its

@@ -117,7 +117,11 @@ fn printed_config_redacts_passwords_but_keeps_the_rest() {
         "{yaml}"
     );
     assert!(yaml.contains("username: admin"));
-    assert!(!format!("{:?}", c.fencing).is_empty());
+    let debug = format!("{:?}", c.fencing);
+    assert!(
+        !debug.contains("s3cret-pw") && debug.contains("<redacted>"),
+        "{debug}"
+    );
 }
 
 #[test]

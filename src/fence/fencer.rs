@@ -9,8 +9,8 @@ use tokio::sync::Mutex;
 use crate::config::Config;
 use crate::fence::xvm_client::{self, XvmParams};
 use crate::fence::{
-    Action, Answer, Attempt, AttemptResult, CheckResult, DeviceConfig, FenceError, FenceReport,
-    SshDevice, agent, find_agent, ssh,
+    Action, AgentDevice, Answer, Attempt, AttemptResult, CheckResult, DeviceConfig, FenceError,
+    FenceReport, SshDevice, agent, find_agent, ssh,
 };
 
 /// How one device is driven from this node.
@@ -19,8 +19,8 @@ enum Method {
     Xvm(XvmParams),
     Agent {
         program: PathBuf,
-        options: BTreeMap<String, String>,
-        timeout: Duration,
+        /// Its options (Debug redacts secrets).
+        device: AgentDevice,
     },
     Ssh(SshDevice),
 }
@@ -54,11 +54,17 @@ impl Level {
                 let domain = self.plug.as_deref().unwrap_or_default();
                 xvm_client::request(p, action, domain, self.uuid).await
             }
-            Method::Agent {
-                program,
-                options,
-                timeout,
-            } => agent::run_agent(program, options, action, self.plug.as_deref(), *timeout).await,
+            Method::Agent { program, device } => {
+                let timeout = device.timeout.get();
+                agent::run_agent(
+                    program,
+                    &device.options,
+                    action,
+                    self.plug.as_deref(),
+                    timeout,
+                )
+                .await
+            }
             Method::Ssh(dev) => {
                 let host = self.plug.as_deref().unwrap_or_default();
                 ssh::run_ssh(dev, host, action).await
@@ -112,8 +118,7 @@ impl Fencer {
                         })?;
                         let m = Method::Agent {
                             program,
-                            options: a.options.clone(),
-                            timeout: a.timeout.get(),
+                            device: a.clone(),
                         };
                         (m, l.plug.clone())
                     }

@@ -187,3 +187,19 @@ fn unknown_local_node_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn debug_output_never_shows_passwords() {
+    let d = tempfile::tempdir().unwrap();
+    let a = write_fake_agent(d.path());
+    let f = fencer(
+        d.path(),
+        &device("ipmi", &a, d.path(), "ok", "10s"),
+        "    one-server2:\n      levels:\n        - {device: ipmi}\n",
+    );
+    let dbg = format!("{f:?}");
+    assert!(
+        !dbg.contains("pw-ipmi") && dbg.contains("<redacted>"),
+        "{dbg}"
+    );
+}

@@ -16,7 +16,7 @@ pub mod xvm_client;
 
 pub use config::{
     AgentDevice, DeviceConfig, FencingConfig, LevelConfig, NodeFencing, REDACTED, SshDevice,
-    XvmDevice, find_agent, is_secret_option, xvm_source,
+    XvmDevice, find_agent, is_secret_option, redacted, xvm_source,
 };
 pub use error::FenceError;
 pub use fencer::Fencer;
