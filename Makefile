@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all build release test lint fmt deps demo bench-election clean
+.PHONY: all build release test lint fmt deps demo bench-election clean test-fence
 
 all: build
 
@@ -37,3 +37,9 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+## Fencing only: unit tests, then the real fence_virtd and test-daemon interop tests.
+test-fence:
+	bash tools/install-fence-virtd.sh
+	$(CARGO) test --lib fence
+	$(CARGO) test --test fence_virtd --test fence_testkit

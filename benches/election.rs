@@ -35,7 +35,13 @@ fn wait_new_leader(c: &LocalCluster, old: usize, t0: Instant) -> Option<f64> {
         let leaders: Vec<Option<String>> = c
             .running()
             .iter()
-            .map(|&i| c.status(i).and_then(|s| (s.raft.role == "leader" || s.raft.leader.is_some()).then_some(s.raft.leader).flatten()))
+            .map(|&i| {
+                c.status(i).and_then(|s| {
+                    (s.raft.role == "leader" || s.raft.leader.is_some())
+                        .then_some(s.raft.leader)
+                        .flatten()
+                })
+            })
             .collect();
         if let Some(Some(l)) = leaders.first()
             && leaders.iter().all(|x| x.as_deref() == Some(l.as_str()))

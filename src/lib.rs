@@ -16,3 +16,5 @@ pub mod logging;
 pub mod opennebula;
 pub mod resources;
 pub mod status;
+#[doc(hidden)]
+pub mod testkit;

@@ -17,3 +17,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 echo "install-deps: system packages present"
+
+# The real fence_virtd and stock fence_xvm, unpacked (not installed) for tests/fence_virtd.rs.
+bash tools/install-fence-virtd.sh

@@ -1,0 +1,3 @@
+//! Test-only programs behind `oneha-testkit` (not part of the product).
+
+pub mod fence_server;
