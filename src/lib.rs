@@ -14,6 +14,7 @@ pub mod control;
 pub mod fence;
 pub mod logging;
 pub mod opennebula;
+pub mod policy;
 pub mod resources;
 pub mod status;
 #[doc(hidden)]

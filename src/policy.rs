@@ -1,0 +1,433 @@
+//! The policy: a pure function from (replicated state, local observations, clock) to
+//! actions. No I/O, no async; `policy/tests.rs` covers the cases as tables.
+//!
+//! Three roles can apply on one node at once:
+//! - **leader**: decides who owns the group (placement, failover, relocation, failback,
+//!   recovery after a failed start), and re-admits a fenced two-node peer;
+//! - **owner**: fences or waits for every other node that may still hold the group (S3),
+//!   then starts it; restarts or asks for relocation on monitor failures;
+//! - **everyone**: stops what it should not run and journals the release; an owner that
+//!   loses quorum stops within its lease (S4); in two-node mode, a node that loses its peer
+//!   fences it (the active side at once, the passive after its fence delay) and continues
+//!   alone only with a confirmed fence.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::cluster::state::{Command, NodeId, Phase, ReplicatedState};
+use crate::resources::Recovery;
+
+/// What this node is doing with the group, as the executor reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Held {
+    /// Nothing of the group runs here (probed or stopped).
+    #[default]
+    Stopped,
+    /// Not yet probed since the agent started.
+    Unknown,
+    /// A start is in progress for this generation.
+    Starting(u64),
+    /// Running for this generation.
+    Running(u64),
+    /// A stop is in progress.
+    Stopping,
+    /// A stop failed: this node may still hold parts of the group (S8).
+    StopFailed(String),
+}
+
+impl Held {
+    /// True when some of the group may run here.
+    pub fn may_hold(&self) -> bool {
+        !matches!(self, Held::Stopped)
+    }
+}
+
+/// Static settings of the policy.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// This node.
+    pub me: NodeId,
+    /// Front-ends that may run the group, most preferred first (failover domain order).
+    pub eligible: Vec<NodeId>,
+    /// Every voter configured.
+    pub members: Vec<NodeId>,
+    /// two_node mode.
+    pub two_node: bool,
+    /// wait_for_all (S6).
+    pub wait_for_all: bool,
+    /// Fail back to a more preferred node when it returns.
+    pub failback: bool,
+    /// Recovery after a failed monitor.
+    pub recovery: Recovery,
+    /// Restarts in place allowed within `restart_window`.
+    pub max_restarts: u32,
+    /// Window for counting restarts.
+    pub restart_window: Duration,
+    /// How long a node that may hold the group gets to release it before it is fenced.
+    pub release_timeout: Duration,
+    /// S4: an owner out of touch with a quorum this long stops the group.
+    pub lease: Duration,
+}
+
+/// What this node observes now.
+#[derive(Debug, Clone, Default)]
+pub struct Observations {
+    /// Raft role here is leader.
+    pub leader: bool,
+    /// Members heard from within the peer timeout (this node included).
+    pub live: BTreeSet<NodeId>,
+    /// Members heard from within the lease (this node included).
+    pub within_lease: BTreeSet<NodeId>,
+    /// Heard from every member since start, or an operator overrode wait-for-all.
+    pub seen_all: bool,
+    /// What the executor reports.
+    pub held: Held,
+    /// A group operation (start/stop/restart) is in flight.
+    pub busy: bool,
+    /// A fence operation is in flight.
+    pub fencing: bool,
+    /// Resources whose monitor failed since the last action, with the reason.
+    pub monitor_failed: Vec<(String, String)>,
+    /// Restarts done within the restart window.
+    pub recent_restarts: u32,
+    /// Restart requests already served here.
+    pub restarts_served: u64,
+    /// For each blocker, how long this node (as owner) has been waiting for its release.
+    pub waiting: Vec<(NodeId, Duration)>,
+    /// Nodes whose fencing failed recently and must not be retried yet (backoff).
+    pub fence_backoff: BTreeSet<NodeId>,
+    /// How long the two-node peer has been out of touch (None: in touch).
+    pub peer_lost_for: Option<Duration>,
+    /// The fence delay for the peer (two-node tie-break).
+    pub peer_fence_delay: Duration,
+}
+
+/// What the control loop should do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Replicate a command.
+    Propose(Command),
+    /// Start the group for this generation.
+    Start(u64),
+    /// Stop the group; when done, journal a release of this dirty epoch (if any).
+    Stop {
+        /// Why.
+        reason: String,
+        /// Dirty epoch to release afterwards.
+        release: Option<u64>,
+    },
+    /// Restart the group in place.
+    Restart(String),
+    /// Fence `target` to clear its dirty `epoch` (0: none recorded).
+    Fence {
+        /// Node to fence.
+        target: NodeId,
+        /// Its dirty epoch.
+        epoch: u64,
+    },
+    /// Two-node: after a confirmed fence, continue as the single voter.
+    ForceSingleVoter,
+    /// Two-node: re-admit a returned peer as a voter.
+    AddVoter(NodeId),
+    /// Nothing can be done now; tell the operator why (shown in status).
+    Notice(String),
+}
+
+/// The policy for one turn.
+pub fn decide(cfg: &PolicyConfig, st: &ReplicatedState, obs: &Observations) -> Vec<Action> {
+    let mut out = Vec::new();
+    if obs.leader {
+        leader_actions(cfg, st, obs, &mut out);
+    }
+    if cfg.two_node {
+        two_node_actions(cfg, st, obs, &mut out);
+    } else {
+        quorum_loss_actions(st, obs, &mut out);
+    }
+    local_actions(cfg, st, obs, &mut out);
+    out
+}
+
+/// Best live eligible node, `preferred` first, never one in `exclude`.
+fn best(
+    cfg: &PolicyConfig,
+    obs: &Observations,
+    preferred: Option<NodeId>,
+    exclude: &[NodeId],
+) -> Option<NodeId> {
+    let ok = |n: &NodeId| obs.live.contains(n) && !exclude.contains(n);
+    preferred
+        .filter(|p| cfg.eligible.contains(p) && ok(p))
+        .or_else(|| cfg.eligible.iter().copied().find(ok))
+}
+
+fn assign(st: &ReplicatedState, owner: Option<NodeId>, reason: String) -> Action {
+    Action::Propose(Command::Assign {
+        owner,
+        expected_generation: st.group.generation,
+        reason,
+    })
+}
+
+fn leader_actions(
+    cfg: &PolicyConfig,
+    st: &ReplicatedState,
+    obs: &Observations,
+    out: &mut Vec<Action>,
+) {
+    let g = &st.group;
+    // Two-node: a fenced peer that is back is re-admitted as a voter.
+    if cfg.two_node && st.voters == [cfg.me] {
+        for &m in &cfg.members {
+            if m != cfg.me && obs.live.contains(&m) {
+                out.push(Action::AddVoter(m));
+            }
+        }
+    }
+    if !g.enabled {
+        if g.owner.is_some() {
+            out.push(assign(st, None, "disabled by an operator".into()));
+        }
+        return;
+    }
+    if g.frozen {
+        return;
+    }
+    match g.owner {
+        None => {
+            if g.phase == Phase::Failed {
+                return;
+            }
+            match best(cfg, obs, g.preferred, &[]) {
+                Some(n) => out.push(assign(st, Some(n), "placement".into())),
+                None => out.push(Action::Notice(
+                    "no eligible front-end is online to run the group".into(),
+                )),
+            }
+        }
+        Some(o) if !obs.live.contains(&o) => {
+            if let Some(n) = best(cfg, obs, g.preferred, &[o]) {
+                out.push(assign(st, Some(n), format!("owner {o} lost")));
+            }
+        }
+        Some(o) => {
+            if let Some(req) = g.relocate {
+                match best(cfg, obs, req, &[o]) {
+                    Some(n) if req.is_none() || req == Some(n) => {
+                        out.push(assign(st, Some(n), "relocation requested".into()))
+                    }
+                    _ => out.push(Action::Notice(
+                        "relocation requested but the target is not online".into(),
+                    )),
+                }
+            } else if g.phase == Phase::Failed && g.start_failed.contains_key(&o) {
+                let failed: Vec<NodeId> = g.start_failed.keys().copied().collect();
+                if let Some(n) = best(cfg, obs, None, &failed) {
+                    out.push(assign(st, Some(n), format!("start failed on {o}")));
+                }
+            } else if cfg.failback && g.phase == Phase::Started {
+                let more = best(cfg, obs, g.preferred, &[]);
+                let rank = |n: NodeId| cfg.eligible.iter().position(|&e| e == n);
+                if let Some(n) = more
+                    && rank(n) < rank(o)
+                {
+                    out.push(assign(st, Some(n), "failback".into()));
+                }
+            }
+        }
+    }
+}
+
+fn quorum_loss_actions(st: &ReplicatedState, obs: &Observations, out: &mut Vec<Action>) {
+    let voters = st.voters.len().max(1);
+    let in_touch = st
+        .voters
+        .iter()
+        .filter(|v| obs.within_lease.contains(v))
+        .count();
+    if in_touch * 2 <= voters && obs.held.may_hold() && !obs.busy && obs.held != Held::Stopping {
+        out.push(Action::Stop {
+            reason: format!(
+                "lost quorum ({in_touch} of {voters} voters in touch within the lease): \
+                 stopping before the majority takes over (S4)"
+            ),
+            release: None,
+        });
+    }
+}
+
+fn two_node_actions(
+    cfg: &PolicyConfig,
+    st: &ReplicatedState,
+    obs: &Observations,
+    out: &mut Vec<Action>,
+) {
+    let Some(peer) = cfg.members.iter().copied().find(|&m| m != cfg.me) else {
+        return;
+    };
+    let Some(lost_for) = obs.peer_lost_for else {
+        return;
+    };
+    // Already the confirmed single voter: ordinary leader logic takes it from here.
+    if st.voters == [cfg.me] {
+        return;
+    }
+    if !obs.seen_all {
+        out.push(Action::Notice(format!(
+            "peer {peer} is out of touch, but this node has not seen it since it started \
+             (wait-for-all): not fencing, not taking over; `oneha override-wait-for-all` \
+             forces it"
+        )));
+        return;
+    }
+    if obs.fencing || obs.fence_backoff.contains(&peer) {
+        return;
+    }
+    // The active side (running the group) fences at once; the other waits its delay.
+    let active = matches!(obs.held, Held::Running(_) | Held::Starting(_));
+    let delay = if active {
+        Duration::ZERO
+    } else {
+        obs.peer_fence_delay
+    };
+    if lost_for >= delay {
+        let epoch = st.group.dirty.get(&peer).copied().unwrap_or(0);
+        out.push(Action::Fence {
+            target: peer,
+            epoch,
+        });
+    } else {
+        out.push(Action::Notice(format!(
+            "peer {peer} out of touch: fencing it in {:.1}s unless it fences us first",
+            (delay - lost_for).as_secs_f64()
+        )));
+    }
+}
+
+fn local_actions(
+    cfg: &PolicyConfig,
+    st: &ReplicatedState,
+    obs: &Observations,
+    out: &mut Vec<Action>,
+) {
+    let g = &st.group;
+    let me = cfg.me;
+    let my_epoch = g.dirty.get(&me).copied();
+    let owner = g.owner == Some(me);
+    let should_run = owner && g.enabled;
+    if obs.busy {
+        return;
+    }
+    // Not ours (or disabled): stop what runs here and journal the release.
+    if !should_run {
+        match &obs.held {
+            Held::StopFailed(why) => {
+                if !g.stop_failed.contains_key(&me) {
+                    out.push(Action::Propose(Command::StopFailed {
+                        node: me,
+                        reason: why.clone(),
+                    }));
+                }
+            }
+            Held::Stopped => {
+                if let Some(epoch) = my_epoch
+                    && !g.stop_failed.contains_key(&me)
+                {
+                    out.push(Action::Propose(Command::Released { node: me, epoch }));
+                }
+            }
+            Held::Stopping => {}
+            _ if g.frozen && !owner => {}
+            _ => out.push(Action::Stop {
+                reason: if owner {
+                    "the group is disabled".into()
+                } else {
+                    "this node is not the owner".into()
+                },
+                release: my_epoch,
+            }),
+        }
+        return;
+    }
+    if g.frozen {
+        return;
+    }
+    // Ours: clear the way (S3), then start.
+    match &obs.held {
+        Held::Stopped | Held::Unknown => {
+            if g.may_start(me) {
+                if g.phase != Phase::Failed || !g.start_failed.contains_key(&me) {
+                    out.push(Action::Start(g.generation));
+                }
+                return;
+            }
+            for b in g.blockers(me) {
+                let epoch = g.dirty.get(&b).copied().unwrap_or(0);
+                let waited = obs
+                    .waiting
+                    .iter()
+                    .find(|(n, _)| *n == b)
+                    .map(|(_, d)| *d)
+                    .unwrap_or_default();
+                let must_fence = !obs.live.contains(&b)
+                    || g.stop_failed.contains_key(&b)
+                    || waited >= cfg.release_timeout;
+                if !must_fence {
+                    out.push(Action::Notice(format!(
+                        "waiting for node {b} to release the group"
+                    )));
+                } else if cfg.wait_for_all && !obs.seen_all {
+                    out.push(Action::Notice(format!(
+                        "node {b} must be fenced, but this node has not seen every member \
+                         since it started (wait-for-all): not fencing"
+                    )));
+                } else if !obs.fencing && !obs.fence_backoff.contains(&b) {
+                    out.push(Action::Fence { target: b, epoch });
+                }
+            }
+            for n in g.stop_failed.keys().filter(|&&n| n != me) {
+                if !g.dirty.contains_key(n) && !obs.fencing && !obs.fence_backoff.contains(n) {
+                    out.push(Action::Fence {
+                        target: *n,
+                        epoch: 0,
+                    });
+                }
+            }
+        }
+        Held::Running(running) if *running != g.generation => {
+            // We kept running across an owner change back to us: just report it.
+            out.push(Action::Propose(Command::Started {
+                node: me,
+                generation: g.generation,
+            }));
+        }
+        Held::Running(_) => {
+            if g.restart_requests > obs.restarts_served {
+                out.push(Action::Restart("restart requested by an operator".into()));
+            } else if let Some((res, why)) = obs.monitor_failed.first() {
+                let reason = format!("{res} failed: {why}");
+                match cfg.recovery {
+                    Recovery::Restart if obs.recent_restarts < cfg.max_restarts => {
+                        out.push(Action::Restart(reason))
+                    }
+                    Recovery::Restart | Recovery::Relocate => {
+                        out.push(Action::Propose(Command::Relocate { to: None }))
+                    }
+                    Recovery::Disable => out.push(Action::Propose(Command::Disable)),
+                }
+            }
+        }
+        Held::StopFailed(why) => {
+            if !g.stop_failed.contains_key(&me) {
+                out.push(Action::Propose(Command::StopFailed {
+                    node: me,
+                    reason: why.clone(),
+                }));
+            }
+        }
+        Held::Starting(_) | Held::Stopping => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;
