@@ -101,8 +101,8 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         .filter(|n| n.id != me)
         .map(|n| (n.id, n.address))
         .collect();
-    let heartbeat = timers.tick * timers.heartbeat_ticks as u32;
-    let election = timers.tick * timers.election_ticks as u32;
+    let heartbeat = timers.heartbeat();
+    let election = timers.election();
     let timing = ClientTiming {
         keepalive: heartbeat,
         connect_timeout: election.max(Duration::from_millis(200)),
@@ -233,8 +233,7 @@ impl Agent {
 
     /// How long since last contact before a member counts as down.
     pub fn peer_timeout(&self) -> Duration {
-        let t = self.cfg.timers();
-        (t.tick * t.election_ticks as u32 * 2).max(Duration::from_millis(500))
+        self.cfg.timers().lost_after()
     }
 
     /// Builds the status report from the current view.

@@ -108,8 +108,8 @@ pub enum Role {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TimersConfig {
-    /// `default` (tick 100ms, heartbeat 1, election 5) or `fast` (tick 25ms, heartbeat 1,
-    /// election 6). Explicit values below override the profile's.
+    /// `default` (tick 100ms, heartbeat 1, election 5, lost 10) or `fast` (tick 25ms,
+    /// heartbeat 1, election 6, lost 6). Explicit values below override the profile's.
     #[serde(default)]
     pub profile: Profile,
     /// Length of one Raft tick.
@@ -118,6 +118,9 @@ pub struct TimersConfig {
     pub heartbeat_ticks: Option<usize>,
     /// Minimum election timeout, in ticks (raft randomises it within [n, 2n)).
     pub election_ticks: Option<usize>,
+    /// A member not heard from for this many ticks is lost: the leader moves the group
+    /// away from a lost owner, and in two-node mode the peer is fenced.
+    pub lost_ticks: Option<usize>,
 }
 
 /// A named set of timer defaults.
@@ -140,14 +143,31 @@ pub struct Timers {
     pub heartbeat_ticks: usize,
     /// Minimum election timeout in ticks.
     pub election_ticks: usize,
+    /// Silence, in ticks, after which a member is lost.
+    pub lost_ticks: usize,
+}
+
+impl Timers {
+    /// Silence after which a member is lost.
+    pub fn lost_after(&self) -> std::time::Duration {
+        self.tick * self.lost_ticks as u32
+    }
+    /// The minimum election timeout.
+    pub fn election(&self) -> std::time::Duration {
+        self.tick * self.election_ticks as u32
+    }
+    /// The heartbeat interval.
+    pub fn heartbeat(&self) -> std::time::Duration {
+        self.tick * self.heartbeat_ticks as u32
+    }
 }
 
 impl TimersConfig {
     /// The profile's values with explicit overrides applied.
     pub fn effective(&self) -> Timers {
-        let (tick, hb, el) = match self.profile {
-            Profile::Default => (100, 1, 5),
-            Profile::Fast => (25, 1, 6),
+        let (tick, hb, el, lost) = match self.profile {
+            Profile::Default => (100, 1, 5, 10),
+            Profile::Fast => (25, 1, 6, 6),
         };
         Timers {
             tick: self
@@ -156,6 +176,7 @@ impl TimersConfig {
                 .unwrap_or(std::time::Duration::from_millis(tick)),
             heartbeat_ticks: self.heartbeat_ticks.unwrap_or(hb),
             election_ticks: self.election_ticks.unwrap_or(el),
+            lost_ticks: self.lost_ticks.unwrap_or(lost),
         }
     }
 
@@ -164,6 +185,7 @@ impl TimersConfig {
         self.tick = Some(Dur(t.tick));
         self.heartbeat_ticks = Some(t.heartbeat_ticks);
         self.election_ticks = Some(t.election_ticks);
+        self.lost_ticks = Some(t.lost_ticks);
     }
 }
 
@@ -433,6 +455,16 @@ fn validate(c: &Config, p: &mut Problems) {
                 "expected more election ticks than heartbeat ticks ({}), found {}; \
                  a follower would start elections between heartbeats",
                 t.heartbeat_ticks, t.election_ticks
+            ),
+        );
+    }
+    if t.lost_ticks <= t.heartbeat_ticks * 2 {
+        p.push(
+            "timers.lost_ticks",
+            format!(
+                "expected more than twice the heartbeat ({} ticks), found {}; members \
+                 would be declared lost between two heartbeats",
+                t.heartbeat_ticks, t.lost_ticks
             ),
         );
     }
