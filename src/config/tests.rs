@@ -159,13 +159,25 @@ fn witness_in_failover_domain() {
 
 #[test]
 fn election_not_greater_than_heartbeat() {
-    let text = format!("{BASE}timers:\n  heartbeat_ticks: 5\n  election_ticks: 5\n");
+    let text = format!("{BASE}timers:\n  heartbeat_ticks: 3\n  election_ticks: 3\n");
     let e = one_error(&text);
     assert_eq!(e.key, "timers.election_ticks");
     assert_eq!(e.line, Some(16));
     assert!(
         e.message
-            .contains("more election ticks than heartbeat ticks (5), found 5")
+            .contains("more election ticks than heartbeat ticks (3), found 3")
+    );
+}
+
+#[test]
+fn lost_after_must_span_heartbeats() {
+    let text = format!("{BASE}timers:\n  lost_ticks: 2\n");
+    let e = one_error(&text);
+    assert_eq!(e.key, "timers.lost_ticks");
+    assert_eq!(e.line, Some(15));
+    assert!(
+        e.message.contains("twice the heartbeat (1 ticks), found 2"),
+        "{e}"
     );
 }
 
