@@ -6,7 +6,7 @@ mod harness;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use harness::{NodeSpec, ONED_PORT, TESTKIT, Topology, wait_until};
+use harness::{Host, Node, NodeSpec, ONED_PORT, TESTKIT, Topology, wait_until};
 
 const VIP: &str = "192.0.2.100";
 
@@ -23,15 +23,21 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn power_off_kills_everything_and_boot_brings_the_node_back() {
-    let topo = Topology::new("power_cycle");
+/// A client (192.0.2.10) and node1 (192.0.2.1) running the test `opennebula.service`.
+fn client_and_node(test: &str) -> (Topology, Host, Node) {
+    let topo = Topology::new(test);
     let client = topo.add_host("client", 10);
     let node = topo.add_node(
         "node1",
         1,
         NodeSpec::opennebula().wants("opennebula.service"),
     );
+    (topo, client, node)
+}
+
+#[test]
+fn power_off_kills_everything_and_boot_brings_the_node_back() {
+    let (topo, client, node) = client_and_node("power_cycle");
     assert!(node.is_active("dbus.service"), "D-Bus runs in the node");
     assert!(node.is_active("opennebula.service"));
     assert_eq!(
@@ -158,13 +164,7 @@ fn partitions_loss_and_cable_pulls_cut_traffic() {
 
 #[test]
 fn hung_and_killed_units() {
-    let topo = Topology::new("unit_faults");
-    let client = topo.add_host("client", 10);
-    let node = topo.add_node(
-        "node1",
-        1,
-        NodeSpec::opennebula().wants("opennebula.service"),
-    );
+    let (_topo, client, node) = client_and_node("unit_faults");
     let ip: IpAddr = node.ip().into();
     node.hang_unit("opennebula.service");
     assert!(
@@ -185,7 +185,7 @@ fn sampler_sees_a_double_holder() {
     let spec = NodeSpec::opennebula();
     let n1 = topo.add_node("node1", 1, spec.clone());
     let n2 = topo.add_node("node2", 2, spec);
-    let add_vip = |n: &harness::Node| {
+    let add_vip = |n: &Node| {
         n.exec_ok(&["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"]);
     };
 

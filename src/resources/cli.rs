@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::{Group, GroupError, Resource, ResourceState};
+use super::{Group, Resource, ResourceState};
 use crate::config;
 
 /// What to do.
@@ -85,7 +85,7 @@ pub async fn run(args: ResourceArgs) -> i32 {
     };
     match (args.action, one) {
         (Action::Start, Some(r)) => start_one(r).await,
-        (Action::Stop, Some(r)) => report(r.stop().await.map_err(|e| e.to_string()), r.name()),
+        (Action::Stop, Some(r)) => report(r.stop().await, &format!("{}: stopped", r.name())),
         (Action::Monitor, Some(r)) => {
             let state = r.monitor().await;
             print_state(r.name(), &state);
@@ -98,9 +98,9 @@ pub async fn run(args: ResourceArgs) -> i32 {
                     r.wait_announced().await;
                 }
             }
-            report_group(result, "started")
+            report(result, "group: started")
         }
-        (Action::Stop, None) => report_group(group.stop().await, "stopped"),
+        (Action::Stop, None) => report(group.stop().await, "group: stopped"),
         (Action::Monitor, None) => {
             let probes = group.probe().await;
             let mut codes = Vec::new();
@@ -118,26 +118,14 @@ async fn start_one(r: &Resource) -> i32 {
     if result.is_ok() {
         r.wait_announced().await;
     }
-    report(result.map_err(|e| e.to_string()), r.name())
+    report(result, &format!("{}: started", r.name()))
 }
 
-fn report(result: Result<(), String>, name: &str) -> i32 {
+/// Prints `ok_text` for success or the error; returns the exit code.
+fn report<E: std::fmt::Display>(result: Result<(), E>, ok_text: &str) -> i32 {
     match result {
         Ok(()) => {
-            println!("{name}: done");
-            EXIT_OK
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            EXIT_FAILED
-        }
-    }
-}
-
-fn report_group(result: Result<(), GroupError>, what: &str) -> i32 {
-    match result {
-        Ok(()) => {
-            println!("group: {what}");
+            println!("{ok_text}");
             EXIT_OK
         }
         Err(e) => {

@@ -31,6 +31,7 @@ trait Manager {
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
     fn reload(&self) -> zbus::Result<()>;
     fn subscribe(&self) -> zbus::Result<()>;
     #[zbus(signal)]
@@ -94,18 +95,27 @@ impl SystemdUnit {
         .into())
     }
 
-    /// Stops the unit, waits for the stop job, then removes the drop-in (and reloads).
+    /// Stops the unit, waits for the stop job, clears a `failed` state, then removes the
+    /// drop-in (and reloads).
     pub async fn stop(&self) -> Result<(), Fault> {
         let mut bus = Bus::connect().await?;
         if let Some(job) = bus.stop_unit(&self.unit).await? {
             let result = bus.job_result(job).await?;
-            if result != "done" {
-                let state = bus.state(&self.unit).await.unwrap_or_default();
+            let (active, sub) = bus.active_sub(&self.unit).await?;
+            if result != "done" || !matches!(active.as_str(), "inactive" | "failed") {
                 return Err(format!(
-                    "stop job of {} ended with result `{result}`; the unit is {state}",
+                    "stop job of {} ended with result `{result}`; the unit is {active} ({sub})",
                     self.unit
                 )
                 .into());
+            }
+            if active == "failed" {
+                // Stopped, but systemd keeps "failed" until told: clear it, so a monitor
+                // (and the next probe) sees the unit cleanly stopped.
+                bus.manager
+                    .reset_failed_unit(&self.unit)
+                    .await
+                    .map_err(bus_error)?;
             }
         }
         if self.remove_dropin()? {

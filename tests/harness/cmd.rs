@@ -34,6 +34,18 @@ impl CmdOutput {
         self.stdout
     }
 
+    /// Panics unless it exited with `code` and printed `needle` (stdout or stderr).
+    pub fn expect_failure(&self, code: i32, needle: &str) {
+        assert_eq!(self.code, Some(code), "`{}`: {self:?}", self.cmdline);
+        assert!(
+            self.stdout.contains(needle) || self.stderr.contains(needle),
+            "`{}` did not print `{needle}`:\n{}{}",
+            self.cmdline,
+            self.stdout,
+            self.stderr
+        );
+    }
+
     fn from_output(cmdline: String, out: Output) -> CmdOutput {
         CmdOutput {
             cmdline,

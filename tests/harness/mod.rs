@@ -26,7 +26,7 @@ pub use host::{Host, Proc};
 pub use node::{Node, NodeSpec};
 pub use sampler::{Change, Report, Sampler, Violation};
 pub use topology::Topology;
-pub use units::{ONED_PORT, SUNSTONE_PORT};
+pub use units::{ONED_PORT, SUNSTONE_PORT, serve_name_unit};
 
 /// The `oneha` binary of this build.
 pub const ONEHA: &str = env!("CARGO_BIN_EXE_oneha");
