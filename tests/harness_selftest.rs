@@ -6,21 +6,12 @@ mod harness;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use harness::{Host, Node, NodeSpec, ONED_PORT, TESTKIT, Topology, wait_until};
+use harness::{Host, Node, NodeSpec, ONED_PORT, TESTKIT, Topology, process_alive, wait_until};
 
 const VIP: &str = "192.0.2.100";
 
 fn vip() -> IpAddr {
     VIP.parse().expect("VIP constant parses")
-}
-
-/// True if `pid` exists and is not a zombie (the machine's init reaps the node's dead
-/// processes in its own time).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
-        .unwrap_or(false)
 }
 
 /// A client (192.0.2.10) and node1 (192.0.2.1) running the test `opennebula.service`.
@@ -56,7 +47,7 @@ fn power_off_kills_everything_and_boot_brings_the_node_back() {
 
     assert!(!node.is_on());
     for pid in [unit_pid, pid1] {
-        assert!(!alive(pid), "pid {pid} survived the power-off");
+        assert!(!process_alive(pid), "pid {pid} survived the power-off");
     }
     assert!(!node.cgroup().exists(), "the node's cgroup is removed");
     assert!(
@@ -81,6 +72,23 @@ fn power_off_kills_everything_and_boot_brings_the_node_back() {
         "private directories survive power cycles"
     );
     assert_eq!(node.run_ok(&["hostname"]).trim(), "node1");
+
+    // The fence daemon's hook powers a node off from another namespace; the harness
+    // notices, and the node boots again.
+    let hook = topo.fence_hook();
+    let hook = hook.to_str().expect("utf-8 path");
+    client
+        .exec(&[hook, "on", "node1"])
+        .expect_failure(1, "not supported");
+    client
+        .exec(&[hook, "off", "nodeX"])
+        .expect_failure(1, "no node named nodeX");
+    client.exec_ok(&[hook, "off", "node1"]);
+    assert!(!node.is_on(), "a power-off from outside is noticed");
+    assert!(!node.cgroup().exists());
+    assert!(client.tcp_get(node.ip().into(), ONED_PORT).is_err());
+    node.boot();
+    assert!(node.is_active("opennebula.service"));
     assert!(node.unit_log("opennebula.service").contains("listening"));
 }
 

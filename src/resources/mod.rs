@@ -156,3 +156,42 @@ impl Resource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    /// The agent runs these on tokio tasks: they must be Send (never polled here).
+    #[test]
+    fn resources_and_their_operations_can_move_between_threads() {
+        assert_send_sync::<Resource>();
+        assert_send_sync::<Group>();
+        let cfg = ResourceConfig::systemd("oned", "opennebula.service");
+        let Ok(r) = Resource::from_config(&cfg) else {
+            panic!("a systemd resource builds");
+        };
+        assert_send(&r.start());
+        assert_send(&r.stop());
+        assert_send(&r.monitor());
+        let g = Group::new(vec![r]);
+        assert_send(&g.start());
+        assert_send(&g.stop());
+        assert_send(&g.probe());
+    }
+
+    #[test]
+    fn a_config_entry_missing_its_key_is_a_config_error() {
+        let mut cfg = ResourceConfig::systemd("oned", "opennebula.service");
+        cfg.unit = None;
+        match Resource::from_config(&cfg) {
+            Err(ResourceError::Config { resource, reason }) => {
+                assert_eq!(resource, "oned");
+                assert!(reason.contains("needs `unit`"), "{reason}");
+            }
+            _ => panic!("expected a config error"),
+        }
+    }
+}

@@ -62,9 +62,33 @@ pub struct SystemdUnit {
 }
 
 impl SystemdUnit {
-    /// The unit named `unit` (e.g. `opennebula.service`).
+    /// The unit named `unit` (e.g. `opennebula.service`); a name without a unit type
+    /// gets `.service`, as `systemctl` does.
     pub fn new(unit: String) -> SystemdUnit {
+        const TYPES: &[&str] = &[
+            ".service",
+            ".socket",
+            ".target",
+            ".mount",
+            ".timer",
+            ".path",
+            ".scope",
+            ".slice",
+            ".swap",
+            ".device",
+            ".automount",
+        ];
+        let unit = if TYPES.iter().any(|t| unit.ends_with(t)) {
+            unit
+        } else {
+            format!("{unit}.service")
+        };
         SystemdUnit { unit }
+    }
+
+    /// The full unit name.
+    pub fn unit(&self) -> &str {
+        &self.unit
     }
 
     /// Path of oneha's runtime drop-in for this unit.
@@ -260,4 +284,23 @@ impl Bus {
 
 fn bus_error(e: zbus::Error) -> Fault {
     Fault::Failed(format!("D-Bus call to systemd failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names_get_service_like_systemctl() {
+        assert_eq!(
+            SystemdUnit::new("opennebula".into()).unit(),
+            "opennebula.service"
+        );
+        assert_eq!(SystemdUnit::new("x.service".into()).unit(), "x.service");
+        assert_eq!(SystemdUnit::new("y.socket".into()).unit(), "y.socket");
+        assert_eq!(
+            SystemdUnit::new("opennebula".into()).dropin_path(),
+            PathBuf::from("/run/systemd/system/opennebula.service.d/50-oneha.conf")
+        );
+    }
 }

@@ -132,6 +132,11 @@ impl Host {
         self.set_cable("up").expect_ok();
     }
 
+    /// The namespace of the switch this host is plugged into.
+    pub fn switch_ns(&self) -> &str {
+        &self.inner.switch_ns
+    }
+
     /// `ip link set vN up|down` in the switch namespace.
     pub(super) fn set_cable(&self, state: &str) -> CmdOutput {
         try_run(&[

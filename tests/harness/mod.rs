@@ -16,6 +16,7 @@ mod host;
 mod netns;
 mod node;
 mod sampler;
+mod spec;
 mod topology;
 mod units;
 
@@ -23,8 +24,9 @@ use std::time::{Duration, Instant};
 
 pub use cmd::{CmdOutput, run_cmd};
 pub use host::{Host, Proc};
-pub use node::{Node, NodeSpec};
+pub use node::Node;
 pub use sampler::{Change, Report, Sampler, Violation};
+pub use spec::NodeSpec;
 pub use topology::Topology;
 pub use units::{ONED_PORT, SUNSTONE_PORT, serve_name_unit};
 
@@ -32,6 +34,14 @@ pub use units::{ONED_PORT, SUNSTONE_PORT, serve_name_unit};
 pub const ONEHA: &str = env!("CARGO_BIN_EXE_oneha");
 /// The `oneha-testkit` binary of this build.
 pub const TESTKIT: &str = env!("CARGO_BIN_EXE_oneha-testkit");
+
+/// True if process `pid` exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
 
 /// Polls `cond` every 10 ms until it is true (returns true) or `timeout` passes (false).
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {

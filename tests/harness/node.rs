@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::cmd::{CmdOutput, run_cmd, run_with_input, try_run};
 use super::host::Host;
+use super::spec::NodeSpec;
 use super::units;
 use super::wait_until;
 
@@ -18,56 +19,6 @@ use super::wait_until;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a powered-off node's processes may take to vanish.
 const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What to install on a node before it boots.
-#[derive(Clone, Default)]
-pub struct NodeSpec {
-    units: Vec<(String, String)>,
-    wants: Vec<String>,
-    etc: Vec<(String, String)>,
-    init: Vec<(String, String)>,
-}
-
-impl NodeSpec {
-    /// Nothing but the boot target and D-Bus.
-    pub fn new() -> NodeSpec {
-        NodeSpec::default()
-    }
-
-    /// With the test `opennebula.service` (TCP 2633) and `opennebula-sunstone.service`
-    /// (TCP 9869) installed (not started): each answers a connection with the node's name.
-    pub fn opennebula() -> NodeSpec {
-        let mut spec = NodeSpec::new();
-        spec.units = units::opennebula_units();
-        spec
-    }
-
-    /// Installs a unit file. In `text`, `{{node}}` becomes the node name, `{{ip}}` its
-    /// address, `{{oneha}}` and `{{testkit}}` the binaries of this build.
-    pub fn unit(mut self, name: &str, text: &str) -> NodeSpec {
-        self.units.retain(|(n, _)| n != name);
-        self.units.push((name.to_string(), text.to_string()));
-        self
-    }
-
-    /// Starts `unit` at boot (a `Wants=` of the boot target).
-    pub fn wants(mut self, unit: &str) -> NodeSpec {
-        self.wants.push(unit.to_string());
-        self
-    }
-
-    /// Writes `/etc/oneha/NAME` (placeholders as in [`NodeSpec::unit`]).
-    pub fn etc_file(mut self, name: &str, text: &str) -> NodeSpec {
-        self.etc.push((name.to_string(), text.to_string()));
-        self
-    }
-
-    /// Installs an executable `/etc/init.d/NAME` (placeholders as in [`NodeSpec::unit`]).
-    pub fn init_script(mut self, name: &str, text: &str) -> NodeSpec {
-        self.init.push((name.to_string(), text.to_string()));
-        self
-    }
-}
 
 /// Host-side directories of a node, kept across power cycles.
 pub struct NodeDirs {
@@ -87,6 +38,10 @@ pub struct NodeDirs {
     pub boot: PathBuf,
     /// Bound over /etc/hostname (systemd sets the hostname from it).
     pub hostname: PathBuf,
+    /// Powers the node off (see [`Node::poweroff_script`]).
+    pub poweroff: PathBuf,
+    /// Host pid of PID 1 while the node runs (for the power-off script).
+    pub pid1: PathBuf,
 }
 
 impl NodeDirs {
@@ -100,6 +55,8 @@ impl NodeDirs {
             log: root.join("log"),
             boot: root.join("boot.sh"),
             hostname: root.join("hostname"),
+            poweroff: root.join("poweroff.sh"),
+            pid1: root.join("pid1"),
         };
         for d in [
             &dirs.units,
@@ -181,6 +138,10 @@ impl Node {
         set_executable(&write(
             dirs.boot.clone(),
             &units::boot_script(host.name(), &dirs),
+        ));
+        set_executable(&write(
+            dirs.poweroff.clone(),
+            &units::poweroff_script(&host, &cgroup, &dirs.pid1),
         ));
         Node {
             inner: Arc::new(NodeInner {
@@ -286,7 +247,7 @@ impl Node {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot boot {}: {e}", self.name()));
         let children = format!("/proc/{0}/task/{0}/children", unshare.id());
-        let mut pid1 = None;
+        let mut pid1: Option<u32> = None;
         wait_until(BOOT_TIMEOUT, || {
             pid1 = fs::read_to_string(&children)
                 .ok()
@@ -300,6 +261,9 @@ impl Node {
                 self.log("console.log")
             );
         };
+        let pid_file = &self.inner.dirs.pid1;
+        fs::write(pid_file, pid1.to_string())
+            .unwrap_or_else(|e| panic!("write {}: {e}", pid_file.display()));
         *power = Power::On { unshare, pid1 };
         drop(power);
         let booted = wait_until(BOOT_TIMEOUT, || {
@@ -315,9 +279,9 @@ impl Node {
     }
 
     /// Powers off: the cable is pulled, every process of the node is killed (SIGKILL to
-    /// PID 1, then `cgroup.kill`), the cgroup is waited empty and removed, and eth0's
-    /// addresses (a floating IP included) are flushed, as a real power-off loses them.
-    /// The private directories stay. Does nothing if the node is off.
+    /// all of its cgroup, PID 1 included), the cgroup is waited empty and removed, and
+    /// eth0's addresses (a floating IP included) are flushed, as a real power-off loses
+    /// them. The private directories stay. Does nothing if the node is off.
     pub fn power_off(&self) {
         if let Err(e) = self.try_power_off() {
             panic!("{}: power-off failed: {e}", self.name());
@@ -327,36 +291,56 @@ impl Node {
     /// [`Node::power_off`] without panicking (for teardown).
     pub(super) fn try_power_off(&self) -> Result<(), String> {
         let mut power = self.power();
-        let Power::On { mut unshare, pid1 } = std::mem::replace(&mut *power, Power::Off) else {
+        if matches!(*power, Power::Off) {
             return Ok(());
-        };
-        let veth_down = self.set_cable("down");
-        if let Ok(pid) = i32::try_from(pid1) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
         }
-        let cg = self.inner.cgroup.clone();
-        let _ = fs::write(cg.join("cgroup.kill"), "1");
-        let _ = unshare.kill();
+        let script = self.inner.dirs.poweroff.display().to_string();
+        let out = try_run(&[script])?;
+        self.reap(&mut power);
+        if !out.ok() {
+            return Err(format!("`{}`: {}{}", out.cmdline, out.stdout, out.stderr));
+        }
+        match *power {
+            Power::Off => Ok(()),
+            Power::On { pid1, .. } => Err(format!("PID 1 ({pid1}) survived")),
+        }
+    }
+
+    /// The script [`Node::power_off`] runs (cable pulled, SIGKILL to PID 1, which takes
+    /// every process of the node's pid namespace with it, eth0 flushed). It works from any
+    /// namespace, e.g. as the test fence daemon's hook (see [`super::Topology::fence_hook`]);
+    /// the node notices such a power-off by itself.
+    pub fn poweroff_script(&self) -> &Path {
+        &self.inner.dirs.poweroff
+    }
+
+    /// If PID 1 is dead (powered off, from here or from outside), waits for the node's
+    /// cgroup to empty, removes it and records the node as off.
+    fn reap(&self, power: &mut Power) {
+        let Power::On { unshare, pid1 } = power else {
+            return;
+        };
+        if super::process_alive(*pid1) {
+            return;
+        }
         let _ = unshare.wait();
-        let empty = wait_until(POWER_OFF_TIMEOUT, || {
+        let cg = &self.inner.cgroup;
+        let emptied = wait_until(POWER_OFF_TIMEOUT, || {
             fs::read_to_string(cg.join("cgroup.events"))
                 .map(|e| e.contains("populated 0"))
                 .unwrap_or(true)
         });
-        if !empty {
-            return Err(format!("processes survived in {}", cg.display()));
+        if !emptied {
+            eprintln!(
+                "harness: {}: processes survive in {}",
+                self.name(),
+                cg.display()
+            );
+            return;
         }
-        remove_cgroup(&cg);
-        let flush = try_run(&["ip", "-n", self.ns(), "addr", "flush", "dev", "eth0"])?;
-        for out in [veth_down, flush] {
-            if !out.ok() {
-                return Err(format!("`{}`: {}", out.cmdline, out.stderr));
-            }
-        }
-        Ok(())
+        remove_cgroup(cg);
+        let _ = fs::remove_file(&self.inner.dirs.pid1);
+        *power = Power::Off;
     }
 
     /// Runs `argv` inside the node: its network, mount, pid, uts, ipc and cgroup
@@ -438,11 +422,15 @@ impl Node {
         self.inner.cgroup.join("system.slice").join(unit)
     }
 
+    /// The power state, after noticing a power-off from outside.
     fn power(&self) -> MutexGuard<'_, Power> {
-        self.inner
+        let mut power = self
+            .inner
             .power
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.reap(&mut power);
+        power
     }
 }
 

@@ -10,8 +10,9 @@ use std::time::SystemTime;
 
 use super::cmd::{run_cmd, run_with_input, try_run};
 use super::host::Host;
-use super::node::{Node, NodeSpec};
+use super::node::Node;
 use super::sampler::Sampler;
+use super::spec::NodeSpec;
 
 /// Every name a topology creates starts with this (namespaces, cgroups, temp dirs), followed by four hex digits: `tools/harness-cleanup.sh` looks for it.
 pub const NAME_PREFIX: &str = "oht";
@@ -60,6 +61,7 @@ impl Topology {
             hosts: Mutex::new(Vec::new()),
             nodes: Mutex::new(Vec::new()),
         };
+        topo.write_fence_hook();
         let bridge = "link add br0 type bridge mcast_snooping 0\nlink set br0 up\n";
         run_with_input(&["ip", "-n", &topo.switch_ns, "-batch", "-"], bridge).expect_ok();
         eprintln!(
@@ -84,6 +86,33 @@ impl Topology {
     /// Host directory holding the nodes' private directories.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A script for the test fence daemon's `--hook`, called as `HOOK ACTION DOMAIN`:
+    /// `off` and `reboot` power off the node named DOMAIN (it stays off until the test
+    /// calls [`Node::boot`]); `on` and unknown names fail.
+    pub fn fence_hook(&self) -> PathBuf {
+        self.dir.path().join("fence-hook.sh")
+    }
+
+    fn write_fence_hook(&self) {
+        let text = format!(
+            "#!/bin/sh\n\
+             # Test fence daemon hook: ACTION DOMAIN (DOMAIN = node name).\n\
+             case \"$1\" in\n\
+             off|reboot) ;;\n\
+             *) echo \"fence hook: $1 is not supported; the test boots nodes itself\" >&2; exit 1 ;;\n\
+             esac\n\
+             script=\"{dir}/$2/poweroff.sh\"\n\
+             [ -x \"$script\" ] || {{ echo \"fence hook: no node named $2\" >&2; exit 1; }}\n\
+             exec \"$script\"\n",
+            dir = self.dir.path().display()
+        );
+        let path = self.fence_hook();
+        fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        fs::set_permissions(&path, mode)
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
     }
 
     /// Adds a plain namespace host `name` with 192.0.2.`n`/24 on eth0.
