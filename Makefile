@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all build release test lint fmt deps demo bench-election clean
+.PHONY: all build release test lint fmt deps demo bench-election clean harness-cleanup
 
 all: build
 
@@ -33,3 +33,7 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+## Remove what killed real-host test runs left behind (namespaces, node cgroups, temp dirs).
+harness-cleanup:
+	bash tools/harness-cleanup.sh
