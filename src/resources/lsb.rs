@@ -61,6 +61,13 @@ impl LsbScript {
 
     /// `script start`; exit 0 is success (LSB: also when it already runs).
     pub async fn start(&self) -> Result<(), Fault> {
+        if !self.installed() {
+            return Err(format!(
+                "{} does not exist; install the service or fix `script` in the config",
+                self.script.display()
+            )
+            .into());
+        }
         let out = self.run("start").await?;
         if out.code() == Some(0) {
             Ok(())
@@ -71,7 +78,11 @@ impl LsbScript {
 
     /// `script stop`; exit 0 is success. A non-zero exit is accepted when `status` then
     /// says the service is not running (3), as some scripts fail to stop a stopped service.
+    /// No script: nothing it starts can run, so the stop succeeds.
     pub async fn stop(&self) -> Result<(), Fault> {
+        if !self.installed() {
+            return Ok(());
+        }
         let out = self.run("stop").await?;
         if out.code() == Some(0) {
             return Ok(());
@@ -87,8 +98,12 @@ impl LsbScript {
         }
     }
 
-    /// `script status`, mapped by LSB exit codes.
+    /// `script status`, mapped by LSB exit codes; no script is stopped (as Pacemaker
+    /// treats an agent that is not installed).
     pub async fn monitor(&self) -> Result<ResourceState, Fault> {
+        if !self.installed() {
+            return Ok(ResourceState::Stopped);
+        }
         let out = self.run("status").await?;
         Ok(match out.code() {
             Some(0) => ResourceState::Running,
@@ -98,6 +113,10 @@ impl LsbScript {
             Some(4) => ResourceState::Failed("status unknown".into()),
             _ => ResourceState::Failed(format!("status: {}", out.describe())),
         })
+    }
+
+    fn installed(&self) -> bool {
+        self.script.is_file()
     }
 
     /// Runs `script action` in its own process group, with stdin closed, collecting up to
@@ -175,5 +194,90 @@ async fn collect(mut pipe: impl tokio::io::AsyncRead + Unpin, into: Arc<Mutex<Ve
             let room = OUTPUT_LIMIT.saturating_sub(all.len());
             all.extend_from_slice(&buf[..n.min(room)]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(dir: &tempfile::TempDir, body: &str) -> LsbScript {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.path().join("svc");
+        let written = std::fs::write(&path, format!("#!/bin/sh\n{body}\n"))
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)));
+        assert!(written.is_ok(), "{written:?}");
+        LsbScript::new(path.display().to_string())
+    }
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"))
+    }
+
+    #[tokio::test]
+    async fn status_codes_map_to_states() {
+        let dir = tmp();
+        for (code, want) in [
+            (0, ResourceState::Running),
+            (3, ResourceState::Stopped),
+            (
+                1,
+                ResourceState::Failed("dead, but its pid file exists".into()),
+            ),
+            (
+                2,
+                ResourceState::Failed("dead, but its lock file exists".into()),
+            ),
+            (4, ResourceState::Failed("status unknown".into())),
+        ] {
+            let s = script(&dir, &format!("exit {code}"));
+            assert_eq!(s.monitor().await, Ok(want), "exit {code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_reports_the_scripts_output() {
+        let dir = tmp();
+        let s = script(&dir, "echo \"port 2633 in use\" >&2; exit 7");
+        let Err(Fault::Failed(msg)) = s.start().await else {
+            panic!("start must fail");
+        };
+        assert!(msg.contains("exit code 7: port 2633 in use"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn a_failing_stop_of_a_stopped_service_is_a_stop() {
+        let dir = tmp();
+        let s = script(&dir, "[ \"$1\" = status ] && exit 3; exit 1");
+        assert_eq!(s.stop().await, Ok(()));
+        let s = script(&dir, "[ \"$1\" = status ] && exit 0; exit 1");
+        assert!(s.stop().await.is_err(), "still running after a failed stop");
+    }
+
+    #[tokio::test]
+    async fn a_missing_script_is_stopped_and_cannot_start() {
+        let s = LsbScript::new("/nonexistent/oneha-test-script".into());
+        assert_eq!(s.monitor().await, Ok(ResourceState::Stopped));
+        assert_eq!(s.stop().await, Ok(()));
+        let Err(Fault::Failed(msg)) = s.start().await else {
+            panic!("start must fail");
+        };
+        assert!(msg.contains("does not exist"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn a_daemon_keeping_the_output_pipe_does_not_block_the_start() {
+        let dir = tmp();
+        let pid_file = dir.path().join("daemon.pid");
+        let s = script(
+            &dir,
+            &format!("sleep 30 & echo $! > {}; echo started", pid_file.display()),
+        );
+        let started = tokio::time::timeout(Duration::from_secs(5), s.start()).await;
+        let daemon = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if let Ok(pid) = daemon.trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        assert_eq!(started, Ok(Ok(())));
     }
 }

@@ -69,7 +69,11 @@ impl Vip {
 
     /// Removes the address; succeeds if it is not there.
     pub async fn stop(&self) -> Result<(), Fault> {
-        self.stop_announcing();
+        // No announcement may go out once the address is gone: wait for the task to end.
+        if let Some(task) = self.take_announcer() {
+            task.abort();
+            let _ = task.await;
+        }
         let nl = connect()?;
         let Some(link) = link_info(&nl, &self.spec.interface).await? else {
             return Ok(()); // no interface, no address
@@ -111,9 +115,13 @@ impl Vip {
         if !self.spec.garp_refresh.is_zero() {
             return;
         }
-        let task = self.announcer.lock().ok().and_then(|mut a| a.take());
-        if let Some(task) = task {
-            let _ = task.await;
+        // Polled rather than awaited: the handle stays in place for `stop` to abort.
+        while self
+            .announcer
+            .lock()
+            .is_ok_and(|a| a.as_ref().is_some_and(|t| !t.is_finished()))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -185,16 +193,16 @@ impl Vip {
             .map(|(_, msg)| msg))
     }
 
-    fn stop_announcing(&self) {
-        if let Some(task) = self.announcer.lock().ok().and_then(|mut a| a.take()) {
-            task.abort();
-        }
+    fn take_announcer(&self) -> Option<JoinHandle<()>> {
+        self.announcer.lock().ok().and_then(|mut a| a.take())
     }
 }
 
 impl Drop for Vip {
     fn drop(&mut self) {
-        self.stop_announcing();
+        if let Some(task) = self.take_announcer() {
+            task.abort();
+        }
     }
 }
 
