@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all build release test lint fmt deps demo bench-election clean test-fence
+.PHONY: all build release test lint fmt deps demo bench-election clean test-fence harness-cleanup
 
 all: build
 
@@ -43,3 +43,7 @@ test-fence:
 	bash tools/install-fence-virtd.sh
 	$(CARGO) test --lib fence
 	$(CARGO) test --test fence_virtd --test fence_testkit
+
+## Remove what killed real-host test runs left behind (namespaces, node cgroups, temp dirs).
+harness-cleanup:
+	bash tools/harness-cleanup.sh

@@ -1,12 +1,50 @@
 //! Test-only programs used by tests/ and `make demo`. Not installed by packages.
+
+use clap::{Parser, Subcommand};
+
+/// Test-only programs for oneha's tests.
+#[derive(Parser)]
+#[command(name = "oneha-testkit")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// A TCP server that writes a name and closes (the test `opennebula` units).
+    ServeName(oneha::testkit::serve::ServeArgs),
+    /// Same as `oneha resource`: drive resources directly, inside a test node.
+    Resource(oneha::resources::cli::ResourceArgs),
+    /// A fence_xvm-protocol test daemon (see `oneha-testkit fence-daemon --help`).
+    FenceDaemon,
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let code = match args.get(1).map(String::as_str) {
-        Some("fence-daemon") => oneha::testkit::fence_server::main(&args[1..]),
-        _ => {
-            eprintln!("oneha-testkit: no program given (programs: fence-daemon)");
-            2
-        }
+    // The fence daemon parses its own arguments.
+    if args.get(1).map(String::as_str) == Some("fence-daemon") {
+        std::process::exit(oneha::testkit::fence_server::main(&args[1..]));
+    }
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::ServeName(args) => oneha::testkit::serve::run(&args),
+        Cmd::Resource(args) => runtime().block_on(oneha::resources::cli::run(args)),
+        Cmd::FenceDaemon => 2,
     };
     std::process::exit(code);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oneha-testkit: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    }
 }

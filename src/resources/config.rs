@@ -120,6 +120,10 @@ pub struct ResourceConfig {
     /// ip: probe for another holder (ARP duplicate address detection) before adding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict_check: Option<bool>,
+    /// ip: how long to wait for an answer to the duplicate address probe (default `100ms`).
+    /// Every takeover waits this long before adding the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict_wait: Option<Dur>,
     /// systemd: unit name, e.g. `opennebula.service`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
@@ -201,6 +205,8 @@ pub struct IpSpec {
     pub garp_refresh: std::time::Duration,
     /// Duplicate address detection before adding.
     pub conflict_check: bool,
+    /// How long the duplicate address probe waits for an answer.
+    pub conflict_wait: std::time::Duration,
 }
 
 impl ResourceConfig {
@@ -215,6 +221,7 @@ impl ResourceConfig {
             garp_repeat_after: None,
             garp_refresh: None,
             conflict_check: None,
+            conflict_wait: None,
             unit: Some(unit.to_string()),
             script: None,
             monitor_interval: default_monitor(),
@@ -241,6 +248,7 @@ impl ResourceConfig {
                     garp_repeat_after: self.garp_repeat_after.unwrap_or(Dur::secs(5)).get(),
                     garp_refresh: self.garp_refresh.unwrap_or_default().get(),
                     conflict_check: self.conflict_check.unwrap_or(true),
+                    conflict_wait: self.conflict_wait.unwrap_or(Dur::ms(100)).get(),
                 }))
             }
             ResourceType::Systemd => Ok(ResourceKind::Systemd(
@@ -263,6 +271,7 @@ impl ResourceConfig {
             ("garp_repeat_after", self.garp_repeat_after.is_some(), ip),
             ("garp_refresh", self.garp_refresh.is_some(), ip),
             ("conflict_check", self.conflict_check.is_some(), ip),
+            ("conflict_wait", self.conflict_wait.is_some(), ip),
             (
                 "unit",
                 self.unit.is_some(),

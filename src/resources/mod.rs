@@ -1,8 +1,197 @@
 //! Resources the group is made of: a floating IP, systemd units, LSB init scripts.
+//!
+//! [`Resource`] wraps one driver ([`vip`], [`systemd`], [`lsb`]) and bounds every operation
+//! by the configured timeouts; [`Group`] starts an ordered list and stops it in reverse.
+//! Nothing here knows about the cluster: callers decide when to start and stop.
 
+pub mod arp;
+pub mod cli;
 mod config;
+mod error;
+mod group;
+pub mod lsb;
+pub mod systemd;
+pub mod vip;
+
+use std::future::Future;
+use std::time::Duration;
 
 pub use config::{
     FailoverDomain, IpSpec, Recovery, ResourceConfig, ResourceKind, ResourceType, ResourcesConfig,
     parse_cidr,
 };
+pub use error::{Fault, Op, ResourceError};
+pub use group::{Group, GroupError, Probe};
+
+/// What a monitor saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceState {
+    /// Running as it should.
+    Running,
+    /// Cleanly stopped (or never started).
+    Stopped,
+    /// Neither: dead with leftovers, failed unit, address on a link that is down...
+    Failed(String),
+}
+
+impl std::fmt::Display for ResourceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResourceState::Running => f.write_str("running"),
+            ResourceState::Stopped => f.write_str("stopped"),
+            ResourceState::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+/// The driver behind a resource.
+enum Driver {
+    Ip(vip::Vip),
+    Systemd(systemd::SystemdUnit),
+    Lsb(lsb::LsbScript),
+}
+
+/// One resource of the group, ready to start, stop and monitor.
+pub struct Resource {
+    name: String,
+    driver: Driver,
+    start_timeout: Duration,
+    stop_timeout: Duration,
+    monitor_timeout: Duration,
+    monitor_interval: Duration,
+}
+
+impl Resource {
+    /// Builds the resource a config entry describes.
+    pub fn from_config(c: &ResourceConfig) -> Result<Resource, ResourceError> {
+        let kind = c.spec().map_err(|reason| ResourceError::Config {
+            resource: c.name.clone(),
+            reason,
+        })?;
+        let driver = match kind {
+            ResourceKind::Ip(spec) => Driver::Ip(vip::Vip::new(spec)),
+            ResourceKind::Systemd(unit) => Driver::Systemd(systemd::SystemdUnit::new(unit)),
+            ResourceKind::Lsb(script) => Driver::Lsb(lsb::LsbScript::new(script)),
+        };
+        Ok(Resource {
+            name: c.name.clone(),
+            driver,
+            start_timeout: c.start_timeout.get(),
+            stop_timeout: c.stop_timeout.get(),
+            monitor_timeout: c.monitor_timeout.get(),
+            monitor_interval: c.monitor_interval.get(),
+        })
+    }
+
+    /// Name from the config.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How often the resource should be monitored while it runs.
+    pub fn monitor_interval(&self) -> Duration {
+        self.monitor_interval
+    }
+
+    /// Starts it, within `start_timeout`. Starting a running resource succeeds.
+    pub async fn start(&self) -> Result<(), ResourceError> {
+        let run = async {
+            match &self.driver {
+                Driver::Ip(d) => d.start().await,
+                Driver::Systemd(d) => d.start().await,
+                Driver::Lsb(d) => d.start().await,
+            }
+        };
+        self.bounded(Op::Start, self.start_timeout, run).await
+    }
+
+    /// Stops it, within `stop_timeout`. Stopping a stopped resource succeeds. An error here
+    /// means the resource may still run: the node must be fenced before it runs elsewhere.
+    pub async fn stop(&self) -> Result<(), ResourceError> {
+        let run = async {
+            match &self.driver {
+                Driver::Ip(d) => d.stop().await,
+                Driver::Systemd(d) => d.stop().await,
+                Driver::Lsb(d) => d.stop().await,
+            }
+        };
+        self.bounded(Op::Stop, self.stop_timeout, run).await
+    }
+
+    /// Checks it, within `monitor_timeout`.
+    pub async fn monitor(&self) -> Result<ResourceState, ResourceError> {
+        let run = async {
+            match &self.driver {
+                Driver::Ip(d) => d.monitor().await,
+                Driver::Systemd(d) => d.monitor().await,
+                Driver::Lsb(d) => d.monitor().await,
+            }
+        };
+        self.bounded(Op::Monitor, self.monitor_timeout, run).await
+    }
+
+    /// Waits until the follow-up gratuitous ARP burst after a start has gone out (floating
+    /// IPs without periodic refresh; returns at once otherwise). For one-shot commands
+    /// that exit right after a start.
+    pub async fn wait_announced(&self) {
+        if let Driver::Ip(d) = &self.driver {
+            d.wait_announced().await;
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        op: Op,
+        limit: Duration,
+        run: impl Future<Output = Result<T, Fault>>,
+    ) -> Result<T, ResourceError> {
+        match tokio::time::timeout(limit, run).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(fault)) => Err(fault.into_error(&self.name, op)),
+            Err(_) => Err(ResourceError::Timeout {
+                resource: self.name.clone(),
+                op,
+                after: limit,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    /// The agent runs these on tokio tasks: they must be Send (never polled here).
+    #[test]
+    fn resources_and_their_operations_can_move_between_threads() {
+        assert_send_sync::<Resource>();
+        assert_send_sync::<Group>();
+        let cfg = ResourceConfig::systemd("oned", "opennebula.service");
+        let Ok(r) = Resource::from_config(&cfg) else {
+            panic!("a systemd resource builds");
+        };
+        assert_send(&r.start());
+        assert_send(&r.stop());
+        assert_send(&r.monitor());
+        let g = Group::new(vec![r]);
+        assert_send(&g.start());
+        assert_send(&g.stop());
+        assert_send(&g.probe());
+    }
+
+    #[test]
+    fn a_config_entry_missing_its_key_is_a_config_error() {
+        let mut cfg = ResourceConfig::systemd("oned", "opennebula.service");
+        cfg.unit = None;
+        match Resource::from_config(&cfg) {
+            Err(ResourceError::Config { resource, reason }) => {
+                assert_eq!(resource, "oned");
+                assert!(reason.contains("needs `unit`"), "{reason}");
+            }
+            _ => panic!("expected a config error"),
+        }
+    }
+}

@@ -1,3 +1,5 @@
-//! Test-only programs behind `oneha-testkit` (not part of the product).
+//! Test-only programs behind `oneha-testkit` (fake services and daemons the tests run).
+//! Not part of the product.
 
 pub mod fence_server;
+pub mod serve;

@@ -1,0 +1,312 @@
+//! The floating IP: added and removed over rtnetlink, announced with gratuitous ARP, and
+//! never added while another host answers for it.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use rtnetlink::Handle;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
+use tokio::task::JoinHandle;
+
+use super::arp::{ArpSocket, Mac};
+use super::{Fault, IpSpec, ResourceState};
+
+/// Pause between the frames of one gratuitous ARP burst.
+const BURST_SPACING: Duration = Duration::from_millis(100);
+
+/// A floating IP resource.
+pub struct Vip {
+    spec: IpSpec,
+    /// Follow-up announcements (rest of the first burst, second burst, refresh).
+    announcer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What netlink says about an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Interface index.
+    pub index: u32,
+    /// Hardware address, if it has one.
+    pub mac: Option<Mac>,
+    /// Administratively up and with carrier (`UP` and `LOWER_UP`).
+    pub up: bool,
+}
+
+impl Vip {
+    /// A floating IP with these settings.
+    pub fn new(spec: IpSpec) -> Vip {
+        Vip {
+            spec,
+            announcer: Mutex::new(None),
+        }
+    }
+
+    /// Adds the address (after the duplicate address probe) and announces it. Succeeds
+    /// without a probe if the address is already here.
+    pub async fn start(&self) -> Result<(), Fault> {
+        let nl = connect()?;
+        let link = self.usable_link(&nl).await?;
+        if self.find_address(&nl, link.index).await?.is_none() {
+            if self.spec.conflict_check {
+                self.check_conflict(&link).await?;
+            }
+            nl.address()
+                .add(link.index, self.spec.address, self.spec.prefix)
+                .execute()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot add {}/{} to {}: {e}",
+                        self.spec.address, self.spec.prefix, self.spec.interface
+                    )
+                })?;
+        }
+        self.announce(&link).await
+    }
+
+    /// Removes the address; succeeds if it is not there.
+    pub async fn stop(&self) -> Result<(), Fault> {
+        // No announcement may go out once the address is gone: wait for the task to end.
+        if let Some(task) = self.take_announcer() {
+            task.abort();
+            let _ = task.await;
+        }
+        let nl = connect()?;
+        let Some(link) = link_info(&nl, &self.spec.interface).await? else {
+            return Ok(()); // no interface, no address
+        };
+        if let Some(msg) = self.find_address(&nl, link.index).await? {
+            nl.address().del(msg).execute().await.map_err(|e| {
+                format!(
+                    "cannot remove {} from {}: {e}",
+                    self.spec.address, self.spec.interface
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Running: the address is on the interface and the link is up. Stopped: the address
+    /// is not there. Failed: the address is there but the link is down, or no interface.
+    pub async fn monitor(&self) -> Result<ResourceState, Fault> {
+        let nl = connect()?;
+        let Some(link) = link_info(&nl, &self.spec.interface).await? else {
+            return Ok(ResourceState::Failed(format!(
+                "interface {} not found",
+                self.spec.interface
+            )));
+        };
+        Ok(match self.find_address(&nl, link.index).await? {
+            None => ResourceState::Stopped,
+            Some(_) if !link.up => ResourceState::Failed(format!(
+                "{} is on {}, but the link is down (no carrier or not up)",
+                self.spec.address, self.spec.interface
+            )),
+            Some(_) => ResourceState::Running,
+        })
+    }
+
+    /// Waits for the follow-up announcements of the last start, unless they go on forever
+    /// (periodic refresh).
+    pub async fn wait_announced(&self) {
+        if !self.spec.garp_refresh.is_zero() {
+            return;
+        }
+        // Polled rather than awaited: the handle stays in place for `stop` to abort.
+        while self
+            .announcer
+            .lock()
+            .is_ok_and(|a| a.as_ref().is_some_and(|t| !t.is_finished()))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn usable_link(&self, nl: &Handle) -> Result<LinkInfo, Fault> {
+        let iface = &self.spec.interface;
+        let link = link_info(nl, iface).await?.ok_or_else(|| {
+            format!("interface {iface} not found; check `interface` in the resource's config")
+        })?;
+        if !link.up {
+            return Err(format!(
+                "interface {iface} is down (not up or no carrier); not taking the address over"
+            )
+            .into());
+        }
+        Ok(link)
+    }
+
+    async fn check_conflict(&self, link: &LinkInfo) -> Result<(), Fault> {
+        let (IpAddr::V4(ip), Some(mac)) = (self.spec.address, link.mac) else {
+            // IPv6: the kernel runs its own duplicate address detection on the address.
+            return Ok(());
+        };
+        let sock = arp_socket(link, mac)?;
+        let holder = sock
+            .find_holder(ip, self.spec.conflict_wait)
+            .await
+            .map_err(|e| format!("duplicate address probe on {}: {e}", self.spec.interface))?;
+        match holder {
+            Some(mac) => Err(Fault::Conflict {
+                address: self.spec.address,
+                mac: mac.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the first announcement pair now and leaves the rest to a background task.
+    async fn announce(&self, link: &LinkInfo) -> Result<(), Fault> {
+        let (IpAddr::V4(ip), Some(mac)) = (self.spec.address, link.mac) else {
+            return Ok(());
+        };
+        if self.spec.garp_count == 0 {
+            return Ok(());
+        }
+        let sock = arp_socket(link, mac)?;
+        sock.announce(ip)
+            .await
+            .map_err(|e| format!("gratuitous ARP on {}: {e}", self.spec.interface))?;
+        let plan = Plan {
+            count: self.spec.garp_count,
+            repeat_after: self.spec.garp_repeat_after,
+            refresh: self.spec.garp_refresh,
+        };
+        let task = tokio::spawn(plan.run(sock, ip));
+        if let Ok(mut slot) = self.announcer.lock()
+            && let Some(old) = slot.replace(task)
+        {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// The address message of the floating IP on interface `index`, if it is there.
+    async fn find_address(&self, nl: &Handle, index: u32) -> Result<Option<AddressMessage>, Fault> {
+        Ok(addresses(nl, index)
+            .await?
+            .into_iter()
+            .find(|(ip, _)| *ip == self.spec.address)
+            .map(|(_, msg)| msg))
+    }
+
+    fn take_announcer(&self) -> Option<JoinHandle<()>> {
+        self.announcer.lock().ok().and_then(|mut a| a.take())
+    }
+}
+
+impl Drop for Vip {
+    fn drop(&mut self) {
+        if let Some(task) = self.take_announcer() {
+            task.abort();
+        }
+    }
+}
+
+/// When to repeat the announcement after the first pair.
+struct Plan {
+    count: u32,
+    repeat_after: Duration,
+    refresh: Duration,
+}
+
+impl Plan {
+    async fn run(self, sock: ArpSocket, ip: Ipv4Addr) {
+        let burst = |frames: u32| {
+            let sock = &sock;
+            async move {
+                for i in 0..frames {
+                    if i > 0 {
+                        tokio::time::sleep(BURST_SPACING).await;
+                    }
+                    if let Err(e) = sock.announce(ip).await {
+                        tracing::warn!("gratuitous ARP for {ip}: {e}");
+                    }
+                }
+            }
+        };
+        tokio::time::sleep(BURST_SPACING).await;
+        burst(self.count.saturating_sub(1)).await;
+        if !self.repeat_after.is_zero() {
+            tokio::time::sleep(self.repeat_after).await;
+            burst(self.count).await;
+        }
+        if self.refresh.is_zero() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(self.refresh).await;
+            burst(1).await;
+        }
+    }
+}
+
+fn arp_socket(link: &LinkInfo, mac: Mac) -> Result<ArpSocket, Fault> {
+    ArpSocket::open(link.index, mac).map_err(|e| {
+        Fault::Failed(format!(
+            "cannot open an ARP socket (needs CAP_NET_RAW): {e}"
+        ))
+    })
+}
+
+/// A netlink connection in the current network namespace; needs a tokio runtime.
+pub fn connect() -> Result<Handle, Fault> {
+    let (conn, handle, _) = rtnetlink::new_connection()
+        .map_err(|e| Fault::Failed(format!("cannot open a netlink socket: {e}")))?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// The interface named `name`, or `None` if there is none.
+pub async fn link_info(nl: &Handle, name: &str) -> Result<Option<LinkInfo>, Fault> {
+    let mut links = nl.link().get().match_name(name.to_string()).execute();
+    let msg = match links.try_next().await {
+        Ok(Some(msg)) => msg,
+        Ok(None) => return Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
+            return Ok(None);
+        }
+        Err(e) => return Err(format!("cannot read interface {name}: {e}").into()),
+    };
+    let mac = msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(bytes) => Mac::from_slice(bytes),
+        _ => None,
+    });
+    let flags = msg.header.flags;
+    Ok(Some(LinkInfo {
+        index: msg.header.index,
+        mac,
+        up: flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp),
+    }))
+}
+
+/// Every address on interface `index`.
+pub async fn addresses(nl: &Handle, index: u32) -> Result<Vec<(IpAddr, AddressMessage)>, Fault> {
+    let mut found = Vec::new();
+    let mut stream = nl.address().get().set_link_index_filter(index).execute();
+    loop {
+        let msg = match stream.try_next().await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return Ok(found),
+            Err(e) => return Err(format!("cannot list addresses: {e}").into()),
+        };
+        // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer's on
+        // point-to-point links); IPv6 has only IFA_ADDRESS.
+        let local = msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(ip) => Some(*ip),
+            _ => None,
+        });
+        let addr = local.or_else(|| {
+            msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            })
+        });
+        if let Some(ip) = addr {
+            found.push((ip, msg));
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Faults: partitions and packet loss (nftables in the receiving namespace, on eth0's
+//! ingress, so ARP is dropped too, as on a cut wire), and signals to a unit's main
+//! process. Cable pulls are [`Host::link_down`] / [`Host::link_up`]; power cuts are
+//! [`Node::power_off`].
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::cmd::run_with_input;
+use super::host::Host;
+use super::node::Node;
+use super::topology::Topology;
+
+/// The nftables table holding a host's faults.
+const TABLE: &str = "oneha_fault";
+
+impl Host {
+    /// From now on this host no longer receives anything `from` sends (one-way).
+    pub fn drop_from(&self, from: &Host) {
+        self.add_fault_rule(&format!("ether saddr {} drop", from.mac()));
+    }
+
+    /// Drops `percent`% of the frames arriving at this host, at random.
+    pub fn set_loss(&self, percent: u8) {
+        assert!(percent <= 100, "loss of {percent}%?");
+        self.add_fault_rule(&format!("numgen random mod 100 < {percent} drop"));
+    }
+
+    /// Removes every partition and loss rule of this host.
+    pub fn heal(&self) {
+        // `delete` fails when there is no table: nothing to heal then.
+        let _ = self.exec(&["nft", "delete", "table", "netdev", TABLE]);
+    }
+
+    fn add_fault_rule(&self, rule: &str) {
+        let script = format!(
+            "add table netdev {TABLE}\n\
+             add chain netdev {TABLE} in {{ type filter hook ingress device \"eth0\" priority 0 ; policy accept ; }}\n\
+             add rule netdev {TABLE} in {rule}\n"
+        );
+        run_with_input(
+            &["ip", "netns", "exec", self.ns(), "nft", "-f", "-"],
+            &script,
+        )
+        .expect_ok();
+    }
+}
+
+impl Topology {
+    /// `a` and `b` no longer hear each other (both directions); others still hear both.
+    pub fn partition(&self, a: &Host, b: &Host) {
+        a.drop_from(b);
+        b.drop_from(a);
+    }
+
+    /// Traffic from `from` no longer reaches `to`; the other direction still works.
+    pub fn partition_one_way(&self, from: &Host, to: &Host) {
+        to.drop_from(from);
+    }
+
+    /// Removes every partition and loss rule on every host.
+    pub fn heal_all(&self) {
+        for h in self.hosts() {
+            h.heal();
+        }
+    }
+}
+
+impl Node {
+    /// Sends `signal` to `unit`'s main process; panics if it has none.
+    pub fn signal_unit(&self, unit: &str, signal: Signal) {
+        let pid = self
+            .pid_of(unit)
+            .unwrap_or_else(|| panic!("{}: {unit} has no main process", self.name()));
+        let pid = i32::try_from(pid).unwrap_or_else(|_| panic!("pid {pid} out of range"));
+        kill(Pid::from_raw(pid), signal)
+            .unwrap_or_else(|e| panic!("kill -{signal} {unit} on {}: {e}", self.name()));
+    }
+
+    /// Hangs `unit` (SIGSTOP): it keeps its sockets, the kernel still accepts
+    /// connections, but nothing is read.
+    pub fn hang_unit(&self, unit: &str) {
+        self.signal_unit(unit, Signal::SIGSTOP);
+    }
+
+    /// Resumes a hung `unit` (SIGCONT).
+    pub fn resume_unit(&self, unit: &str) {
+        self.signal_unit(unit, Signal::SIGCONT);
+    }
+
+    /// Crashes `unit` (SIGKILL to its main process).
+    pub fn kill_unit(&self, unit: &str) {
+        self.signal_unit(unit, Signal::SIGKILL);
+    }
+}

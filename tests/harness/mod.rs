@@ -1,0 +1,58 @@
+//! The real-host test harness: network namespaces on a private bridge, systemd as PID 1 of
+//! each cluster node, faults, client-side checks and an invariant sampler.
+//!
+//! Use it from an integration test file with `mod harness;` and start from
+//! [`Topology::new`]. Everything a topology creates is removed when it is dropped, even when
+//! the test panics. See `docs/testing.md`.
+//!
+//! Addresses: hosts get `192.0.2.N/24` on `eth0` and MAC `02:00:00:00:00:NN` (N in hex);
+//! nothing leaves the bridge, which has no address and no route out.
+#![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
+
+mod client;
+mod cmd;
+mod faults;
+mod host;
+mod netns;
+mod node;
+mod sampler;
+mod spec;
+mod topology;
+mod units;
+
+use std::time::{Duration, Instant};
+
+pub use cmd::{CmdOutput, run_cmd};
+pub use host::{Host, Proc};
+pub use node::Node;
+pub use sampler::{Change, Report, Sampler, Violation};
+pub use spec::NodeSpec;
+pub use topology::Topology;
+pub use units::{ONED_PORT, SUNSTONE_PORT, serve_name_unit};
+
+/// The `oneha` binary of this build.
+pub const ONEHA: &str = env!("CARGO_BIN_EXE_oneha");
+/// The `oneha-testkit` binary of this build.
+pub const TESTKIT: &str = env!("CARGO_BIN_EXE_oneha-testkit");
+
+/// True if process `pid` exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
+
+/// Polls `cond` every 10 ms until it is true (returns true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
