@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::control::{ControlMsg, SharedLocal};
 
 use crate::admin::{self, AdminHandler, AdminRequest, AdminResponse};
 use crate::cluster::auth::ClusterKey;
@@ -33,6 +35,10 @@ pub struct Agent {
     pub stats: Arc<TransportStats>,
     /// Our gossip, sent to every peer.
     pub gossip: watch::Sender<Vec<u8>>,
+    /// Requests for the control loop.
+    pub control: mpsc::Sender<ControlMsg>,
+    /// What the control loop reports about this node.
+    pub local: SharedLocal,
 }
 
 /// Finds which configured node this machine is: `--node`, then `$ONEHA_NODE`, then the
@@ -137,6 +143,8 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    let (control_tx, control_rx) = mpsc::channel(16);
+    let local: SharedLocal = Arc::default();
     let agent = Arc::new(Agent {
         cfg,
         me,
@@ -144,6 +152,8 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         node: handle.clone(),
         stats,
         gossip: gossip_tx,
+        control: control_tx,
+        local: local.clone(),
     });
     let admin_task = admin::serve(
         &agent.cfg.admin_socket,
@@ -159,13 +169,17 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         timers.tick,
         election
     );
-    let control = tokio::spawn(crate::control::run(agent.clone(), shutdown.clone()));
+    // The control loop stops first (handing the group over while the transport still
+    // runs), then Raft leadership moves, then everything else stops.
+    let (leave_tx, leave) = watch::channel(false);
+    let control = tokio::spawn(crate::control::run(agent.clone(), control_rx, local, leave));
 
     wait_for_signal().await;
     tracing::info!("shutting down");
+    let _ = leave_tx.send(true);
+    let _ = control.await;
     graceful_leave(&agent, election).await;
     let _ = shutdown_tx.send(true);
-    let _ = control.await;
     let _ = handle.send(Event::Shutdown);
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
@@ -261,10 +275,16 @@ impl Agent {
                     up: local || last.is_some_and(|ms| ms <= timeout_ms),
                     last_contact_ms: last,
                     voter: v.state.voters.contains(&n.id),
-                    resources: mv
-                        .and_then(|m| m.gossip.as_ref())
-                        .map(gossip_resources)
-                        .unwrap_or_default(),
+                    resources: if local {
+                        self.local
+                            .lock()
+                            .map(|l| l.resources.clone())
+                            .unwrap_or_default()
+                    } else {
+                        mv.and_then(|m| m.gossip.as_ref())
+                            .map(gossip_resources)
+                            .unwrap_or_default()
+                    },
                 }
             })
             .collect();
@@ -343,11 +363,15 @@ impl Agent {
                 at_ms: r.at_ms,
             })
             .collect();
-        let mut notices = Vec::new();
+        let local = self.local.lock().map(|l| l.clone()).unwrap_or_default();
+        let mut notices = local.notices.clone();
+        if local.forced_wait_for_all {
+            notices.push("wait-for-all is overridden on this node by an operator".into());
+        }
         if let Some(f) = &v.fatal {
             notices.push(format!("the Raft node stopped: {f}"));
         }
-        if self.cfg.wait_for_all && !self.node.seen_all() {
+        if self.cfg.wait_for_all && !self.node.seen_all() && !local.forced_wait_for_all {
             notices.push(
                 "wait-for-all: this node has not yet seen every member since it started; \
                  it will neither fence nor take over (S6)"
@@ -374,7 +398,7 @@ impl Agent {
             group,
             fencing: FencingStatus {
                 journal,
-                in_progress: None,
+                in_progress: local.fencing.clone(),
             },
             notices,
             stuck_vms: None,
@@ -401,6 +425,22 @@ impl Agent {
             }
             Ok(crate::cluster::state::Applied::Ignored(why)) => AdminResponse::err(why),
             Err(e) => AdminResponse::err(e),
+        }
+    }
+
+    async fn ask_control(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<String, String>>) -> ControlMsg,
+    ) -> AdminResponse {
+        let (reply, rx) = oneshot::channel();
+        if self.control.send(make(reply)).await.is_err() {
+            return AdminResponse::err("the control loop has stopped");
+        }
+        match tokio::time::timeout(Duration::from_secs(300), rx).await {
+            Ok(Ok(Ok(text))) => AdminResponse::ok(serde_json::json!(text)),
+            Ok(Ok(Err(e))) => AdminResponse::err(e),
+            Ok(Err(_)) => AdminResponse::err("the control loop dropped the request"),
+            Err(_) => AdminResponse::err("no answer within 300s; see `oneha status`"),
         }
     }
 
@@ -486,12 +526,52 @@ impl AdminHandler for Agent {
                     }
                     self.operator(Command::Relocate { to }).await
                 }
-                AdminRequest::Fence { .. }
-                | AdminRequest::FenceAck { .. }
-                | AdminRequest::ForceWaitForAll => {
-                    AdminResponse::err("fencing is not built yet in this version (issue 4)")
+                AdminRequest::Fence { node, action } => {
+                    let target = match self.node_id(&node) {
+                        Ok(t) if t == self.me => {
+                            return AdminResponse::err("refusing to fence this node itself");
+                        }
+                        Ok(t) => t,
+                        Err(e) => return AdminResponse::err(e),
+                    };
+                    let action = match action.as_str() {
+                        "off" => crate::fence::Action::Off,
+                        "reboot" => crate::fence::Action::Reboot,
+                        "on" => crate::fence::Action::On,
+                        other => {
+                            return AdminResponse::err(format!(
+                                "unknown fence action `{other}`: use off, reboot or on"
+                            ));
+                        }
+                    };
+                    self.ask_control(|reply| ControlMsg::Fence {
+                        target,
+                        action,
+                        reply,
+                    })
+                    .await
+                }
+                AdminRequest::FenceAck { node } => {
+                    let target = match self.node_id(&node) {
+                        Ok(t) if t == self.me => {
+                            return AdminResponse::err("this node is running: it is not off");
+                        }
+                        Ok(t) => t,
+                        Err(e) => return AdminResponse::err(e),
+                    };
+                    self.ask_control(|reply| ControlMsg::FenceAck { target, reply })
+                        .await
+                }
+                AdminRequest::ForceWaitForAll => {
+                    self.ask_control(|reply| ControlMsg::ForceWaitForAll { reply })
+                        .await
                 }
             }
         })
     }
+}
+
+/// Called after the group started on this node: the stuck-VM report hook.
+pub fn after_start(agent: &Arc<Agent>) {
+    let _ = agent;
 }

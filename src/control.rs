@@ -1,78 +1,815 @@
-//! The control loop: turns the replicated state and local observations into actions, on
-//! every Raft view change and at least every tick.
+//! The control loop: gathers observations, asks the pure [`policy`](crate::policy) what to
+//! do, and carries the actions out through the [`Executor`] and Raft proposals. It wakes on
+//! every Raft view change, every executor outcome, every operator message and every tick.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::agent::Agent;
-use crate::cluster::state::{Command, NodeId, Phase};
+use crate::cluster::node::{Event, now_ms};
+use crate::cluster::state::{Command, FenceRecord, NodeId, ReplicatedState};
 use crate::config::Role;
+use crate::executor::{Done, Executor};
+use crate::fence::{Action as FenceAction, Fencer};
+use crate::policy::{self, Action, Held, Observations, PolicyConfig};
+use crate::resources::{Group, ResourceState};
 
-/// Runs until shutdown.
-pub async fn run(agent: Arc<Agent>, mut shutdown: watch::Receiver<bool>) {
+/// Requests from the admin API that need the control loop.
+pub enum ControlMsg {
+    /// `oneha fence NODE --action A`.
+    Fence {
+        /// Target.
+        target: NodeId,
+        /// off, reboot or on.
+        action: FenceAction,
+        /// Outcome text.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// `oneha fence-ack NODE`: an operator verified the node is off.
+    FenceAck {
+        /// Target.
+        target: NodeId,
+        /// Outcome text.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// `oneha override-wait-for-all --force`.
+    ForceWaitForAll {
+        /// Outcome text.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// What this node reports about itself (status and gossip).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LocalStatus {
+    /// What the executor holds.
+    pub held: String,
+    /// Each resource's last known state here.
+    pub resources: Vec<(String, String)>,
+    /// Fencing this node is doing or waiting on.
+    pub fencing: Option<String>,
+    /// What the policy says it cannot do now, and why.
+    pub notices: Vec<String>,
+    /// wait-for-all overridden by an operator.
+    pub forced_wait_for_all: bool,
+}
+
+/// Shared handle on the local status.
+pub type SharedLocal = Arc<Mutex<LocalStatus>>;
+
+struct Loop {
+    agent: Arc<Agent>,
+    pcfg: PolicyConfig,
+    ex: Executor,
+    held: Held,
+    busy: bool,
+    fencing: Option<NodeId>,
+    monitor_failed: Vec<(String, String)>,
+    restarts: VecDeque<Instant>,
+    restarts_served: Option<u64>,
+    waiting_since: HashMap<(u64, NodeId), Instant>,
+    fence_retry: HashMap<NodeId, (Instant, u32, String)>,
+    forced_wfa: bool,
+    in_flight: HashSet<String>,
+    prop_done: mpsc::UnboundedSender<String>,
+    states: Vec<(String, String)>,
+    notices: Vec<String>,
+    local: SharedLocal,
+    pending_replies: Vec<(NodeId, oneshot::Sender<Result<String, String>>)>,
+}
+
+/// Runs until shutdown; on shutdown hands the group over cleanly when this node runs it.
+pub async fn run(
+    agent: Arc<Agent>,
+    mut msgs: mpsc::Receiver<ControlMsg>,
+    local: SharedLocal,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let tick = agent.cfg.timers().tick;
-    let mut views = agent.node.watch();
-    loop {
-        tokio::select! {
-            _ = views.changed() => {}
-            _ = tokio::time::sleep(tick) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        publish_gossip(&agent);
-        if let Some(cmd) = leader_decision(&agent)
-            && let Err(e) = agent
-                .node
-                .propose_idempotent(cmd, Duration::from_secs(5))
-                .await
-        {
-            tracing::debug!("proposal failed: {e}");
-        }
-    }
-}
-
-fn publish_gossip(agent: &Agent) {
-    let g = serde_json::json!({ "name": agent.name, "resources": [] });
-    let bytes = serde_json::to_vec(&g).unwrap_or_default();
-    agent.gossip.send_if_modified(|cur| {
-        if *cur != bytes {
-            *cur = bytes;
-            true
-        } else {
-            false
-        }
+    let group = Group::from_config(&agent.cfg.resources).unwrap_or_else(|e| {
+        tracing::error!("resources: {e}; running with an empty group");
+        Group::new(Vec::new())
     });
+    let fencer = match Fencer::new(&agent.cfg, &agent.name) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!("fencing is not available on this node: {e}");
+            None
+        }
+    };
+    let (done_tx, mut done_rx) = mpsc::channel(256);
+    let (prop_tx, mut prop_rx) = mpsc::unbounded_channel();
+    let mut l = Loop {
+        pcfg: policy_config(&agent),
+        ex: Executor::new(group, fencer, done_tx),
+        agent,
+        held: Held::Unknown,
+        busy: true,
+        fencing: None,
+        monitor_failed: Vec::new(),
+        restarts: VecDeque::new(),
+        restarts_served: None,
+        waiting_since: HashMap::new(),
+        fence_retry: HashMap::new(),
+        forced_wfa: false,
+        in_flight: HashSet::new(),
+        prop_done: prop_tx,
+        states: Vec::new(),
+        notices: Vec::new(),
+        local,
+        pending_replies: Vec::new(),
+    };
+    let is_witness = l
+        .agent
+        .cfg
+        .node(&l.agent.name)
+        .is_some_and(|n| n.role == Role::Witness);
+    if is_witness {
+        // A witness runs nothing and never probes resources that do not exist here.
+        l.held = Held::Stopped;
+        l.busy = false;
+    } else {
+        l.ex.probe();
+    }
+    let mut views = l.agent.node.watch();
+    loop {
+        let wake = tokio::select! {
+            _ = views.changed() => Wake::Tick,
+            _ = tokio::time::sleep(tick) => Wake::Tick,
+            Some(d) = done_rx.recv() => Wake::Done(d),
+            Some(m) = msgs.recv() => Wake::Msg(m),
+            Some(k) = prop_rx.recv() => Wake::Proposed(k),
+            _ = leaving(&mut shutdown) => break,
+        };
+        match wake {
+            Wake::Tick => {}
+            Wake::Done(d) => l.on_done(d).await,
+            Wake::Msg(m) => l.on_msg(m).await,
+            Wake::Proposed(k) => {
+                l.in_flight.remove(&k);
+            }
+        }
+        while let Ok(d) = done_rx.try_recv() {
+            l.on_done(d).await;
+        }
+        if !is_witness {
+            l.turn();
+        } else {
+            l.witness_turn();
+        }
+        l.publish();
+    }
+    l.leave(&mut done_rx).await;
 }
 
-/// The leader places an ownerless enabled group on the best live front-end.
-fn leader_decision(agent: &Agent) -> Option<Command> {
-    let v = agent.node.view();
-    if v.role != "leader" {
-        return None;
-    }
-    let g = &v.state.group;
-    if !g.enabled || g.frozen || g.owner.is_some() || g.phase == Phase::Failed {
-        return None;
-    }
-    let timeout = agent.peer_timeout().as_millis() as u64;
-    let members = agent.node.members();
-    let live = |id: NodeId| {
-        id == agent.me
-            || members
-                .iter()
-                .any(|m| m.id == id && m.last_contact_ms.is_some_and(|ms| ms <= timeout))
+enum Wake {
+    Tick,
+    Done(Done),
+    Msg(ControlMsg),
+    Proposed(String),
+}
+
+async fn leaving(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+fn policy_config(agent: &Agent) -> PolicyConfig {
+    let cfg = &agent.cfg;
+    let domain = &cfg.resources.failover_domain;
+    let eligible: Vec<NodeId> = if domain.nodes.is_empty() {
+        cfg.frontends().iter().map(|n| n.id).collect()
+    } else {
+        let mut v: Vec<NodeId> = domain
+            .nodes
+            .iter()
+            .filter_map(|n| cfg.node(n).map(|c| c.id))
+            .collect();
+        if !domain.restricted {
+            for n in cfg.frontends() {
+                if !v.contains(&n.id) {
+                    v.push(n.id);
+                }
+            }
+        }
+        v
     };
-    let best = agent
-        .cfg
-        .frontends()
-        .into_iter()
-        .filter(|n| n.role == Role::Frontend && live(n.id))
-        .map(|n| n.id)
-        .next()?;
-    Some(Command::Assign {
-        owner: Some(best),
-        expected_generation: g.generation,
-        reason: "initial placement".into(),
-    })
+    let stop_total: Duration = cfg
+        .resources
+        .group
+        .iter()
+        .map(|r| r.stop_timeout.get())
+        .sum();
+    let timers = cfg.timers();
+    PolicyConfig {
+        me: agent.me,
+        eligible,
+        members: cfg.nodes.iter().map(|n| n.id).collect(),
+        two_node: cfg.two_node,
+        wait_for_all: cfg.wait_for_all,
+        failback: domain.failback,
+        recovery: cfg.resources.recovery,
+        max_restarts: cfg.resources.max_restarts,
+        restart_window: cfg.resources.restart_expire_time.get(),
+        release_timeout: stop_total + timers.lost_after() + Duration::from_secs(2),
+        lease: timers.election(),
+    }
+}
+
+impl Loop {
+    fn observations(&mut self, st: &ReplicatedState, leader: bool) -> Observations {
+        let agent = &self.agent;
+        let timers = agent.cfg.timers();
+        let lost_after = timers.lost_after().as_millis() as u64;
+        let lease = timers.election().as_millis() as u64;
+        let members = agent.node.members();
+        let mut live = BTreeSet::from([agent.me]);
+        let mut within_lease = BTreeSet::from([agent.me]);
+        for m in &members {
+            if let Some(ms) = m.last_contact_ms {
+                if ms <= lost_after {
+                    live.insert(m.id);
+                }
+                if ms <= lease {
+                    within_lease.insert(m.id);
+                }
+            }
+        }
+        let now = Instant::now();
+        // How long each blocker of the current generation has had to release.
+        let g = &st.group;
+        let mut waiting = Vec::new();
+        if g.owner == Some(agent.me) {
+            for b in g.blockers(agent.me) {
+                let since = *self.waiting_since.entry((g.generation, b)).or_insert(now);
+                waiting.push((b, now.duration_since(since)));
+            }
+        }
+        self.waiting_since
+            .retain(|(gen_, _), _| *gen_ == g.generation);
+        let fence_backoff = self
+            .fence_retry
+            .iter()
+            .filter(|(_, (at, _, _))| *at > now)
+            .map(|(n, _)| *n)
+            .collect();
+        let window = self.pcfg.restart_window;
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.restarts.pop_front();
+        }
+        let peer = self.pcfg.members.iter().copied().find(|&m| m != agent.me);
+        let peer_lost_for = peer.and_then(|p| {
+            let last = members.iter().find(|m| m.id == p)?.last_contact_ms;
+            match last {
+                Some(ms) if ms <= lost_after => None,
+                Some(ms) => Some(Duration::from_millis(ms - lost_after)),
+                None => Some(Duration::MAX),
+            }
+        });
+        let peer_fence_delay = match (self.ex.fencer(), peer) {
+            (Some(f), Some(p)) => f.delay(&agent.node_name(p)),
+            _ => Duration::ZERO,
+        };
+        // An operator's restart requests before this agent started are not ours to serve.
+        let served = *self.restarts_served.get_or_insert(g.restart_requests);
+        Observations {
+            leader,
+            live,
+            within_lease,
+            seen_all: agent.node.seen_all() || self.forced_wfa,
+            held: self.held.clone(),
+            busy: self.busy,
+            fencing: self.fencing.is_some(),
+            monitor_failed: self.monitor_failed.clone(),
+            recent_restarts: self.restarts.len() as u32,
+            restarts_served: served,
+            waiting,
+            fence_backoff,
+            peer_lost_for,
+            peer_fence_delay,
+        }
+    }
+
+    fn witness_turn(&mut self) {
+        let view = self.agent.node.view();
+        if view.role != "leader" {
+            return;
+        }
+        let obs = self.observations(&view.state, true);
+        // A witness leads like anyone else but never runs or fences.
+        let actions = policy::decide(&self.pcfg, &view.state, &obs);
+        self.notices.clear();
+        for a in actions {
+            match a {
+                Action::Propose(cmd) => self.propose(cmd),
+                Action::AddVoter(id) => {
+                    let _ = self.agent.node.send(Event::AddVoter(id));
+                }
+                Action::Notice(n) => self.notices.push(n),
+                _ => {}
+            }
+        }
+    }
+
+    fn turn(&mut self) {
+        let view = self.agent.node.view();
+        if view.fatal.is_some() {
+            return;
+        }
+        let obs = self.observations(&view.state, view.role == "leader");
+        let actions = policy::decide(&self.pcfg, &view.state, &obs);
+        self.notices.clear();
+        for a in actions {
+            self.act(a, &view.state);
+        }
+    }
+
+    fn act(&mut self, a: Action, st: &ReplicatedState) {
+        match a {
+            Action::Propose(cmd) => self.propose(cmd),
+            Action::Start(generation) => {
+                tracing::info!(generation, "starting the group");
+                self.busy = true;
+                self.held = Held::Starting(generation);
+                self.ex.start(generation);
+            }
+            Action::Stop { reason, release } => {
+                tracing::warn!("stopping the group: {reason}");
+                self.busy = true;
+                self.held = Held::Stopping;
+                self.ex.stop(release);
+            }
+            Action::Restart(reason) => {
+                tracing::warn!("restarting the group in place: {reason}");
+                if reason.starts_with("restart requested") {
+                    self.restarts_served = Some(st.group.restart_requests);
+                } else {
+                    self.restarts.push_back(Instant::now());
+                }
+                self.monitor_failed.clear();
+                self.busy = true;
+                self.held = Held::Stopping;
+                self.ex.restart(st.group.generation);
+            }
+            Action::Fence { target, epoch } => self.fence(target, epoch, FenceAction::Off),
+            Action::ForceSingleVoter => {}
+            Action::AddVoter(id) => {
+                tracing::info!(node = id, "re-admitting the fenced peer as a voter");
+                let _ = self.agent.node.send(Event::AddVoter(id));
+            }
+            Action::Notice(n) => self.notices.push(n),
+        }
+    }
+
+    fn fence(&mut self, target: NodeId, epoch: u64, action: FenceAction) {
+        let name = self.agent.node_name(target);
+        let Some(f) = self.ex.fencer() else {
+            self.notices.push(format!(
+                "{name} must be fenced but fencing is not configured on this node: verify \
+                 {name} is powered off, then run `oneha fence-ack {name}`"
+            ));
+            return;
+        };
+        if !f.can_fence(&name) {
+            self.notices.push(format!(
+                "{name} must be fenced but has no fence device configured: verify it is \
+                 powered off, then run `oneha fence-ack {name}`"
+            ));
+            return;
+        }
+        if self.fencing.is_some() {
+            return;
+        }
+        tracing::warn!(target = %name, epoch, "fencing {name} ({action})");
+        self.fencing = Some(target);
+        self.ex.fence(target, name, epoch, Duration::ZERO, action);
+    }
+
+    fn propose(&mut self, cmd: Command) {
+        let key = format!("{cmd:?}");
+        if !self.in_flight.insert(key.clone()) {
+            return;
+        }
+        let node = self.agent.node.clone();
+        let done = self.prop_done.clone();
+        tokio::spawn(async move {
+            if let Err(e) = node.propose_idempotent(cmd, Duration::from_secs(5)).await {
+                tracing::debug!("proposal not committed: {e}");
+            }
+            let _ = done.send(key);
+        });
+    }
+
+    async fn on_done(&mut self, d: Done) {
+        let me = self.agent.me;
+        match d {
+            Done::Probed {
+                states,
+                any_running,
+            } => {
+                tracing::info!(?states, "probed the group's resources");
+                self.states = states;
+                self.held = if any_running {
+                    Held::Unknown
+                } else {
+                    Held::Stopped
+                };
+                self.busy = false;
+            }
+            Done::Started {
+                generation,
+                error,
+                must_fence,
+                took,
+            } => {
+                self.busy = false;
+                match error {
+                    None => {
+                        tracing::info!(generation, ?took, "group started");
+                        self.held = Held::Running(generation);
+                        self.set_states("running");
+                        self.ex.start_monitors();
+                        self.propose(Command::Started {
+                            node: me,
+                            generation,
+                        });
+                        crate::agent::after_start(&self.agent);
+                    }
+                    Some(e) if must_fence => {
+                        tracing::error!(
+                            generation,
+                            "group start failed and could not be undone: {e}"
+                        );
+                        self.held = Held::StopFailed(e);
+                    }
+                    Some(e) => {
+                        tracing::error!(generation, "group start failed: {e}");
+                        self.held = Held::Stopped;
+                        self.set_states("stopped");
+                        self.propose(Command::StartFailed {
+                            node: me,
+                            generation,
+                            reason: e,
+                        });
+                    }
+                }
+            }
+            Done::Stopped { error, .. } => {
+                self.busy = false;
+                match error {
+                    None => {
+                        tracing::info!("group stopped");
+                        self.held = Held::Stopped;
+                        self.set_states("stopped");
+                    }
+                    Some(e) => {
+                        tracing::error!("group stop FAILED, this node must be fenced: {e}");
+                        self.held = Held::StopFailed(e);
+                    }
+                }
+            }
+            Done::Restarted { generation, error } => {
+                self.busy = false;
+                match error {
+                    None => {
+                        tracing::info!("group restarted in place");
+                        self.held = Held::Running(generation);
+                        self.set_states("running");
+                        self.ex.start_monitors();
+                    }
+                    Some((e, true)) => {
+                        tracing::error!("restart failed while stopping: {e}");
+                        self.held = Held::StopFailed(e);
+                    }
+                    Some((e, false)) => {
+                        tracing::error!("restart failed while starting: {e}");
+                        self.held = Held::Stopped;
+                        self.set_states("stopped");
+                        self.propose(Command::StartFailed {
+                            node: me,
+                            generation,
+                            reason: e,
+                        });
+                    }
+                }
+            }
+            Done::Monitor {
+                resource,
+                state,
+                run,
+            } => {
+                if run != self.ex.run() || !matches!(self.held, Held::Running(_)) {
+                    return;
+                }
+                let text = match &state {
+                    Ok(s) => s.to_string(),
+                    Err(e) => format!("monitor failed: {e}"),
+                };
+                if let Some(s) = self.states.iter_mut().find(|(n, _)| *n == resource) {
+                    s.1 = text.clone();
+                }
+                if !matches!(state, Ok(ResourceState::Running))
+                    && !self.monitor_failed.iter().any(|(n, _)| *n == resource)
+                {
+                    tracing::warn!(resource = %resource, "monitor: {text}");
+                    self.monitor_failed.push((resource, text));
+                }
+            }
+            Done::Fenced {
+                target,
+                epoch,
+                report,
+            } => self.on_fenced(target, epoch, *report).await,
+        }
+    }
+
+    async fn on_fenced(&mut self, target: NodeId, epoch: u64, report: crate::fence::FenceReport) {
+        self.fencing = None;
+        let success = report.success();
+        let name = self.agent.node_name(target);
+        let method = report
+            .succeeded_by()
+            .or(report.attempts.last())
+            .map(|a| format!("{} ({})", a.device, a.method))
+            .unwrap_or_else(|| "none".into());
+        let detail = if success {
+            String::new()
+        } else {
+            report
+                .last_error()
+                .unwrap_or("no attempt was made")
+                .to_string()
+        };
+        if success {
+            tracing::warn!("{report}");
+            self.fence_retry.remove(&target);
+            self.confirmed_fence(target, epoch, method, report.action.to_string(), detail)
+                .await;
+        } else {
+            tracing::error!("{report}");
+            let (_, fails, _) = self.fence_retry.get(&target).cloned().unwrap_or((
+                Instant::now(),
+                0,
+                String::new(),
+            ));
+            let backoff = Duration::from_secs(1 << fails.min(5));
+            self.fence_retry.insert(
+                target,
+                (
+                    Instant::now() + backoff,
+                    fails + 1,
+                    format!("fencing {name} via {method} failed: {detail}"),
+                ),
+            );
+            self.propose(Command::Fenced(FenceRecord {
+                target,
+                by: self.agent.me,
+                method,
+                action: report.action.to_string(),
+                success: false,
+                detail,
+                at_ms: now_ms(),
+                epoch,
+            }));
+        }
+    }
+
+    /// A node is confirmed off (fence success or operator acknowledgement): journal it and,
+    /// in two-node mode, continue as the single voter.
+    async fn confirmed_fence(
+        &mut self,
+        target: NodeId,
+        epoch: u64,
+        method: String,
+        action: String,
+        detail: String,
+    ) {
+        let view = self.agent.node.view();
+        let epoch = if epoch == 0 {
+            view.state.group.dirty.get(&target).copied().unwrap_or(0)
+        } else {
+            epoch
+        };
+        if self.agent.cfg.two_node && view.state.voters != [self.agent.me] {
+            let peer_up = self
+                .agent
+                .node
+                .members()
+                .iter()
+                .any(|m| m.id == target && m.last_contact_ms.is_some_and(|ms| ms < 200));
+            if !peer_up {
+                let (reply, rx) = oneshot::channel();
+                if self
+                    .agent
+                    .node
+                    .send(Event::ForceSingleVoter { reply })
+                    .is_ok()
+                {
+                    match rx.await {
+                        Ok(Ok(())) => self.propose(Command::Survivor {
+                            node: self.agent.me,
+                            fenced: target,
+                        }),
+                        Ok(Err(e)) => tracing::error!("cannot continue alone: {e}"),
+                        Err(_) => tracing::error!("cannot continue alone: the Raft loop stopped"),
+                    }
+                }
+            }
+        }
+        self.propose(Command::Fenced(FenceRecord {
+            target,
+            by: self.agent.me,
+            method,
+            action,
+            success: true,
+            detail,
+            at_ms: now_ms(),
+            epoch,
+        }));
+    }
+
+    async fn on_msg(&mut self, m: ControlMsg) {
+        match m {
+            ControlMsg::ForceWaitForAll { reply } => {
+                self.forced_wfa = true;
+                tracing::warn!("wait-for-all overridden by an operator");
+                let _ = reply.send(Ok("wait-for-all overridden on this node".into()));
+            }
+            ControlMsg::FenceAck { target, reply } => {
+                let name = self.agent.node_name(target);
+                tracing::warn!("operator acknowledged that {name} is powered off");
+                self.fence_retry.remove(&target);
+                self.confirmed_fence(
+                    target,
+                    0,
+                    "manual".into(),
+                    "ack".into(),
+                    "operator acknowledged the node is off".into(),
+                )
+                .await;
+                let _ = reply.send(Ok(format!("{name} recorded as fenced")));
+            }
+            ControlMsg::Fence {
+                target,
+                action,
+                reply,
+            } => {
+                if self.fencing.is_some() {
+                    let _ = reply.send(Err("a fence operation is already running".into()));
+                    return;
+                }
+                let epoch = self
+                    .agent
+                    .node
+                    .view()
+                    .state
+                    .group
+                    .dirty
+                    .get(&target)
+                    .copied()
+                    .unwrap_or(0);
+                self.fence(target, epoch, action);
+                if self.fencing == Some(target) {
+                    self.pending_replies.push((target, reply));
+                } else {
+                    let why = self.notices.pop().unwrap_or_else(|| "cannot fence".into());
+                    let _ = reply.send(Err(why));
+                }
+            }
+        }
+    }
+
+    fn set_states(&mut self, s: &str) {
+        self.states = self
+            .ex
+            .resource_names()
+            .into_iter()
+            .map(|n| (n, s.to_string()))
+            .collect();
+    }
+
+    fn publish(&mut self) {
+        // Answer operators waiting on a fence that has finished.
+        if self.fencing.is_none() && !self.pending_replies.is_empty() {
+            let journal = self.agent.node.view().state.fence_journal.clone();
+            for (target, reply) in self.pending_replies.drain(..) {
+                let last = journal.iter().rev().find(|r| r.target == target);
+                let _ = reply.send(match last {
+                    Some(r) if r.success => Ok(format!("fenced via {}", r.method)),
+                    Some(r) => Err(format!("fencing failed: {}", r.detail)),
+                    None => Ok("fence finished; see `oneha status`".into()),
+                });
+            }
+        }
+        let fencing = match self.fencing {
+            Some(t) => Some(format!("fencing {} now", self.agent.node_name(t))),
+            None => self.fence_retry.values().next().map(|(at, n, why)| {
+                let wait = at.saturating_duration_since(Instant::now());
+                format!(
+                    "{why} ({n} attempt(s)); next try in {:.0}s",
+                    wait.as_secs_f64()
+                )
+            }),
+        };
+        let held = match &self.held {
+            Held::Stopped => "stopped".to_string(),
+            Held::Unknown => "probing".to_string(),
+            Held::Starting(g) => format!("starting (generation {g})"),
+            Held::Running(g) => format!("running (generation {g})"),
+            Held::Stopping => "stopping".to_string(),
+            Held::StopFailed(e) => format!("STOP FAILED: {e}"),
+        };
+        let status = LocalStatus {
+            held,
+            resources: self.states.clone(),
+            fencing,
+            notices: self.notices.clone(),
+            forced_wait_for_all: self.forced_wfa,
+        };
+        let gossip = serde_json::json!({
+            "name": self.agent.name,
+            "held": status.held,
+            "resources": status.resources,
+        });
+        if let Ok(mut l) = self.local.lock() {
+            *l = status;
+        }
+        let bytes = serde_json::to_vec(&gossip).unwrap_or_default();
+        self.agent.gossip.send_if_modified(|cur| {
+            if *cur != bytes {
+                *cur = bytes;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Graceful leave: if this node runs the group, hand it over (relocate) or at least
+    /// stop it cleanly and journal the release, so nobody needs to fence us.
+    async fn leave(&mut self, done_rx: &mut mpsc::Receiver<Done>) {
+        if !self.held.may_hold() || matches!(self.held, Held::StopFailed(_)) {
+            return;
+        }
+        let view = self.agent.node.view();
+        let me = self.agent.me;
+        let stop_total: Duration = self
+            .agent
+            .cfg
+            .resources
+            .group
+            .iter()
+            .map(|r| r.stop_timeout.get())
+            .sum();
+        let deadline = Instant::now() + stop_total + Duration::from_secs(5);
+        if view.state.group.owner == Some(me) {
+            tracing::info!("leaving: asking the cluster to relocate the group");
+            let _ = self
+                .agent
+                .node
+                .propose_idempotent(Command::Relocate { to: None }, Duration::from_secs(3))
+                .await;
+        }
+        // Stop here (the new owner waits for our release, or we stop regardless).
+        while self.busy && Instant::now() < deadline {
+            if let Ok(Some(d)) =
+                tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await
+            {
+                self.on_done(d).await;
+            }
+        }
+        if self.held.may_hold() && !matches!(self.held, Held::StopFailed(_)) {
+            self.ex.stop(None);
+            self.busy = true;
+            self.held = Held::Stopping;
+            while self.busy && Instant::now() < deadline {
+                if let Ok(Some(d)) =
+                    tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await
+                {
+                    self.on_done(d).await;
+                }
+            }
+        }
+        if self.held == Held::Stopped {
+            let epoch = self.agent.node.view().state.group.dirty.get(&me).copied();
+            if let Some(epoch) = epoch {
+                let _ = self
+                    .agent
+                    .node
+                    .propose_idempotent(
+                        Command::Released { node: me, epoch },
+                        Duration::from_secs(3),
+                    )
+                    .await;
+            }
+            tracing::info!("group stopped and released before exit");
+        }
+    }
 }

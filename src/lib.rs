@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod executor;
 pub mod fence;
 pub mod logging;
 pub mod opennebula;
