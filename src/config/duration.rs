@@ -126,7 +126,11 @@ mod tests {
     #[test]
     fn refuses_bare_numbers_and_unknown_units() {
         assert!(parse_duration("30").unwrap_err().contains("no unit"));
-        assert!(parse_duration("3d").unwrap_err().contains("unknown unit `d`"));
+        assert!(
+            parse_duration("3d")
+                .unwrap_err()
+                .contains("unknown unit `d`")
+        );
         assert!(parse_duration("s").unwrap_err().contains("number"));
     }
 

@@ -88,9 +88,8 @@ fn line_of(text: &str, path: &str) -> Option<usize> {
         };
         let indent = first.indent;
         let matched = match &step {
-            Step::Key(k) => (start..end).find(|&i| {
-                lines[i].indent == indent && key_of(lines[i].text) == Some(k.as_str())
-            }),
+            Step::Key(k) => (start..end)
+                .find(|&i| lines[i].indent == indent && key_of(lines[i].text) == Some(k.as_str())),
             Step::Index(n) => (start..end)
                 .filter(|&i| lines[i].indent == indent && lines[i].text.starts_with('-'))
                 .nth(*n),

@@ -150,7 +150,10 @@ impl TimersConfig {
             Profile::Fast => (25, 1, 6),
         };
         Timers {
-            tick: self.tick.map(Dur::get).unwrap_or(std::time::Duration::from_millis(tick)),
+            tick: self
+                .tick
+                .map(Dur::get)
+                .unwrap_or(std::time::Duration::from_millis(tick)),
             heartbeat_ticks: self.heartbeat_ticks.unwrap_or(hb),
             election_ticks: self.election_ticks.unwrap_or(el),
         }
@@ -351,7 +354,10 @@ fn validate(c: &Config, p: &mut Problems) {
         if let Some(j) = names.insert(&n.name, i) {
             p.push(
                 format!("nodes[{i}].name"),
-                format!("duplicate node name `{}` (also nodes[{j}]); names must be unique", n.name),
+                format!(
+                    "duplicate node name `{}` (also nodes[{j}]); names must be unique",
+                    n.name
+                ),
             );
         }
         if n.id == 0 {
@@ -360,7 +366,10 @@ fn validate(c: &Config, p: &mut Problems) {
         if let Some(j) = ids.insert(n.id, i) {
             p.push(
                 format!("nodes[{i}].id"),
-                format!("duplicate node id {} (also nodes[{j}]); ids must be unique", n.id),
+                format!(
+                    "duplicate node id {} (also nodes[{j}]); ids must be unique",
+                    n.id
+                ),
             );
         }
         if let Some(j) = addrs.insert(n.address, i) {
@@ -373,7 +382,10 @@ fn validate(c: &Config, p: &mut Problems) {
             );
         }
         if n.address.port() == 0 {
-            p.push(format!("nodes[{i}].address"), "expected a port other than 0");
+            p.push(
+                format!("nodes[{i}].address"),
+                "expected a port other than 0",
+            );
         }
     }
     let frontends = c.nodes.iter().filter(|n| n.role == Role::Frontend).count();
@@ -409,7 +421,10 @@ fn validate(c: &Config, p: &mut Problems) {
         p.push("timers.tick", "expected a tick longer than 0, found 0");
     }
     if t.heartbeat_ticks == 0 {
-        p.push("timers.heartbeat_ticks", "expected at least 1 tick, found 0");
+        p.push(
+            "timers.heartbeat_ticks",
+            "expected at least 1 tick, found 0",
+        );
     }
     if t.election_ticks <= t.heartbeat_ticks {
         p.push(
@@ -422,7 +437,10 @@ fn validate(c: &Config, p: &mut Problems) {
         );
     }
     if c.key_file.as_os_str().is_empty() {
-        p.push("key_file", "expected a path to the cluster key, found nothing");
+        p.push(
+            "key_file",
+            "expected a path to the cluster key, found nothing",
+        );
     } else if !c.key_file.exists() {
         p.push(
             "key_file",

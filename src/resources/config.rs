@@ -240,8 +240,16 @@ impl ResourceConfig {
             ("garp_repeat_after", self.garp_repeat_after.is_some(), ip),
             ("garp_refresh", self.garp_refresh.is_some(), ip),
             ("conflict_check", self.conflict_check.is_some(), ip),
-            ("unit", self.unit.is_some(), self.kind == ResourceType::Systemd),
-            ("script", self.script.is_some(), self.kind == ResourceType::Lsb),
+            (
+                "unit",
+                self.unit.is_some(),
+                self.kind == ResourceType::Systemd,
+            ),
+            (
+                "script",
+                self.script.is_some(),
+                self.kind == ResourceType::Lsb,
+            ),
         ];
         for (key, is_set, allowed) in present {
             if is_set && !allowed {
