@@ -9,3 +9,5 @@ pub mod config;
 pub mod fence;
 pub mod opennebula;
 pub mod resources;
+#[doc(hidden)]
+pub mod testkit;

@@ -1,5 +1,6 @@
 //! `oneha stuck-vms`: the report on demand, on any front-end.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -76,11 +77,14 @@ pub async fn run(args: &StuckVmsArgs, cfg: Option<&OpennebulaConfig>) -> i32 {
     let mut cancel = None;
     match report::build(&client, page_size, Retry::within(args.wait), &mut cancel).await {
         Ok(r) => {
-            if args.json {
-                println!("{}", r.to_json());
+            let text = if args.json {
+                format!("{}\n", r.to_json())
             } else {
-                print!("{}", r.to_table());
-            }
+                r.to_table()
+            };
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
             if r.counts.stuck == 0 {
                 EXIT_NONE_STUCK
             } else {
