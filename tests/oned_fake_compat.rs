@@ -50,7 +50,10 @@ fn validate(xml: &str, schema: &str, what: &str) {
             panic!("cannot run xmllint ({e}): install libxml2-utils (tools/install-deps.sh)")
         });
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{what} does not validate against {schema}:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "{what} does not validate against {schema}:\n{stderr}"
+    );
     assert!(stderr.contains("validates"), "{stderr}");
 }
 
@@ -97,7 +100,12 @@ async fn fake_replies_validate_against_the_xsds() {
 }
 
 async fn fake_fixture() -> oneha::testkit::fake_oned::Running {
-    fake(fixture_vms("pool_after_failover.xml"), Faults::default(), Order::Desc).await
+    fake(
+        fixture_vms("pool_after_failover.xml"),
+        Faults::default(),
+        Order::Desc,
+    )
+    .await
 }
 
 /// What pyone saw of one VM.
@@ -152,7 +160,10 @@ async fn pyone(py: &Path, endpoint: &str, args: &[&str]) -> String {
         .await
         .expect("run python");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "pyone_check.py {args:?} failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "pyone_check.py {args:?} failed:\n{stderr}"
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -162,7 +173,10 @@ async fn pyone_reads_the_fake_like_oneha() {
         eprintln!("SKIPPED pyone_reads_the_fake_like_oneha: no python3 on this machine");
         return;
     };
-    let import = Command::new(&py).args(["-c", "import pyone"]).output().unwrap();
+    let import = Command::new(&py)
+        .args(["-c", "import pyone"])
+        .output()
+        .unwrap();
     assert!(
         import.status.success(),
         "{} cannot import pyone: run tools/install-deps.sh (it installs pyone in \
@@ -180,15 +194,23 @@ async fn pyone_reads_the_fake_like_oneha() {
 
     let served = fake_fixture().await;
     let ep = served.endpoint();
-    let seen: Vec<PyVm> = serde_json::from_str(&pyone(&py, &ep, &["pool", "-1", "-1"]).await).unwrap();
-    assert_eq!(seen, expect, "pyone and oneha read the same pool differently");
-    assert!(seen.iter().any(|v| v.name == "web & db <prod>"), "CDATA name");
+    let seen: Vec<PyVm> =
+        serde_json::from_str(&pyone(&py, &ep, &["pool", "-1", "-1"]).await).unwrap();
+    assert_eq!(
+        seen, expect,
+        "pyone and oneha read the same pool differently"
+    );
+    assert!(
+        seen.iter().any(|v| v.name == "web & db <prod>"),
+        "CDATA name"
+    );
 
     // Paging with pyone, 4 at a time, gives the same VMs in the same order.
     let mut paged = Vec::new();
     for offset in (0..).step_by(4) {
         let page: Vec<PyVm> =
-            serde_json::from_str(&pyone(&py, &ep, &["pool", &offset.to_string(), "4"]).await).unwrap();
+            serde_json::from_str(&pyone(&py, &ep, &["pool", &offset.to_string(), "4"]).await)
+                .unwrap();
         let n = page.len();
         paged.extend(page);
         if n < 4 {
@@ -198,21 +220,47 @@ async fn pyone_reads_the_fake_like_oneha() {
     assert_eq!(paged, expect);
 
     let short: Vec<PyVm> = serde_json::from_str(&pyone(&py, &ep, &["short"]).await).unwrap();
-    let short_ids: Vec<(i64, i64, i64)> = short.iter().map(|v| (v.id, v.state, v.lcm_state)).collect();
-    let expect_ids: Vec<(i64, i64, i64)> = expect.iter().map(|v| (v.id, v.state, v.lcm_state)).collect();
+    let short_ids: Vec<(i64, i64, i64)> =
+        short.iter().map(|v| (v.id, v.state, v.lcm_state)).collect();
+    let expect_ids: Vec<(i64, i64, i64)> = expect
+        .iter()
+        .map(|v| (v.id, v.state, v.lcm_state))
+        .collect();
     assert_eq!(short_ids, expect_ids);
 
     let v: serde_json::Value = serde_json::from_str(&pyone(&py, &ep, &["version"]).await).unwrap();
     assert_eq!(v["version"], "7.0.0");
 
-    let denied = fake(generated(3, &[]), Faults { auth_error: true, ..Faults::default() }, Order::Desc).await;
+    let denied = fake(
+        generated(3, &[]),
+        Faults {
+            auth_error: true,
+            ..Faults::default()
+        },
+        Order::Desc,
+    )
+    .await;
     let e: serde_json::Value =
         serde_json::from_str(&pyone(&py, &denied.endpoint(), &["error"]).await).unwrap();
     assert_eq!(e["exception"], "OneAuthenticationException", "{e}");
 
-    let electing = fake(generated(3, &[]), Faults { election_calls: 5, ..Faults::default() }, Order::Desc).await;
+    let electing = fake(
+        generated(3, &[]),
+        Faults {
+            election_calls: 5,
+            ..Faults::default()
+        },
+        Order::Desc,
+    )
+    .await;
     let e: serde_json::Value =
         serde_json::from_str(&pyone(&py, &electing.endpoint(), &["error"]).await).unwrap();
     assert_eq!(e["exception"], "OneInternalException", "{e}");
-    assert!(e["message"].as_str().unwrap_or("").contains("election mode"), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("election mode"),
+        "{e}"
+    );
 }

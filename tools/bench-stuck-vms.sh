@@ -27,13 +27,17 @@ cmd = [binary, "stuck-vms", "--json", "--endpoint", ep, "--auth-file", auth, "--
 t0 = time.monotonic()
 p = subprocess.run(cmd, capture_output=True, text=True)
 wall = time.monotonic() - t0
-rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+rss_mb = ru.ru_maxrss / 1024.0
+cpu = ru.ru_utime + ru.ru_stime
+load = open("/proc/loadavg").read().split()[0]
 if p.returncode not in (0, 1):
     sys.exit("bench: stuck-vms failed (%d): %s" % (p.returncode, p.stderr))
 r = json.loads(p.stdout)
 c = r["counts"]
 print("pool: %s VMs generated, %d read (DONE excluded), %d stuck, page size %s" % (vms, c["total"], c["stuck"], page))
-print("stuck-vms: wall %.2f s, peak RSS %.1f MB, exit %d" % (wall, rss_mb, p.returncode))
+print("stuck-vms: wall %.2f s, CPU %.2f s (user+sys), peak RSS %.1f MB, exit %d" % (wall, cpu, rss_mb, p.returncode))
+print("machine: %d cores, load average %s at the end (other work competes for the cores)" % (__import__("os").cpu_count(), load))
 ok = wall <= 2.0 and rss_mb <= 200.0
 print("target (<= 2 s, <= 200 MB): %s" % ("met" if ok else "MISSED"))
 PY

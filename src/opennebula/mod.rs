@@ -14,6 +14,7 @@ pub mod cli;
 mod config;
 pub mod error;
 pub mod pool;
+mod reply;
 pub mod report;
 pub mod states;
 pub mod takeover;

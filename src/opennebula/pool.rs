@@ -187,6 +187,21 @@ fn resolve_ref(r: &BytesRef<'_>) -> Result<char, String> {
     }
 }
 
+/// Children of VM that hold nothing the report needs; skipped whole.
+const SKIPPED: [&str; 8] = [
+    "TEMPLATE",
+    "USER_TEMPLATE",
+    "MONITORING",
+    "PERMISSIONS",
+    "SCHED_ACTIONS",
+    "SNAPSHOTS",
+    "BACKUPS",
+    "LOCK",
+];
+
+/// Levels whose element names are kept (VM_POOL, VM, its children, HISTORY, its children).
+const NAMED_LEVELS: usize = 5;
+
 /// Parses one VM_POOL document, calling `on_vm` for each complete VM; returns the number of
 /// VMs read. Unknown elements and any nesting inside TEMPLATE, MONITORING, USER_TEMPLATE...
 /// are skipped; CDATA and character/entity references are decoded.
@@ -233,6 +248,16 @@ pub fn parse_pool(xml: &str, on_vm: &mut dyn FnMut(VmRecord)) -> Result<usize, O
                     pos.id = None;
                     vm = Partial::default();
                 } else if in_vm && depth == 2 {
+                    if !empty && SKIPPED.contains(&name) {
+                        // Nothing in here is needed: let quick-xml run through it.
+                        reader.read_to_end(e.name()).map_err(|err| {
+                            pool_err(
+                                format!("{} element {name}", pos.vm()),
+                                format!("malformed XML: {err}"),
+                            )
+                        })?;
+                        continue;
+                    }
                     if name == "HISTORY_RECORDS" {
                         in_records = !empty;
                     } else if let Some(f) = vm_field(name) {
@@ -259,14 +284,20 @@ pub fn parse_pool(xml: &str, on_vm: &mut dyn FnMut(VmRecord)) -> Result<usize, O
                         in_vm = false;
                     }
                 } else {
-                    stack.push(name.to_string());
+                    if depth < NAMED_LEVELS {
+                        stack.push(name.to_string());
+                    }
                     depth += 1;
                     text.clear();
                 }
             }
             Event::End(_) => {
                 depth = depth.saturating_sub(1);
-                let name = stack.pop().unwrap_or_default();
+                let name = if depth < NAMED_LEVELS {
+                    stack.pop().unwrap_or_default()
+                } else {
+                    String::new()
+                };
                 if let Some((f, d)) = field
                     && d == depth
                 {
