@@ -94,17 +94,22 @@ fn uid(r: &VmRecord) -> i64 {
     i64::from(r.owner != "oneadmin")
 }
 
-/// Appends the extended body of `r` (valid against `vm.xsd`), about 3 KB per VM like a small
-/// real VM: template with context, a disk and a NIC, monitoring, one history record.
-pub fn extended_into(out: &mut String, r: &VmRecord) {
-    let id = r.id;
-    out.push_str("<VM>");
-    tag(out, "ID", id);
+/// ID, UID, GID, UNAME, GNAME, NAME: the first elements of both bodies.
+fn owner_and_name(out: &mut String, r: &VmRecord) {
+    tag(out, "ID", r.id);
     tag(out, "UID", uid(r));
     tag(out, "GID", 0);
     tag_text(out, "UNAME", &r.owner);
     tag_text(out, "GNAME", "oneadmin");
     tag_text(out, "NAME", &r.name);
+}
+
+/// Appends the extended body of `r` (valid against `vm.xsd`), about 3 KB per VM like a small
+/// real VM: template with context, a disk and a NIC, monitoring, one history record.
+pub fn extended_into(out: &mut String, r: &VmRecord) {
+    let id = r.id;
+    out.push_str("<VM>");
+    owner_and_name(out, r);
     out.push_str(
         "<PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A>\
          <GROUP_U>0</GROUP_U><GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A><OTHER_U>0</OTHER_U>\
@@ -229,12 +234,7 @@ pub fn extended_into(out: &mut String, r: &VmRecord) {
 /// Appends the short body of `r` (valid against `vm_pool.xsd`), as `one.vmpool.info` sends.
 pub fn short_into(out: &mut String, r: &VmRecord) {
     out.push_str("<VM>");
-    tag(out, "ID", r.id);
-    tag(out, "UID", uid(r));
-    tag(out, "GID", 0);
-    tag_text(out, "UNAME", &r.owner);
-    tag_text(out, "GNAME", "oneadmin");
-    tag_text(out, "NAME", &r.name);
+    owner_and_name(out, r);
     tag(out, "LAST_POLL", 0);
     tag(out, "STATE", r.state);
     tag(out, "LCM_STATE", r.lcm_state);
