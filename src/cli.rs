@@ -68,6 +68,9 @@ pub enum Cmd {
     Freeze,
     /// Leave maintenance mode (clusvcadm -U).
     Unfreeze,
+    /// List the VMs stuck in transient states with the `onevm recover` command that fits
+    /// each (exit 0: none stuck, 1: some stuck, 2: error). Works on any front-end.
+    StuckVms(crate::opennebula::StuckVmsArgs),
 }
 
 /// Parses arguments, runs the command, returns the exit code.
@@ -100,6 +103,11 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Restart => simple(&config_path, AdminRequest::Restart).await,
         Cmd::Freeze => simple(&config_path, AdminRequest::Freeze).await,
         Cmd::Unfreeze => simple(&config_path, AdminRequest::Unfreeze).await,
+        Cmd::StuckVms(args) => {
+            // The oneha config is optional here: OpenNebula's own conventions suffice.
+            let cfg = config::load(&config_path).ok();
+            crate::opennebula::run(&args, cfg.as_ref().map(|c| &c.opennebula)).await
+        }
     }
 }
 

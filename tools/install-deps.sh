@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(iproute2 nftables iptables iputils-arping iputils-ping tcpdump systemd dbus
-      libxml2-utils psmisc procps keepalived
+      libxml2-utils psmisc procps keepalived python3 python3-venv
       libvirt0 libcpg4 libnss3 libxml2 libuuid1)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -20,3 +20,14 @@ echo "install-deps: system packages present"
 
 # The real fence_virtd and stock fence_xvm, unpacked (not installed) for tests/fence_virtd.rs.
 bash tools/install-fence-virtd.sh
+
+# OpenNebula's own Python client, pyone, as an independent check of the fake oned
+# (tests/oned_fake_compat.rs). In a venv: Debian's python refuses system-wide pip installs.
+PYONE_VERSION=7.3.80
+PYONE_VENV=/opt/oneha-test/pyone-venv
+if ! "$PYONE_VENV/bin/python3" -c "import pyone, importlib.metadata as m; assert m.version('pyone') == '$PYONE_VERSION'" 2>/dev/null; then
+  echo "install-deps: installing pyone $PYONE_VERSION in $PYONE_VENV"
+  python3 -m venv "$PYONE_VENV"
+  "$PYONE_VENV/bin/pip" install -q --disable-pip-version-check "pyone==$PYONE_VERSION"
+fi
+echo "install-deps: pyone $PYONE_VERSION present in $PYONE_VENV"

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-/// Test-only programs for oneha's tests.
+/// oneha's test programs (fake services and daemons the tests run).
 #[derive(Parser)]
 #[command(name = "oneha-testkit")]
 struct Cli {
@@ -16,6 +16,8 @@ enum Cmd {
     ServeName(oneha::testkit::serve::ServeArgs),
     /// Same as `oneha resource`: drive resources directly, inside a test node.
     Resource(oneha::resources::cli::ResourceArgs),
+    /// A fake oned (XML-RPC on loopback) serving a VM pool, with injectable faults.
+    FakeOned(oneha::testkit::fake_oned_cli::FakeOnedArgs),
     /// A fence_xvm-protocol test daemon (see `oneha-testkit fence-daemon --help`).
     FenceDaemon,
 }
@@ -30,6 +32,7 @@ fn main() {
     let code = match cli.cmd {
         Cmd::ServeName(args) => oneha::testkit::serve::run(&args),
         Cmd::Resource(args) => runtime().block_on(oneha::resources::cli::run(args)),
+        Cmd::FakeOned(args) => runtime().block_on(oneha::testkit::fake_oned_cli::run(&args)),
         Cmd::FenceDaemon => 2,
     };
     std::process::exit(code);

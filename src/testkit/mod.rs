@@ -1,5 +1,8 @@
-//! Test-only programs behind `oneha-testkit` (fake services and daemons the tests run).
-//! Not part of the product.
+//! Test-only programs and helpers behind `oneha-testkit` (fake oned, fence daemon, test
+//! services). Not part of the product.
 
+pub mod fake_oned;
+pub mod fake_oned_cli;
 pub mod fence_server;
 pub mod serve;
+pub mod vm_xml;

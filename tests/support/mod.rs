@@ -1,0 +1,78 @@
+//! Helpers shared by the stuck-VM integration tests: a fake oned on loopback, clients for it.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oneha::opennebula::auth::{Session, parse_endpoint};
+use oneha::opennebula::pool::VmRecord;
+use oneha::opennebula::xmlrpc::Client;
+use oneha::testkit::fake_oned::{FakeOned, Faults, Order, Running, Vms};
+use oneha::testkit::vm_xml;
+
+/// The session the fakes accept. Its secret must never show up in any message.
+pub const SESSION: &str = "oneadmin:Sup3r-S3cret-Pw";
+/// The secret part alone.
+pub const SECRET: &str = "Sup3r-S3cret-Pw";
+/// A fixed "now" for generated timestamps.
+pub const NOW: i64 = 1_700_000_000;
+
+/// The fixture directory.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/opennebula")
+}
+
+/// The VMs of a fixture file.
+pub fn fixture_vms(name: &str) -> Vms {
+    let text = std::fs::read_to_string(fixtures().join(name)).expect("fixture readable");
+    Vms::List(vm_xml::load_fixture(&text).expect("fixture loads"))
+}
+
+/// `n` generated VMs with these (id, state, lcm, action) overrides.
+pub fn generated(n: i64, stuck: &[(i64, i64, i64, i64)]) -> Vms {
+    let overrides: BTreeMap<i64, VmRecord> = stuck
+        .iter()
+        .map(|&(id, s, l, a)| (id, vm_xml::with_state(id, s, l, a, NOW)))
+        .collect();
+    Vms::Generated { n, overrides }
+}
+
+/// Starts a fake oned on 127.0.0.1 with these VMs and faults.
+pub async fn fake(vms: Vms, faults: Faults, order: Order) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    FakeOned {
+        session: SESSION.into(),
+        order,
+        faults,
+        vms,
+        now: NOW,
+    }
+    .spawn(listener)
+    .expect("fake oned starts")
+}
+
+/// A client for `endpoint` with the test session.
+pub fn client(endpoint: &str, timeout: Duration) -> Client {
+    Client::new(
+        parse_endpoint(endpoint).expect("endpoint"),
+        Session::new(SESSION).expect("session"),
+        timeout,
+    )
+}
+
+/// Writes the session to a file (mode 0600) and returns its path.
+pub fn auth_file(dir: &Path) -> PathBuf {
+    let p = dir.join("one_auth");
+    std::fs::write(&p, format!("{SESSION}\n")).expect("write auth file");
+    p
+}
+
+/// A loopback port nobody listens on (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
