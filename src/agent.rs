@@ -39,6 +39,8 @@ pub struct Agent {
     pub control: mpsc::Sender<ControlMsg>,
     /// What the control loop reports about this node.
     pub local: SharedLocal,
+    /// Cancels the pending stuck-VM report.
+    pub report_cancel: std::sync::Mutex<Option<watch::Sender<bool>>>,
 }
 
 /// Finds which configured node this machine is: `--node`, then `$ONEHA_NODE`, then the
@@ -154,6 +156,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         gossip: gossip_tx,
         control: control_tx,
         local: local.clone(),
+        report_cancel: std::sync::Mutex::new(None),
     });
     let admin_task = admin::serve(
         &agent.cfg.admin_socket,
@@ -401,7 +404,13 @@ impl Agent {
                 in_progress: local.fencing.clone(),
             },
             notices,
-            stuck_vms: None,
+            stuck_vms: crate::opennebula::load_last_report(&self.cfg.data_dir).map(|r| {
+                serde_json::json!({
+                    "generated_at": r.generated_at,
+                    "summary": r.summary(),
+                    "stuck": r.counts.stuck,
+                })
+            }),
             transport: TransportCounters {
                 frames_in: self.stats.frames_in.load(Ordering::Relaxed),
                 frames_out: self.stats.frames_out.load(Ordering::Relaxed),
@@ -571,7 +580,33 @@ impl AdminHandler for Agent {
     }
 }
 
-/// Called after the group started on this node: the stuck-VM report hook.
+/// Called after the group started on this node: once oned answers and a monitoring cycle
+/// has passed, report the VMs the previous front-end left in transient states.
 pub fn after_start(agent: &Arc<Agent>) {
-    let _ = agent;
+    if !agent.cfg.opennebula.report_on_takeover {
+        return;
+    }
+    let (tx, rx) = watch::channel(false);
+    if let Ok(mut slot) = agent.report_cancel.lock()
+        && let Some(old) = slot.replace(tx)
+    {
+        let _ = old.send(true);
+    }
+    let a = agent.clone();
+    tokio::spawn(async move {
+        let r =
+            crate::opennebula::report_after_takeover(&a.cfg.opennebula, &a.cfg.data_dir, rx).await;
+        if let Err(e) = r {
+            tracing::warn!("stuck-VM report not made: {e}");
+        }
+    });
+}
+
+/// Called before the group stops on this node: a pending report is cancelled.
+pub fn before_stop(agent: &Agent) {
+    if let Ok(mut slot) = agent.report_cancel.lock()
+        && let Some(old) = slot.take()
+    {
+        let _ = old.send(true);
+    }
 }

@@ -71,6 +71,38 @@ pub enum Cmd {
     /// List the VMs stuck in transient states with the `onevm recover` command that fits
     /// each (exit 0: none stuck, 1: some stuck, 2: error). Works on any front-end.
     StuckVms(crate::opennebula::StuckVmsArgs),
+    /// Fence a node now through its configured fence levels (journaled in the cluster).
+    Fence {
+        /// Node to fence.
+        node: String,
+        /// off, reboot or on.
+        #[arg(long, default_value = "off")]
+        action: String,
+    },
+    /// Record that NODE has been verified powered off by hand (like fence_ack_manual),
+    /// so a takeover blocked on fencing it can proceed.
+    FenceAck {
+        /// Node that is off.
+        node: String,
+        /// Confirm that you checked: a node acknowledged wrongly can corrupt OpenNebula's
+        /// database when two oned run at once.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Check the fence devices (list/status/monitor; nothing is powered off).
+    FenceCheck(crate::fence::cli::FenceCheckArgs),
+    /// A fence_xvm client, compatible with the stock `fence_xvm` (for operators).
+    FenceXvm(crate::fence::cli::FenceXvmArgs),
+    /// Drive resources on this node directly, bypassing the cluster (like
+    /// crm_resource --force-*): for debugging only.
+    Resource(crate::resources::cli::ResourceArgs),
+    /// Let this node act without having seen every member since it started (wait-for-all).
+    /// Only when you are sure the missing node is off: otherwise both may run OpenNebula.
+    OverrideWaitForAll {
+        /// Required: you accept the risk above.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Parses arguments, runs the command, returns the exit code.
@@ -103,6 +135,52 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Restart => simple(&config_path, AdminRequest::Restart).await,
         Cmd::Freeze => simple(&config_path, AdminRequest::Freeze).await,
         Cmd::Unfreeze => simple(&config_path, AdminRequest::Unfreeze).await,
+        Cmd::Fence { node, action } => {
+            simple_with(
+                &config_path,
+                AdminRequest::Fence { node, action },
+                Duration::from_secs(600),
+            )
+            .await
+        }
+        Cmd::FenceAck { node, yes } => {
+            if !yes {
+                eprintln!(
+                    "oneha fence-ack: first verify that {node} is powered off (console, PDU, \
+                     hypervisor), then run again with --yes. If {node} is in fact running, \
+                     two front-ends may run oned at once and corrupt its database."
+                );
+                return 2;
+            }
+            simple(&config_path, AdminRequest::FenceAck { node }).await
+        }
+        Cmd::FenceCheck(args) => {
+            let cfg = match load_or_report(&config_path) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let me = match crate::agent::resolve_node(&cfg, None) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("oneha fence-check: {e}");
+                    return 2;
+                }
+            };
+            crate::fence::cli::run_fence_check(&cfg, &me, &args).await
+        }
+        Cmd::FenceXvm(args) => crate::fence::cli::run_fence_xvm(&args).await,
+        Cmd::Resource(args) => crate::resources::cli::run(args, Some(&config_path)).await,
+        Cmd::OverrideWaitForAll { force } => {
+            if !force {
+                eprintln!(
+                    "oneha override-wait-for-all: this lets the node fence and take over \
+                     without having seen every member since it started. If a missing node is \
+                     in fact running, both may run OpenNebula. Run again with --force."
+                );
+                return 2;
+            }
+            simple(&config_path, AdminRequest::ForceWaitForAll).await
+        }
         Cmd::StuckVms(args) => {
             // The oneha config is optional here: OpenNebula's own conventions suffice.
             let cfg = config::load(&config_path).ok();
@@ -228,10 +306,17 @@ async fn status(path: &Path, json: bool) -> i32 {
 }
 
 async fn simple(path: &Path, req: AdminRequest) -> i32 {
+    simple_with(path, req, Duration::from_secs(15)).await
+}
+
+async fn simple_with(path: &Path, req: AdminRequest, timeout: Duration) -> i32 {
     let socket = admin_socket(path);
-    match admin::call(&socket, &req, Duration::from_secs(15)).await {
+    match admin::call(&socket, &req, timeout).await {
         Ok(r) if r.ok => {
-            println!("done");
+            match r.result {
+                Some(serde_json::Value::String(s)) if s != "done" => println!("{s}"),
+                _ => println!("done"),
+            }
             0
         }
         Ok(r) => {

@@ -342,6 +342,7 @@ impl Loop {
             }
             Action::Stop { reason, release } => {
                 tracing::warn!("stopping the group: {reason}");
+                crate::agent::before_stop(&self.agent);
                 self.busy = true;
                 self.held = Held::Stopping;
                 self.ex.stop(release);

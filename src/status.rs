@@ -264,7 +264,15 @@ impl StatusReport {
             }
         }
         if let Some(s) = &self.stuck_vms {
-            let _ = writeln!(o, "Stuck VMs (last report): {s}");
+            let when = s
+                .get("generated_at")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?");
+            let what = s.get("summary").and_then(|v| v.as_str()).unwrap_or("?");
+            let _ = writeln!(
+                o,
+                "Stuck-VM report ({when}): {what}; details: `oneha stuck-vms`"
+            );
         }
         for n in &self.notices {
             let _ = writeln!(o, "! {n}");

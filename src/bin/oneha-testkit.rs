@@ -15,7 +15,13 @@ enum Cmd {
     /// A TCP server that writes a name and closes (the test `opennebula` units).
     ServeName(oneha::testkit::serve::ServeArgs),
     /// Same as `oneha resource`: drive resources directly, inside a test node.
-    Resource(oneha::resources::cli::ResourceArgs),
+    Resource {
+        #[command(flatten)]
+        args: oneha::resources::cli::ResourceArgs,
+        /// Config file (default: $ONEHA_CONFIG, then /etc/oneha/oneha.yaml).
+        #[arg(long, short = 'c')]
+        config: Option<std::path::PathBuf>,
+    },
     /// A fake oned (XML-RPC on loopback) serving a VM pool, with injectable faults.
     FakeOned(oneha::testkit::fake_oned_cli::FakeOnedArgs),
     /// A fence_xvm-protocol test daemon (see `oneha-testkit fence-daemon --help`).
@@ -31,7 +37,9 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::ServeName(args) => oneha::testkit::serve::run(&args),
-        Cmd::Resource(args) => runtime().block_on(oneha::resources::cli::run(args)),
+        Cmd::Resource { args, config } => {
+            runtime().block_on(oneha::resources::cli::run(args, config.as_deref()))
+        }
         Cmd::FakeOned(args) => runtime().block_on(oneha::testkit::fake_oned_cli::run(&args)),
         Cmd::FenceDaemon => 2,
     };
