@@ -324,7 +324,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         Ok(c) => c,
         Err(e) => {
             let key = e.path().to_string();
-            let key = if key == "." { String::new() } else { key };
+            let key = if key == "." || key == "?" {
+                String::new()
+            } else {
+                key
+            };
             let inner = e.into_inner();
             let line = inner
                 .location()

@@ -1,0 +1,266 @@
+//! A oneha cluster on the real-host harness: front-end nodes with systemd, the stand-in
+//! `opennebula` units and the agent as `oneha.service`; an optional witness node; a
+//! hypervisor host running the test fence daemon whose `off` really powers a node off; a
+//! client. Used by the end-to-end test files with `mod harness; mod e2e;`.
+
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::harness::{Host, Node, NodeSpec, Proc, TESTKIT, Topology, wait_until};
+use oneha::status::StatusReport;
+
+/// The floating IP of every e2e cluster.
+pub const VIP: &str = "192.0.2.100";
+/// Hypervisor host number (192.0.2.20).
+pub const HV: u8 = 20;
+/// Client host number (192.0.2.10).
+pub const CLIENT: u8 = 10;
+
+/// What kind of cluster to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Two front-ends and a witness (ordinary quorum).
+    Witness,
+    /// Two front-ends alone, fencing as the tie-breaker.
+    TwoNode,
+}
+
+/// Knobs for a test.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    /// Topology.
+    pub kind: Kind,
+    /// `timers.profile`.
+    pub profile: &'static str,
+    /// Extra YAML under `resources:` (indented by two spaces), e.g. `max_restarts: 1`.
+    pub resources_extra: String,
+    /// Monitor interval of every resource.
+    pub monitor: &'static str,
+    /// Fence delay of node1 (the usual active node) and node2.
+    pub delays: (&'static str, &'static str),
+    /// Extra top-level YAML.
+    pub extra: String,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            kind: Kind::Witness,
+            profile: "default",
+            resources_extra: String::new(),
+            monitor: "1s",
+            delays: ("0s", "0s"),
+            extra: String::new(),
+        }
+    }
+}
+
+/// The cluster under test.
+pub struct Cluster {
+    pub topo: Topology,
+    pub client: Host,
+    pub hv: Host,
+    pub fence: Option<Proc>,
+    pub nodes: Vec<Node>,
+    pub opts: Opts,
+}
+
+const AGENT_UNIT: &str = "[Unit]\nDescription=oneha agent (test)\n\
+[Service]\nType=simple\nExecStart={{oneha}} agent --config /etc/oneha/oneha.yaml\n\
+Environment=RUST_LOG=info,raft=info,oneha=debug\n\
+StandardError=append:/var/log/oneha/agent.log\nStandardOutput=append:/var/log/oneha/agent.log\n\
+Restart=no\n";
+
+fn config(o: &Opts) -> String {
+    let mut y = vec![
+        "cluster: e2e".to_string(),
+        "key_file: /etc/oneha/cluster.key".to_string(),
+        format!("timers: {{profile: {}}}", o.profile),
+        "nodes:".to_string(),
+        r#"  - {name: node1, id: 1, address: "192.0.2.1:7400"}"#.to_string(),
+        r#"  - {name: node2, id: 2, address: "192.0.2.2:7400"}"#.to_string(),
+    ];
+    match o.kind {
+        Kind::Witness => y.push(
+            r#"  - {name: node3, id: 3, address: "192.0.2.3:7400", role: witness}"#.to_string(),
+        ),
+        Kind::TwoNode => y.push("two_node: true".to_string()),
+    }
+    y.push("resources:".to_string());
+    y.extend(o.resources_extra.lines().map(str::to_string));
+    let mon = o.monitor;
+    y.extend([
+        "  group:".to_string(),
+        format!("    - {{name: vip, type: ip, address: {VIP}/24, interface: eth0, monitor_interval: {mon}}}"),
+        format!("    - {{name: opennebula, type: systemd, unit: opennebula.service, monitor_interval: {mon}, stop_timeout: 10s}}"),
+        format!("    - {{name: sunstone, type: systemd, unit: opennebula-sunstone.service, monitor_interval: {mon}, stop_timeout: 10s}}"),
+        "fencing:".to_string(),
+        "  devices:".to_string(),
+        "    hv: {type: xvm, key_file: /etc/oneha/fence.key, timeout: 3s, retransmit: 500ms}".to_string(),
+        "  nodes:".to_string(),
+        format!("    node1: {{delay: {}, levels: [{{device: hv, plug: node1, retries: 0}}]}}", o.delays.0),
+        format!("    node2: {{delay: {}, levels: [{{device: hv, plug: node2, retries: 0}}]}}", o.delays.1),
+        "opennebula: {report_on_takeover: false}".to_string(),
+    ]);
+    y.extend(o.extra.lines().map(str::to_string));
+    y.join("\n") + "\n"
+}
+
+/// Writes a private key file into a node's /etc/oneha.
+fn key_bytes(seed: u8) -> Vec<u8> {
+    (0..64u8)
+        .map(|i| i.wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+impl Cluster {
+    /// Builds and boots the cluster; the agents start at boot.
+    pub fn start(name: &str, opts: Opts) -> Cluster {
+        let topo = Topology::new(name);
+        let client = topo.add_host("client", CLIENT);
+        let hv = topo.add_host("hv", HV);
+        let yaml = config(&opts);
+        let frontend = NodeSpec::opennebula()
+            .etc_file("oneha.yaml", &yaml)
+            .unit("oneha.service", AGENT_UNIT)
+            .wants("oneha.service");
+        let mut nodes = Vec::new();
+        for (i, name) in ["node1", "node2"].iter().enumerate() {
+            let n = topo.add_node(name, i as u8 + 1, frontend.clone());
+            write_keys(&n);
+            nodes.push(n);
+        }
+        if opts.kind == Kind::Witness {
+            let spec = NodeSpec::new()
+                .etc_file("oneha.yaml", &yaml)
+                .unit("oneha.service", AGENT_UNIT)
+                .wants("oneha.service");
+            let n = topo.add_node("node3", 3, spec);
+            write_keys(&n);
+            nodes.push(n);
+        }
+        let mut c = Cluster {
+            topo,
+            client,
+            hv,
+            fence: None,
+            nodes,
+            opts,
+        };
+        c.start_fence_daemon();
+        // Keys were written after boot: (re)start the agents now.
+        for n in &c.nodes {
+            n.systemctl(&["restart", "oneha.service"]);
+        }
+        c
+    }
+
+    /// Starts the test fence daemon on the hypervisor (its `off` powers the node off).
+    pub fn start_fence_daemon(&mut self) {
+        let key = self.topo.dir().join("fence.key");
+        std::fs::write(&key, key_bytes(7)).expect("fence key");
+        let hook = self.topo.fence_hook();
+        let p = self.hv.spawn(&[
+            TESTKIT,
+            "fence-daemon",
+            "--listen",
+            "192.0.2.20",
+            "--key-file",
+            key.to_str().expect("utf8"),
+            "--domain",
+            "node1",
+            "--domain",
+            "node2",
+            "--hook",
+            hook.to_str().expect("utf8"),
+        ]);
+        self.fence = Some(p);
+    }
+
+    /// Stops the fence daemon (the device is "down").
+    pub fn stop_fence_daemon(&mut self) {
+        self.fence = None;
+    }
+
+    /// The floating IP.
+    pub fn vip(&self) -> IpAddr {
+        VIP.parse().expect("ip")
+    }
+
+    /// Node by name.
+    pub fn node(&self, name: &str) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.name() == name)
+            .expect("known node")
+    }
+
+    /// `oneha ARGS` inside `node`; returns (exit code, stdout, stderr).
+    pub fn oneha(&self, node: &str, args: &[&str]) -> (i32, String, String) {
+        let mut argv = vec![crate::harness::ONEHA];
+        argv.extend_from_slice(args);
+        let out = self.node(node).run(&argv);
+        (out.code.unwrap_or(-1), out.stdout, out.stderr)
+    }
+
+    /// `oneha status --json` on `node`.
+    pub fn status(&self, node: &str) -> Option<StatusReport> {
+        let (code, out, _) = self.oneha(node, &["status", "--json"]);
+        if code != 0 {
+            return None;
+        }
+        serde_json::from_str(&out).ok()
+    }
+
+    /// The group's owner and state as `node` sees them.
+    pub fn group(&self, node: &str) -> Option<(Option<String>, String)> {
+        self.status(node).map(|s| (s.group.owner, s.group.state))
+    }
+
+    /// Waits until some live node reports the group started on an owner; returns it.
+    pub fn wait_started(&self, timeout: Duration) -> Option<String> {
+        let mut owner = None;
+        wait_until(timeout, || {
+            for n in &self.nodes {
+                if !n.is_on() {
+                    continue;
+                }
+                if let Some((Some(o), state)) = self.group(n.name())
+                    && state == "started"
+                {
+                    owner = Some(o);
+                    return true;
+                }
+            }
+            false
+        });
+        owner
+    }
+
+    /// Waits until the client reaches `name`'s opennebula through the floating IP.
+    pub fn client_reaches(&self, name: &str, timeout: Duration) -> bool {
+        let vip = self.vip();
+        wait_until(timeout, || {
+            self.client
+                .tcp_get(vip, crate::harness::ONED_PORT)
+                .as_deref()
+                == Ok(name)
+        })
+    }
+
+    /// The agent's log on `node`.
+    pub fn agent_log(&self, node: &str) -> String {
+        self.node(node).log("agent.log")
+    }
+}
+
+fn write_keys(n: &Node) {
+    use std::os::unix::fs::PermissionsExt;
+    for (file, seed) in [("cluster.key", 3u8), ("fence.key", 7u8)] {
+        let path = n.etc_dir().join(file);
+        std::fs::write(&path, key_bytes(seed)).expect("key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+}
