@@ -60,6 +60,18 @@ pub struct Config {
     /// The OpenNebula API, for the stuck-VM report.
     #[serde(default)]
     pub opennebula: OpennebulaConfig,
+    /// The Prometheus metrics endpoint (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// The `metrics:` section.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `IP:PORT` to serve Prometheus text on (`GET /metrics`); unset: no endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
 }
 
 fn yes() -> bool {
