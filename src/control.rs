@@ -74,8 +74,13 @@ struct Loop {
     waiting_since: HashMap<(u64, NodeId), Instant>,
     fence_retry: HashMap<NodeId, (Instant, u32, String)>,
     forced_wfa: bool,
+    /// Members this node hears itself (gossiped to the others).
+    direct_live: Vec<NodeId>,
     in_flight: HashSet<String>,
     prop_done: mpsc::UnboundedSender<String>,
+    claims: mpsc::UnboundedSender<(u64, Result<(), String>)>,
+    /// What was held before a claim, to return to if the claim fails.
+    claim_prev: Held,
     states: Vec<(String, String)>,
     notices: Vec<String>,
     local: SharedLocal,
@@ -103,6 +108,7 @@ pub async fn run(
     };
     let (done_tx, mut done_rx) = mpsc::channel(256);
     let (prop_tx, mut prop_rx) = mpsc::unbounded_channel();
+    let (claim_tx, mut claim_rx) = mpsc::unbounded_channel();
     let mut l = Loop {
         pcfg: policy_config(&agent),
         ex: Executor::new(group, fencer, done_tx),
@@ -116,8 +122,11 @@ pub async fn run(
         waiting_since: HashMap::new(),
         fence_retry: HashMap::new(),
         forced_wfa: false,
+        direct_live: Vec::new(),
         in_flight: HashSet::new(),
         prop_done: prop_tx,
+        claims: claim_tx,
+        claim_prev: Held::Stopped,
         states: Vec::new(),
         notices: Vec::new(),
         local,
@@ -143,6 +152,7 @@ pub async fn run(
             Some(d) = done_rx.recv() => Wake::Done(d),
             Some(m) = msgs.recv() => Wake::Msg(m),
             Some(k) = prop_rx.recv() => Wake::Proposed(k),
+            Some((g, r)) = claim_rx.recv() => Wake::Claimed(g, r),
             _ = leaving(&mut shutdown) => break,
         };
         match wake {
@@ -152,6 +162,7 @@ pub async fn run(
             Wake::Proposed(k) => {
                 l.in_flight.remove(&k);
             }
+            Wake::Claimed(generation, r) => l.on_claimed(generation, r),
         }
         while let Ok(d) = done_rx.try_recv() {
             l.on_done(d).await;
@@ -171,6 +182,7 @@ enum Wake {
     Done(Done),
     Msg(ControlMsg),
     Proposed(String),
+    Claimed(u64, Result<(), String>),
 }
 
 async fn leaving(rx: &mut watch::Receiver<bool>) {
@@ -238,6 +250,24 @@ impl Loop {
                 }
             }
         }
+        self.direct_live = live.iter().copied().collect();
+        // A member another live member still hears is alive, even if this node cannot
+        // reach it (a partition between two nodes that both reach the witness).
+        let mut live_via_others = BTreeSet::new();
+        for m in &members {
+            if !live.contains(&m.id) {
+                continue;
+            }
+            if let Some(ids) = m
+                .gossip
+                .as_ref()
+                .and_then(|g| g.get("live"))
+                .and_then(|v| v.as_array())
+            {
+                live_via_others.extend(ids.iter().filter_map(|v| v.as_u64()));
+            }
+        }
+        live.extend(live_via_others);
         let now = Instant::now();
         // How long each blocker of the current generation has had to release.
         let g = &st.group;
@@ -273,10 +303,11 @@ impl Loop {
                 None => Some(Duration::MAX),
             }
         });
-        let peer_fence_delay = match (self.ex.fencer(), peer) {
-            (Some(f), Some(p)) => f.delay(&agent.node_name(p)),
-            _ => Duration::ZERO,
-        };
+        let peer_fence_delay = agent.cfg.fencing.passive_delay.get()
+            + match (self.ex.fencer(), peer) {
+                (Some(f), Some(p)) => f.delay(&agent.node_name(p)),
+                _ => Duration::ZERO,
+            };
         // An operator's restart requests before this agent started are not ours to serve.
         let served = *self.restarts_served.get_or_insert(g.restart_requests);
         Observations {
@@ -335,10 +366,25 @@ impl Loop {
         match a {
             Action::Propose(cmd) => self.propose(cmd),
             Action::Start(generation) => {
-                tracing::info!(generation, "starting the group");
+                // Claim through the log first: the start happens only if the claim commits
+                // while this node is still the clean owner (S3).
                 self.busy = true;
-                self.held = Held::Starting(generation);
-                self.ex.start(generation);
+                self.claim_prev = std::mem::replace(&mut self.held, Held::Starting(generation));
+                let node = self.agent.node.clone();
+                let me = self.agent.me;
+                let timeout = self.agent.cfg.timers().election() * 4 + Duration::from_secs(1);
+                let tx = self.claims.clone();
+                tokio::spawn(async move {
+                    let r = match node
+                        .propose_idempotent(Command::Claim { node: me, generation }, timeout)
+                        .await
+                    {
+                        Ok(crate::cluster::state::Applied::Done) => Ok(()),
+                        Ok(crate::cluster::state::Applied::Ignored(why)) => Err(why),
+                        Err(e) => Err(e),
+                    };
+                    let _ = tx.send((generation, r));
+                });
             }
             Action::Stop { reason, release } => {
                 tracing::warn!("stopping the group: {reason}");
@@ -366,6 +412,23 @@ impl Loop {
                 let _ = self.agent.node.send(Event::AddVoter(id));
             }
             Action::Notice(n) => self.notices.push(n),
+        }
+    }
+
+    fn on_claimed(&mut self, generation: u64, r: Result<(), String>) {
+        if self.held != Held::Starting(generation) {
+            return;
+        }
+        match r {
+            Ok(()) => {
+                tracing::info!(generation, "claim committed: starting the group");
+                self.ex.start(generation);
+            }
+            Err(why) => {
+                tracing::warn!(generation, "not starting the group: claim failed: {why}");
+                self.held = std::mem::take(&mut self.claim_prev);
+                self.busy = false;
+            }
         }
     }
 
@@ -738,6 +801,7 @@ impl Loop {
             "name": self.agent.name,
             "held": status.held,
             "resources": status.resources,
+            "live": self.direct_live,
         });
         if let Ok(mut l) = self.local.lock() {
             *l = status;

@@ -65,6 +65,16 @@ pub enum Command {
         /// Why (shown in status and logs).
         reason: String,
     },
+    /// Owner: about to start the group for this generation. Applied only while the node
+    /// is still the owner and no other node may hold the group (S3), so a node whose state
+    /// is stale (cut off, or just booted) cannot start on it: its claim does not commit, or
+    /// commits after the entries that made it stale and is refused.
+    Claim {
+        /// Claiming node.
+        node: NodeId,
+        /// Generation it wants to start.
+        generation: u64,
+    },
     /// Owner: the group is running for this generation.
     Started {
         /// Reporting node.
@@ -276,6 +286,19 @@ impl ReplicatedState {
                 if let Some(o) = owner {
                     // The new owner may hold resources from now on.
                     g.dirty.entry(*o).or_insert(index);
+                }
+            }
+            Command::Claim { node, generation } => {
+                if g.owner != Some(*node) || g.generation != *generation {
+                    return Applied::Ignored(format!(
+                        "node {node} is not the owner of generation {generation}"
+                    ));
+                }
+                if !g.may_start(*node) {
+                    return Applied::Ignored(format!(
+                        "node {node} may not start: {:?} may still hold the group",
+                        g.blockers(*node)
+                    ));
                 }
             }
             Command::Started { node, generation } => {

@@ -25,7 +25,7 @@ use crate::fence::xvm::{DEFAULT_GROUP_V4, DEFAULT_PORT, DOMAIN_MAX, HashType};
 use crate::resources::ResourceKind;
 
 /// Fence devices and how each node is fenced.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FencingConfig {
     /// Devices by name.
@@ -34,6 +34,27 @@ pub struct FencingConfig {
     /// How each node is fenced, by node name (from `nodes[].name`).
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeFencing>,
+    /// Two-node mode: when the nodes lose each other, the one running the group fences at
+    /// once and the other waits this long (plus the target's `delay`) first, so that in a
+    /// clean split the active side wins (Pacemaker's priority-fencing-delay). It must exceed
+    /// the time the active side needs to fence the passive one (xvm: well under a second;
+    /// IPMI: raise it to 15s or more).
+    #[serde(default = "default_passive_delay")]
+    pub passive_delay: Dur,
+}
+
+fn default_passive_delay() -> Dur {
+    Dur::secs(2)
+}
+
+impl Default for FencingConfig {
+    fn default() -> Self {
+        FencingConfig {
+            devices: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            passive_delay: default_passive_delay(),
+        }
+    }
 }
 
 /// One fence device. `type` selects the method.

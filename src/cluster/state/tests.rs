@@ -235,3 +235,23 @@ fn same_commands_same_state_on_every_node() {
     assert_eq!(a.group.phase, Phase::Started);
     assert_eq!(a.group.dirty.keys().collect::<Vec<_>>(), [&2]);
 }
+
+#[test]
+fn claims_commit_only_for_the_current_clean_owner() {
+    let mut s = ReplicatedState::new(true, vec![1, 2, 3]);
+    assign(&mut s, 1, Some(1));
+    let claim = |node, generation| prop(Command::Claim { node, generation });
+    assert_eq!(s.apply(2, &claim(1, 1)), Applied::Done);
+    assert!(matches!(s.apply(3, &claim(2, 1)), Applied::Ignored(_)), "not the owner");
+    assign(&mut s, 4, Some(2));
+    assert!(
+        matches!(s.apply(5, &claim(1, 1)), Applied::Ignored(_)),
+        "a stale owner's claim is refused"
+    );
+    assert!(
+        matches!(s.apply(6, &claim(2, 2)), Applied::Ignored(ref w) if w.contains("[1]")),
+        "node 1 has not released"
+    );
+    s.apply(7, &prop(Command::Released { node: 1, epoch: 1 }));
+    assert_eq!(s.apply(8, &claim(2, 2)), Applied::Done);
+}
