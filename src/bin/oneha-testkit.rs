@@ -16,6 +16,8 @@ enum Cmd {
     ServeName(oneha::testkit::serve::ServeArgs),
     /// Same as `oneha resource`: drive resources directly, inside a test node.
     Resource(oneha::resources::cli::ResourceArgs),
+    /// Start and stop resources repeatedly and print the timings (benchmark).
+    ResourceCycle(oneha::testkit::resource_cycle::CycleArgs),
 }
 
 fn main() {
@@ -23,6 +25,7 @@ fn main() {
     let code = match cli.cmd {
         Cmd::ServeName(args) => oneha::testkit::serve::run(&args),
         Cmd::Resource(args) => runtime().block_on(oneha::resources::cli::run(args)),
+        Cmd::ResourceCycle(args) => runtime().block_on(oneha::testkit::resource_cycle::run(&args)),
     };
     std::process::exit(code);
 }

@@ -15,6 +15,10 @@ pub enum Op {
     Stop,
     /// Monitor (status check).
     Monitor,
+    /// Readying a later start.
+    Prepare,
+    /// Finishing background work of the last operation.
+    Settle,
 }
 
 impl fmt::Display for Op {
@@ -23,6 +27,8 @@ impl fmt::Display for Op {
             Op::Start => "start",
             Op::Stop => "stop",
             Op::Monitor => "monitor",
+            Op::Prepare => "prepare",
+            Op::Settle => "settle",
         })
     }
 }

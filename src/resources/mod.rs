@@ -130,13 +130,34 @@ impl Resource {
         self.bounded(Op::Monitor, self.monitor_timeout, run).await
     }
 
-    /// Waits until the follow-up gratuitous ARP burst after a start has gone out (floating
-    /// IPs without periodic refresh; returns at once otherwise). For one-shot commands
-    /// that exit right after a start.
-    pub async fn wait_announced(&self) {
-        if let Driver::Ip(d) = &self.driver {
-            d.wait_announced().await;
-        }
+    /// Readies a later start where that saves time then (systemd: loads the drop-in, so
+    /// the start needs no daemon-reload); nothing is started. Bounded by `start_timeout`.
+    pub async fn prepare(&self) -> Result<(), ResourceError> {
+        let run = async {
+            match &self.driver {
+                Driver::Systemd(d) => d.prepare().await,
+                Driver::Ip(_) | Driver::Lsb(_) => Ok(()),
+            }
+        };
+        self.bounded(Op::Prepare, self.start_timeout, run).await
+    }
+
+    /// Finishes what the last operation left running in the background: the follow-up
+    /// gratuitous ARP burst after a start (floating IP without periodic refresh), the
+    /// daemon-reload after a stop (systemd). One-shot commands call it before exiting;
+    /// the agent need not. Bounded by `stop_timeout`.
+    pub async fn settle(&self) -> Result<(), ResourceError> {
+        let run = async {
+            match &self.driver {
+                Driver::Ip(d) => {
+                    d.wait_announced().await;
+                    Ok(())
+                }
+                Driver::Systemd(d) => d.settle().await,
+                Driver::Lsb(_) => Ok(()),
+            }
+        };
+        self.bounded(Op::Settle, self.stop_timeout, run).await
     }
 
     async fn bounded<T>(
