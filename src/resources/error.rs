@@ -119,6 +119,15 @@ impl Fault {
     }
 }
 
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Conflict { address, mac } => write!(f, "MAC {mac} answers for {address}"),
+            Fault::Failed(reason) => f.write_str(reason),
+        }
+    }
+}
+
 impl From<String> for Fault {
     fn from(reason: String) -> Fault {
         Fault::Failed(reason)

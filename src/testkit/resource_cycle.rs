@@ -67,7 +67,10 @@ pub async fn run(args: &CycleArgs) -> i32 {
                 times[i].push(took);
             }
         }
-        for (op, t) in ["prepare", "start", "stop", "settle"].iter().zip(&mut times) {
+        for (op, t) in ["prepare", "start", "stop", "settle"]
+            .iter()
+            .zip(&mut times)
+        {
             println!("{name} {op} {}", summary(t));
         }
     }
