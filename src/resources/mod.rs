@@ -44,6 +44,17 @@ impl std::fmt::Display for ResourceState {
     }
 }
 
+/// `$call` with `$d` bound to whichever driver `$driver` holds.
+macro_rules! each_driver {
+    ($driver:expr, $d:ident => $call:expr) => {
+        match $driver {
+            Driver::Ip($d) => $call,
+            Driver::Systemd($d) => $call,
+            Driver::Lsb($d) => $call,
+        }
+    };
+}
+
 /// The driver behind a resource.
 enum Driver {
     Ip(vip::Vip),
@@ -95,38 +106,20 @@ impl Resource {
 
     /// Starts it, within `start_timeout`. Starting a running resource succeeds.
     pub async fn start(&self) -> Result<(), ResourceError> {
-        let run = async {
-            match &self.driver {
-                Driver::Ip(d) => d.start().await,
-                Driver::Systemd(d) => d.start().await,
-                Driver::Lsb(d) => d.start().await,
-            }
-        };
+        let run = async { each_driver!(&self.driver, d => d.start().await) };
         self.bounded(Op::Start, self.start_timeout, run).await
     }
 
     /// Stops it, within `stop_timeout`. Stopping a stopped resource succeeds. An error here
     /// means the resource may still run: the node must be fenced before it runs elsewhere.
     pub async fn stop(&self) -> Result<(), ResourceError> {
-        let run = async {
-            match &self.driver {
-                Driver::Ip(d) => d.stop().await,
-                Driver::Systemd(d) => d.stop().await,
-                Driver::Lsb(d) => d.stop().await,
-            }
-        };
+        let run = async { each_driver!(&self.driver, d => d.stop().await) };
         self.bounded(Op::Stop, self.stop_timeout, run).await
     }
 
     /// Checks it, within `monitor_timeout`.
     pub async fn monitor(&self) -> Result<ResourceState, ResourceError> {
-        let run = async {
-            match &self.driver {
-                Driver::Ip(d) => d.monitor().await,
-                Driver::Systemd(d) => d.monitor().await,
-                Driver::Lsb(d) => d.monitor().await,
-            }
-        };
+        let run = async { each_driver!(&self.driver, d => d.monitor().await) };
         self.bounded(Op::Monitor, self.monitor_timeout, run).await
     }
 
