@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all build release test lint fmt deps demo bench-election clean harness-cleanup bench-resources
+.PHONY: all build release test lint fmt deps demo bench-election clean harness-cleanup
 
 all: build
 
@@ -34,10 +34,11 @@ fmt:
 clean:
 	$(CARGO) clean
 
-## Resource driver and node boot timings on real hosts (root); see docs/benchmarks.md.
-bench-resources:
-	$(CARGO) bench --bench resources
-
 ## Remove what killed real-host test runs left behind (namespaces, node cgroups, temp dirs).
 harness-cleanup:
 	bash tools/harness-cleanup.sh
+
+.PHONY: bench-resources
+## Resource driver and node boot timings on real hosts (root); see docs/benchmarks.md.
+bench-resources:
+	$(CARGO) bench --bench resources

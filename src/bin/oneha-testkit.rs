@@ -15,7 +15,13 @@ enum Cmd {
     /// A TCP server that writes a name and closes (the test `opennebula` units).
     ServeName(oneha::testkit::serve::ServeArgs),
     /// Same as `oneha resource`: drive resources directly, inside a test node.
-    Resource(oneha::resources::cli::ResourceArgs),
+    Resource {
+        #[command(flatten)]
+        args: oneha::resources::cli::ResourceArgs,
+        /// Config file (default: $ONEHA_CONFIG, then /etc/oneha/oneha.yaml).
+        #[arg(long, short = 'c')]
+        config: Option<std::path::PathBuf>,
+    },
     /// Start and stop resources repeatedly and print the timings (benchmark).
     ResourceCycle(oneha::testkit::resource_cycle::CycleArgs),
 }
@@ -24,7 +30,9 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::ServeName(args) => oneha::testkit::serve::run(&args),
-        Cmd::Resource(args) => runtime().block_on(oneha::resources::cli::run(args)),
+        Cmd::Resource { args, config } => {
+            runtime().block_on(oneha::resources::cli::run(args, config.as_deref()))
+        }
         Cmd::ResourceCycle(args) => runtime().block_on(oneha::testkit::resource_cycle::run(&args)),
     };
     std::process::exit(code);

@@ -1,8 +1,6 @@
 //! `oneha resource start|stop|monitor [NAME|--all]`: drives resources on this node directly,
 //! bypassing the cluster (like `crm_resource --force-start`), for debugging and recovery.
 
-use std::path::PathBuf;
-
 use clap::{Args, ValueEnum};
 
 use super::{Group, ResourceState};
@@ -31,9 +29,6 @@ pub struct ResourceArgs {
     /// The whole group instead of one resource.
     #[arg(long)]
     pub all: bool,
-    /// Config file (default: $ONEHA_CONFIG, then /etc/oneha/oneha.yaml).
-    #[arg(long, short = 'c')]
-    pub config: Option<PathBuf>,
 }
 
 /// Exit code: done / running.
@@ -46,8 +41,8 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_STOPPED: i32 = 3;
 
 /// Runs the command; returns the exit code.
-pub async fn run(args: ResourceArgs) -> i32 {
-    let path = config::resolve_path(args.config.as_deref());
+pub async fn run(args: ResourceArgs, config: Option<&std::path::Path>) -> i32 {
+    let path = config::resolve_path(config);
     let cfg = match config::load(&path) {
         Ok(c) => c,
         Err(e) => {
