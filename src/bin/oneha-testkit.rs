@@ -12,6 +12,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Start and stop resources repeatedly and print the timings (benchmark).
+    ResourceCycle(oneha::testkit::resource_cycle::CycleArgs),
     /// A TCP server that writes a name and closes (the test `opennebula` units).
     ServeName(oneha::testkit::serve::ServeArgs),
     /// Same as `oneha resource`: drive resources directly, inside a test node.
@@ -22,18 +24,16 @@ enum Cmd {
         #[arg(long, short = 'c')]
         config: Option<std::path::PathBuf>,
     },
-    /// Start and stop resources repeatedly and print the timings (benchmark).
-    ResourceCycle(oneha::testkit::resource_cycle::CycleArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
+        Cmd::ResourceCycle(args) => runtime().block_on(oneha::testkit::resource_cycle::run(&args)),
         Cmd::ServeName(args) => oneha::testkit::serve::run(&args),
         Cmd::Resource { args, config } => {
             runtime().block_on(oneha::resources::cli::run(args, config.as_deref()))
         }
-        Cmd::ResourceCycle(args) => runtime().block_on(oneha::testkit::resource_cycle::run(&args)),
     };
     std::process::exit(code);
 }
