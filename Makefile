@@ -52,3 +52,8 @@ test-fence:
 ## Remove what killed real-host test runs left behind (namespaces, node cgroups, temp dirs).
 harness-cleanup:
 	bash tools/harness-cleanup.sh
+
+.PHONY: bench-resources
+## Resource driver and node boot timings on real hosts (root); see docs/benchmarks.md.
+bench-resources:
+	$(CARGO) bench --bench resources

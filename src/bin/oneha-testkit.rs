@@ -12,6 +12,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Start and stop resources repeatedly and print the timings (benchmark).
+    ResourceCycle(oneha::testkit::resource_cycle::CycleArgs),
     /// A TCP server that writes a name and closes (the test `opennebula` units).
     ServeName(oneha::testkit::serve::ServeArgs),
     /// Same as `oneha resource`: drive resources directly, inside a test node.
@@ -36,6 +38,7 @@ fn main() {
     }
     let cli = Cli::parse();
     let code = match cli.cmd {
+        Cmd::ResourceCycle(args) => runtime().block_on(oneha::testkit::resource_cycle::run(&args)),
         Cmd::ServeName(args) => oneha::testkit::serve::run(&args),
         Cmd::Resource { args, config } => {
             runtime().block_on(oneha::resources::cli::run(args, config.as_deref()))

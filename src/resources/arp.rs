@@ -153,38 +153,41 @@ impl ArpPacket {
     }
 }
 
-/// A raw `AF_PACKET` socket bound to one interface, sending and receiving ARP frames.
+/// An interface to send ARP frames on: its index and hardware address.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Port {
+    /// Interface index.
+    pub ifindex: u32,
+    /// The interface's hardware address (sender of every frame).
+    pub mac: Mac,
+}
+
+/// A raw `AF_PACKET` socket for ARP frames.
+///
+/// Closing a packet socket waits for an RCU grace period in the kernel (about 10 ms), so
+/// keep a [`ArpSocket::sender`] for as long as it is useful, and close a
+/// [`ArpSocket::listener`] off the hot path ([`ArpSocket::close_in_background`]).
 pub struct ArpSocket {
     fd: AsyncFd<OwnedFd>,
-    ifindex: i32,
-    mac: Mac,
 }
 
 impl ArpSocket {
-    /// Opens a socket on interface `ifindex` whose hardware address is `mac`. Needs
-    /// CAP_NET_RAW and a tokio runtime.
-    pub fn open(ifindex: u32, mac: Mac) -> io::Result<ArpSocket> {
-        let ifindex = i32::try_from(ifindex).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, "interface index too large")
-        })?;
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(ETH_P_ARP.to_be()),
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let addr = link_addr(ifindex, Mac::ZERO);
-        // SAFETY: `addr` is a valid sockaddr_ll and the length passed is its size.
+    /// A socket that only sends, on any interface. It has no protocol hook, so it receives
+    /// nothing and costs nothing to keep open. Needs CAP_NET_RAW and a tokio runtime.
+    pub fn sender() -> io::Result<ArpSocket> {
+        Self::raw()
+    }
+
+    /// A socket that also receives every ARP frame of interface `ifindex`.
+    pub fn listener(ifindex: u32) -> io::Result<ArpSocket> {
+        let sock = Self::raw()?;
+        let addr = link_addr(ifindex_i32(ifindex)?, Mac::ZERO);
+        // SAFETY: `addr` is a valid sockaddr_ll and the length passed is its size. The
+        // socket was created without a protocol, so this bind registers the ARP hook once
+        // (no re-registration, which would wait for a grace period).
         let rc = unsafe {
             libc::bind(
-                fd.as_raw_fd(),
+                sock.fd.as_raw_fd(),
                 (&addr as *const libc::sockaddr_ll).cast(),
                 sockaddr_ll_len(),
             )
@@ -192,20 +195,37 @@ impl ArpSocket {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(sock)
+    }
+
+    fn raw() -> io::Result<ArpSocket> {
+        // SAFETY: plain socket(2) call; the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // SAFETY: the AsyncFd owns the OwnedFd, which stays open as long as it does.
         let fd = unsafe { AsyncFd::register(fd) }?;
-        Ok(ArpSocket { fd, ifindex, mac })
+        Ok(ArpSocket { fd })
     }
 
-    /// The interface's hardware address (sender of every frame).
-    pub fn mac(&self) -> Mac {
-        self.mac
+    /// Closes the socket on a blocking thread, so the kernel's grace period delays nobody.
+    pub fn close_in_background(self) {
+        drop(tokio::task::spawn_blocking(move || drop(self)));
     }
 
-    /// Sends `packet` in a frame to `dst`.
-    pub async fn send(&self, packet: &ArpPacket, dst: Mac) -> io::Result<()> {
+    /// Sends `packet` out of `port` in a frame to `dst`.
+    pub async fn send(&self, port: &Port, packet: &ArpPacket, dst: Mac) -> io::Result<()> {
         let frame = packet.frame(dst);
-        let addr = link_addr(self.ifindex, dst);
+        let addr = link_addr(ifindex_i32(port.ifindex)?, dst);
         self.fd
             .async_io(Interest::WRITABLE, |fd| {
                 // SAFETY: `frame` and `addr` outlive the call; lengths are theirs.
@@ -228,8 +248,8 @@ impl ArpSocket {
             .await
     }
 
-    /// The next ARP packet seen on the interface that another host sent.
-    pub async fn recv(&self) -> io::Result<ArpPacket> {
+    /// The next ARP packet a listener sees that another host than `me` sent.
+    pub async fn recv_from_others(&self, me: Mac) -> io::Result<ArpPacket> {
         let mut buf = [0u8; 128];
         loop {
             let n = self
@@ -243,43 +263,53 @@ impl ArpSocket {
                 })
                 .await?;
             match buf.get(..n).and_then(ArpPacket::parse) {
-                Some(p) if p.sender_mac != self.mac => return Ok(p),
+                Some(p) if p.sender_mac != me => return Ok(p),
                 _ => continue, // our own frames, looped back, or garbage
             }
         }
     }
 
-    /// Sends one announcement pair for `ip`: an unsolicited request and a gratuitous reply,
-    /// both to the broadcast address.
-    pub async fn announce(&self, ip: Ipv4Addr) -> io::Result<()> {
-        self.send(&ArpPacket::announcement(self.mac, ip), Mac::BROADCAST)
-            .await?;
-        self.send(&ArpPacket::gratuitous_reply(self.mac, ip), Mac::BROADCAST)
-            .await
+    /// Sends one announcement pair for `ip` out of `port`: an unsolicited request and a
+    /// gratuitous reply, both to the broadcast address.
+    pub async fn announce(&self, port: &Port, ip: Ipv4Addr) -> io::Result<()> {
+        let request = ArpPacket::announcement(port.mac, ip);
+        self.send(port, &request, Mac::BROADCAST).await?;
+        let reply = ArpPacket::gratuitous_reply(port.mac, ip);
+        self.send(port, &reply, Mac::BROADCAST).await
     }
 
-    /// Duplicate address detection: probes for `ip` twice (at once and after half of
-    /// `wait`) and returns the hardware address of the first other host that answers for it
-    /// within `wait`, or `None` if nobody does.
-    pub async fn find_holder(&self, ip: Ipv4Addr, wait: Duration) -> io::Result<Option<Mac>> {
-        let probe = ArpPacket::probe(self.mac, ip);
+    /// Duplicate address detection on a listener: probes for `ip` twice (at once and after
+    /// half of `wait`) and returns the hardware address of the first other host that
+    /// answers for it within `wait`, or `None` if nobody does.
+    pub async fn find_holder(
+        &self,
+        port: &Port,
+        ip: Ipv4Addr,
+        wait: Duration,
+    ) -> io::Result<Option<Mac>> {
+        let probe = ArpPacket::probe(port.mac, ip);
         let start = Instant::now();
         let deadline = start + wait;
         let mut second_probe = Some(start + wait / 2);
-        self.send(&probe, Mac::BROADCAST).await?;
+        self.send(port, &probe, Mac::BROADCAST).await?;
         loop {
             let until = second_probe.unwrap_or(deadline);
-            match tokio::time::timeout_at(until, self.recv()).await {
+            match tokio::time::timeout_at(until, self.recv_from_others(port.mac)).await {
                 Ok(Ok(p)) if p.sender_ip == ip => return Ok(Some(p.sender_mac)),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e),
                 Err(_) if second_probe.take().is_some() => {
-                    self.send(&probe, Mac::BROADCAST).await?
+                    self.send(port, &probe, Mac::BROADCAST).await?
                 }
                 Err(_) => return Ok(None),
             }
         }
     }
+}
+
+fn ifindex_i32(ifindex: u32) -> io::Result<i32> {
+    i32::try_from(ifindex)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface index too large"))
 }
 
 fn link_addr(ifindex: i32, dst: Mac) -> libc::sockaddr_ll {

@@ -3,7 +3,7 @@
 
 use clap::{Args, ValueEnum};
 
-use super::{Group, Resource, ResourceState};
+use super::{Group, ResourceState};
 use crate::config;
 
 /// What to do.
@@ -78,23 +78,15 @@ pub async fn run(args: ResourceArgs, config: Option<&std::path::Path>) -> i32 {
         },
         _ => None,
     };
-    match (args.action, one) {
-        (Action::Start, Some(r)) => start_one(r).await,
+    let code = match (args.action, one) {
+        (Action::Start, Some(r)) => report(r.start().await, &format!("{}: started", r.name())),
         (Action::Stop, Some(r)) => report(r.stop().await, &format!("{}: stopped", r.name())),
         (Action::Monitor, Some(r)) => {
             let state = r.monitor().await;
             print_state(r.name(), &state);
             state.map_or(EXIT_FAILED, |s| state_code(&s))
         }
-        (Action::Start, None) => {
-            let result = group.start().await;
-            if result.is_ok() {
-                for r in group.resources() {
-                    r.wait_announced().await;
-                }
-            }
-            report(result, "group: started")
-        }
+        (Action::Start, None) => report(group.start().await, "group: started"),
         (Action::Stop, None) => report(group.stop().await, "group: stopped"),
         (Action::Monitor, None) => {
             let probes = group.probe().await;
@@ -105,15 +97,19 @@ pub async fn run(args: ResourceArgs, config: Option<&std::path::Path>) -> i32 {
             }
             combine(&codes)
         }
+    };
+    // Before exiting: the second gratuitous ARP burst, the daemon-reload after a stop.
+    let settled = match one {
+        Some(r) => r.settle().await,
+        None => group.settle().await,
+    };
+    match settled {
+        Ok(()) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            EXIT_FAILED
+        }
     }
-}
-
-async fn start_one(r: &Resource) -> i32 {
-    let result = r.start().await;
-    if result.is_ok() {
-        r.wait_announced().await;
-    }
-    report(result, &format!("{}: started", r.name()))
 }
 
 /// Prints `ok_text` for success or the error; returns the exit code.

@@ -120,7 +120,7 @@ pub struct ResourceConfig {
     /// ip: probe for another holder (ARP duplicate address detection) before adding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict_check: Option<bool>,
-    /// ip: how long to wait for an answer to the duplicate address probe (default `100ms`).
+    /// ip: how long to wait for an answer to the duplicate address probe (default `50ms`).
     /// Every takeover waits this long before adding the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict_wait: Option<Dur>,
@@ -248,7 +248,7 @@ impl ResourceConfig {
                     garp_repeat_after: self.garp_repeat_after.unwrap_or(Dur::secs(5)).get(),
                     garp_refresh: self.garp_refresh.unwrap_or_default().get(),
                     conflict_check: self.conflict_check.unwrap_or(true),
-                    conflict_wait: self.conflict_wait.unwrap_or(Dur::ms(100)).get(),
+                    conflict_wait: self.conflict_wait.unwrap_or(Dur::ms(50)).get(),
                 }))
             }
             ResourceType::Systemd => Ok(ResourceKind::Systemd(

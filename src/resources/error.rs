@@ -15,6 +15,10 @@ pub enum Op {
     Stop,
     /// Monitor (status check).
     Monitor,
+    /// Readying a later start.
+    Prepare,
+    /// Finishing background work of the last operation.
+    Settle,
 }
 
 impl fmt::Display for Op {
@@ -23,6 +27,8 @@ impl fmt::Display for Op {
             Op::Start => "start",
             Op::Stop => "stop",
             Op::Monitor => "monitor",
+            Op::Prepare => "prepare",
+            Op::Settle => "settle",
         })
     }
 }
@@ -109,6 +115,15 @@ impl Fault {
                 op,
                 reason,
             },
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Conflict { address, mac } => write!(f, "MAC {mac} answers for {address}"),
+            Fault::Failed(reason) => f.write_str(reason),
         }
     }
 }

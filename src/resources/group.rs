@@ -147,6 +147,22 @@ impl Group {
             })
     }
 
+    /// Readies every resource for a fast start (see [`Resource::prepare`]); stops at the
+    /// first error.
+    pub async fn prepare(&self) -> Result<(), ResourceError> {
+        for r in &self.resources {
+            r.prepare().await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes every resource's background work (see [`Resource::settle`]); returns the
+    /// first error after trying all.
+    pub async fn settle(&self) -> Result<(), ResourceError> {
+        let results = futures::future::join_all(self.resources.iter().map(|r| r.settle())).await;
+        results.into_iter().collect()
+    }
+
     /// Every resource's monitor result, in group order (all are asked, in parallel).
     pub async fn probe(&self) -> Vec<Probe> {
         let states = futures::future::join_all(self.resources.iter().map(|r| r.monitor())).await;

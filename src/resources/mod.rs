@@ -44,6 +44,17 @@ impl std::fmt::Display for ResourceState {
     }
 }
 
+/// `$call` with `$d` bound to whichever driver `$driver` holds.
+macro_rules! each_driver {
+    ($driver:expr, $d:ident => $call:expr) => {
+        match $driver {
+            Driver::Ip($d) => $call,
+            Driver::Systemd($d) => $call,
+            Driver::Lsb($d) => $call,
+        }
+    };
+}
+
 /// The driver behind a resource.
 enum Driver {
     Ip(vip::Vip),
@@ -95,48 +106,51 @@ impl Resource {
 
     /// Starts it, within `start_timeout`. Starting a running resource succeeds.
     pub async fn start(&self) -> Result<(), ResourceError> {
-        let run = async {
-            match &self.driver {
-                Driver::Ip(d) => d.start().await,
-                Driver::Systemd(d) => d.start().await,
-                Driver::Lsb(d) => d.start().await,
-            }
-        };
+        let run = async { each_driver!(&self.driver, d => d.start().await) };
         self.bounded(Op::Start, self.start_timeout, run).await
     }
 
     /// Stops it, within `stop_timeout`. Stopping a stopped resource succeeds. An error here
     /// means the resource may still run: the node must be fenced before it runs elsewhere.
     pub async fn stop(&self) -> Result<(), ResourceError> {
-        let run = async {
-            match &self.driver {
-                Driver::Ip(d) => d.stop().await,
-                Driver::Systemd(d) => d.stop().await,
-                Driver::Lsb(d) => d.stop().await,
-            }
-        };
+        let run = async { each_driver!(&self.driver, d => d.stop().await) };
         self.bounded(Op::Stop, self.stop_timeout, run).await
     }
 
     /// Checks it, within `monitor_timeout`.
     pub async fn monitor(&self) -> Result<ResourceState, ResourceError> {
-        let run = async {
-            match &self.driver {
-                Driver::Ip(d) => d.monitor().await,
-                Driver::Systemd(d) => d.monitor().await,
-                Driver::Lsb(d) => d.monitor().await,
-            }
-        };
+        let run = async { each_driver!(&self.driver, d => d.monitor().await) };
         self.bounded(Op::Monitor, self.monitor_timeout, run).await
     }
 
-    /// Waits until the follow-up gratuitous ARP burst after a start has gone out (floating
-    /// IPs without periodic refresh; returns at once otherwise). For one-shot commands
-    /// that exit right after a start.
-    pub async fn wait_announced(&self) {
-        if let Driver::Ip(d) = &self.driver {
-            d.wait_announced().await;
-        }
+    /// Readies a later start where that saves time then (systemd: loads the drop-in, so
+    /// the start needs no daemon-reload); nothing is started. Bounded by `start_timeout`.
+    pub async fn prepare(&self) -> Result<(), ResourceError> {
+        let run = async {
+            match &self.driver {
+                Driver::Systemd(d) => d.prepare().await,
+                Driver::Ip(_) | Driver::Lsb(_) => Ok(()),
+            }
+        };
+        self.bounded(Op::Prepare, self.start_timeout, run).await
+    }
+
+    /// Finishes what the last operation left running in the background: the follow-up
+    /// gratuitous ARP burst after a start (floating IP without periodic refresh), the
+    /// daemon-reload after a stop (systemd). One-shot commands call it before exiting;
+    /// the agent need not. Bounded by `stop_timeout`.
+    pub async fn settle(&self) -> Result<(), ResourceError> {
+        let run = async {
+            match &self.driver {
+                Driver::Ip(d) => {
+                    d.wait_announced().await;
+                    Ok(())
+                }
+                Driver::Systemd(d) => d.settle().await,
+                Driver::Lsb(_) => Ok(()),
+            }
+        };
+        self.bounded(Op::Settle, self.stop_timeout, run).await
     }
 
     async fn bounded<T>(

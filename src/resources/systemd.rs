@@ -4,10 +4,16 @@
 //! Before a start, a runtime drop-in makes systemd leave the unit to oneha: `Restart=no`
 //! (no restarts behind oneha's back) and `Before=oneha.service` (at shutdown systemd stops
 //! the unit before oneha, so oneha sees it stop). It is removed after a stop.
+//!
+//! A daemon-reload costs about 50 ms on a nearly empty systemd and far more on a real
+//! front-end, so none is on the path of a failover when it can be avoided: the reload after
+//! a stop runs in the background (see [`SystemdUnit::settle`]), and a node expected to take
+//! over can load the drop-in ahead of time with [`SystemdUnit::prepare`].
 
 use std::path::PathBuf;
 
 use futures::StreamExt;
+use tokio::task::JoinHandle;
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::OwnedObjectPath;
 
@@ -54,11 +60,15 @@ trait Unit {
     fn active_state(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn sub_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn drop_in_paths(&self) -> zbus::Result<Vec<String>>;
 }
 
 /// A systemd unit resource.
 pub struct SystemdUnit {
     unit: String,
+    /// The daemon-reload that follows a stop, running in the background.
+    reload_after_stop: tokio::sync::Mutex<Option<JoinHandle<Result<(), Fault>>>>,
 }
 
 impl SystemdUnit {
@@ -83,7 +93,10 @@ impl SystemdUnit {
         } else {
             format!("{unit}.service")
         };
-        SystemdUnit { unit }
+        SystemdUnit {
+            unit,
+            reload_after_stop: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The full unit name.
@@ -98,13 +111,41 @@ impl SystemdUnit {
             .join(DROPIN_NAME)
     }
 
-    /// Writes the drop-in (reloading systemd if it changed), starts the unit and waits for
-    /// the start job to finish with result `done`.
-    pub async fn start(&self) -> Result<(), Fault> {
-        let mut bus = Bus::connect().await?;
-        if self.write_dropin()? {
-            bus.reload().await?;
+    /// Makes sure systemd has loaded the drop-in (writing it and reloading only if
+    /// needed), so that a start needs no reload. Idempotent; does not start anything.
+    pub async fn prepare(&self) -> Result<(), Fault> {
+        self.finish_reload().await;
+        let bus = Bus::connect().await?;
+        self.load_dropin(&bus).await
+    }
+
+    /// Waits for background work of the last stop (the daemon-reload that unloads the
+    /// drop-in) and returns its outcome.
+    pub async fn settle(&self) -> Result<(), Fault> {
+        let pending = self.reload_after_stop.lock().await.take();
+        match pending {
+            Some(task) => task
+                .await
+                .unwrap_or_else(|e| Err(format!("daemon-reload task: {e}").into())),
+            None => Ok(()),
         }
+    }
+
+    /// Waits for a pending background reload; its failure only matters to `settle`'s
+    /// caller: the next start checks what systemd has loaded anyway, and a stop must not
+    /// fail (and get the node fenced) for it.
+    async fn finish_reload(&self) {
+        if let Err(e) = self.settle().await {
+            tracing::warn!(unit = %self.unit, "daemon-reload after the last stop: {e}");
+        }
+    }
+
+    /// Loads the drop-in (see [`SystemdUnit::prepare`]), starts the unit and waits for the
+    /// start job to finish with result `done`.
+    pub async fn start(&self) -> Result<(), Fault> {
+        self.finish_reload().await;
+        let mut bus = Bus::connect().await?;
+        self.load_dropin(&bus).await?;
         let job = bus.start_unit(&self.unit).await?;
         let result = bus.job_result(job).await?;
         if result == "done" {
@@ -119,9 +160,11 @@ impl SystemdUnit {
         .into())
     }
 
-    /// Stops the unit, waits for the stop job, clears a `failed` state, then removes the
-    /// drop-in (and reloads).
+    /// Stops the unit, waits for the stop job, clears a `failed` state and removes the
+    /// drop-in; the daemon-reload that unloads it runs in the background (`settle` waits
+    /// for it; the next `prepare` or `start` does too).
     pub async fn stop(&self) -> Result<(), Fault> {
+        self.finish_reload().await;
         let mut bus = Bus::connect().await?;
         if let Some(job) = bus.stop_unit(&self.unit).await? {
             let result = bus.job_result(job).await?;
@@ -135,14 +178,31 @@ impl SystemdUnit {
             }
             if active == "failed" {
                 // Stopped, but systemd keeps "failed" until told: clear it, so a monitor
-                // (and the next probe) sees the unit cleanly stopped.
-                bus.manager
-                    .reset_failed_unit(&self.unit)
-                    .await
-                    .map_err(bus_error)?;
+                // (and the next probe) sees the unit cleanly stopped. The unit is stopped
+                // either way, so a refusal is no failed stop.
+                if let Err(e) = bus.manager.reset_failed_unit(&self.unit).await {
+                    tracing::warn!(unit = %self.unit, "reset-failed: {e}");
+                }
             }
         }
         if self.remove_dropin()? {
+            let reload = tokio::spawn(async move { bus.reload().await });
+            *self.reload_after_stop.lock().await = Some(reload);
+        }
+        Ok(())
+    }
+
+    /// Writes the drop-in unless it is there, and reloads unless systemd already has
+    /// this very drop-in loaded.
+    async fn load_dropin(&self, bus: &Bus) -> Result<(), Fault> {
+        let path = self.dropin_path();
+        let changed = self.write_dropin()?;
+        let loaded = bus
+            .dropin_paths(&self.unit)
+            .await?
+            .iter()
+            .any(|p| std::path::Path::new(p) == path);
+        if changed || !loaded {
             bus.reload().await?;
         }
         Ok(())
@@ -160,10 +220,12 @@ impl SystemdUnit {
         })
     }
 
-    /// Writes the drop-in unless it is already there; true if it was written.
+    /// Writes the drop-in unless it is already there; true if a different version was
+    /// there (then a loaded copy is stale).
     fn write_dropin(&self) -> Result<bool, Fault> {
         let path = self.dropin_path();
-        if std::fs::read_to_string(&path).is_ok_and(|t| t == DROPIN) {
+        let before = std::fs::read_to_string(&path).ok();
+        if before.as_deref() == Some(DROPIN) {
             return Ok(false);
         }
         let fail =
@@ -172,7 +234,7 @@ impl SystemdUnit {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }
         std::fs::write(&path, DROPIN).map_err(fail)?;
-        Ok(true)
+        Ok(before.is_some())
     }
 
     /// Removes the drop-in (and its directory if that is then empty); true if it existed.
@@ -261,18 +323,32 @@ impl Bus {
             .into())
     }
 
-    async fn active_sub(&self, unit: &str) -> Result<(String, String), Fault> {
+    /// A proxy for `unit` (loaded if needed), reading properties fresh each time.
+    async fn unit_proxy(&self, unit: &str) -> Result<UnitProxy<'static>, Fault> {
         let path = self.manager.load_unit(unit).await.map_err(bus_error)?;
-        let proxy = UnitProxy::builder(&self.conn)
+        UnitProxy::builder(&self.conn)
             .path(path)
             .map_err(bus_error)?
             .cache_properties(CacheProperties::No)
             .build()
             .await
-            .map_err(bus_error)?;
+            .map_err(bus_error)
+    }
+
+    async fn active_sub(&self, unit: &str) -> Result<(String, String), Fault> {
+        let proxy = self.unit_proxy(unit).await?;
         let active = proxy.active_state().await.map_err(bus_error)?;
         let sub = proxy.sub_state().await.map_err(bus_error)?;
         Ok((active, sub))
+    }
+
+    /// The drop-in files systemd has loaded for `unit`.
+    async fn dropin_paths(&self, unit: &str) -> Result<Vec<String>, Fault> {
+        self.unit_proxy(unit)
+            .await?
+            .drop_in_paths()
+            .await
+            .map_err(bus_error)
     }
 
     /// `ACTIVE (SUB)` for messages.

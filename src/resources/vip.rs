@@ -2,7 +2,7 @@
 //! never added while another host answers for it.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -11,7 +11,7 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use tokio::task::JoinHandle;
 
-use super::arp::{ArpSocket, Mac};
+use super::arp::{ArpSocket, Mac, Port};
 use super::{Fault, IpSpec, ResourceState};
 
 /// Pause between the frames of one gratuitous ARP burst.
@@ -22,6 +22,8 @@ pub struct Vip {
     spec: IpSpec,
     /// Follow-up announcements (rest of the first burst, second burst, refresh).
     announcer: Mutex<Option<JoinHandle<()>>>,
+    /// Kept open: closing a packet socket costs a kernel grace period.
+    sender: Mutex<Option<Arc<ArpSocket>>>,
 }
 
 /// What netlink says about an interface.
@@ -35,12 +37,23 @@ pub struct LinkInfo {
     pub up: bool,
 }
 
+impl LinkInfo {
+    /// Where to send ARP frames, if the interface has a hardware address.
+    pub fn port(&self) -> Option<Port> {
+        self.mac.map(|mac| Port {
+            ifindex: self.index,
+            mac,
+        })
+    }
+}
+
 impl Vip {
     /// A floating IP with these settings.
     pub fn new(spec: IpSpec) -> Vip {
         Vip {
             spec,
             announcer: Mutex::new(None),
+            sender: Mutex::new(None),
         }
     }
 
@@ -140,14 +153,14 @@ impl Vip {
     }
 
     async fn check_conflict(&self, link: &LinkInfo) -> Result<(), Fault> {
-        let (IpAddr::V4(ip), Some(mac)) = (self.spec.address, link.mac) else {
+        let (IpAddr::V4(ip), Some(port)) = (self.spec.address, link.port()) else {
             // IPv6: the kernel runs its own duplicate address detection on the address.
             return Ok(());
         };
-        let sock = arp_socket(link, mac)?;
-        let holder = sock
-            .find_holder(ip, self.spec.conflict_wait)
-            .await
+        let sock = ArpSocket::listener(port.ifindex).map_err(raw_socket_error)?;
+        let holder = sock.find_holder(&port, ip, self.spec.conflict_wait).await;
+        sock.close_in_background();
+        let holder = holder
             .map_err(|e| format!("duplicate address probe on {}: {e}", self.spec.interface))?;
         match holder {
             Some(mac) => Err(Fault::Conflict {
@@ -160,14 +173,14 @@ impl Vip {
 
     /// Sends the first announcement pair now and leaves the rest to a background task.
     async fn announce(&self, link: &LinkInfo) -> Result<(), Fault> {
-        let (IpAddr::V4(ip), Some(mac)) = (self.spec.address, link.mac) else {
+        let (IpAddr::V4(ip), Some(port)) = (self.spec.address, link.port()) else {
             return Ok(());
         };
         if self.spec.garp_count == 0 {
             return Ok(());
         }
-        let sock = arp_socket(link, mac)?;
-        sock.announce(ip)
+        let sock = self.sender()?;
+        sock.announce(&port, ip)
             .await
             .map_err(|e| format!("gratuitous ARP on {}: {e}", self.spec.interface))?;
         let plan = Plan {
@@ -175,13 +188,27 @@ impl Vip {
             repeat_after: self.spec.garp_repeat_after,
             refresh: self.spec.garp_refresh,
         };
-        let task = tokio::spawn(plan.run(sock, ip));
+        let task = tokio::spawn(plan.run(sock, port, ip));
         if let Ok(mut slot) = self.announcer.lock()
             && let Some(old) = slot.replace(task)
         {
             old.abort();
         }
         Ok(())
+    }
+
+    /// The sending socket, opened on first use.
+    fn sender(&self) -> Result<Arc<ArpSocket>, Fault> {
+        let mut slot = self
+            .sender
+            .lock()
+            .map_err(|_| Fault::Failed("ARP sender lock poisoned".into()))?;
+        if let Some(sock) = slot.as_ref() {
+            return Ok(sock.clone());
+        }
+        let sock = Arc::new(ArpSocket::sender().map_err(raw_socket_error)?);
+        *slot = Some(sock.clone());
+        Ok(sock)
     }
 
     /// The address message of the floating IP on interface `index`, if it is there.
@@ -214,7 +241,7 @@ struct Plan {
 }
 
 impl Plan {
-    async fn run(self, sock: ArpSocket, ip: Ipv4Addr) {
+    async fn run(self, sock: Arc<ArpSocket>, port: Port, ip: Ipv4Addr) {
         let burst = |frames: u32| {
             let sock = &sock;
             async move {
@@ -222,7 +249,7 @@ impl Plan {
                     if i > 0 {
                         tokio::time::sleep(BURST_SPACING).await;
                     }
-                    if let Err(e) = sock.announce(ip).await {
+                    if let Err(e) = sock.announce(&port, ip).await {
                         tracing::warn!("gratuitous ARP for {ip}: {e}");
                     }
                 }
@@ -244,12 +271,10 @@ impl Plan {
     }
 }
 
-fn arp_socket(link: &LinkInfo, mac: Mac) -> Result<ArpSocket, Fault> {
-    ArpSocket::open(link.index, mac).map_err(|e| {
-        Fault::Failed(format!(
-            "cannot open an ARP socket (needs CAP_NET_RAW): {e}"
-        ))
-    })
+fn raw_socket_error(e: std::io::Error) -> Fault {
+    Fault::Failed(format!(
+        "cannot open an ARP socket (needs CAP_NET_RAW): {e}"
+    ))
 }
 
 /// A netlink connection in the current network namespace; needs a tokio runtime.
