@@ -376,7 +376,13 @@ impl Loop {
                 let tx = self.claims.clone();
                 tokio::spawn(async move {
                     let r = match node
-                        .propose_idempotent(Command::Claim { node: me, generation }, timeout)
+                        .propose_idempotent(
+                            Command::Claim {
+                                node: me,
+                                generation,
+                            },
+                            timeout,
+                        )
                         .await
                     {
                         Ok(crate::cluster::state::Applied::Done) => Ok(()),
@@ -486,6 +492,9 @@ impl Loop {
                     Held::Stopped
                 };
                 self.busy = false;
+                if !any_running {
+                    self.ex.prepare();
+                }
             }
             Done::Started {
                 generation,
@@ -497,6 +506,7 @@ impl Loop {
                 match error {
                     None => {
                         tracing::info!(generation, ?took, "group started");
+                        self.monitor_failed.clear();
                         self.held = Held::Running(generation);
                         self.set_states("running");
                         self.ex.start_monitors();
@@ -530,8 +540,10 @@ impl Loop {
                 match error {
                     None => {
                         tracing::info!("group stopped");
+                        self.monitor_failed.clear();
                         self.held = Held::Stopped;
                         self.set_states("stopped");
+                        self.ex.prepare();
                     }
                     Some(e) => {
                         tracing::error!("group stop FAILED, this node must be fenced: {e}");
@@ -544,6 +556,7 @@ impl Loop {
                 match error {
                     None => {
                         tracing::info!("group restarted in place");
+                        self.monitor_failed.clear();
                         self.held = Held::Running(generation);
                         self.set_states("running");
                         self.ex.start_monitors();

@@ -140,6 +140,17 @@ impl Executor {
         });
     }
 
+    /// Readies a later start on a standby node (systemd drop-ins loaded, so a takeover
+    /// needs no daemon-reload); errors are only logged.
+    pub fn prepare(&self) {
+        let g = self.group.clone();
+        tokio::spawn(async move {
+            if let Err(e) = g.prepare().await {
+                tracing::debug!("prepare: {e}");
+            }
+        });
+    }
+
     /// Starts the group for `generation`.
     pub fn start(&mut self, generation: u64) {
         self.stop_monitors();

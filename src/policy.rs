@@ -411,7 +411,11 @@ fn local_actions(
                         out.push(Action::Restart(reason))
                     }
                     Recovery::Restart | Recovery::Relocate => {
-                        out.push(Action::Propose(Command::Relocate { to: None }))
+                        out.push(Action::Propose(Command::GiveUp {
+                            node: me,
+                            generation: g.generation,
+                            reason,
+                        }))
                     }
                     Recovery::Disable => out.push(Action::Propose(Command::Disable)),
                 }

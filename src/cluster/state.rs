@@ -55,6 +55,16 @@ pub enum Command {
     },
     /// Operator: restart the group in place.
     Restart,
+    /// Owner: recovery gave up on this node (failures past `max_restarts`, or recovery
+    /// `relocate`): move the group elsewhere. Ignored unless `node` still owns `generation`.
+    GiveUp {
+        /// The owner giving up.
+        node: NodeId,
+        /// Its generation.
+        generation: u64,
+        /// Why.
+        reason: String,
+    },
     /// Leader: the group now belongs to `owner` (None: nobody). Applies only if the
     /// generation is still `expected_generation` (compare-and-set).
     Assign {
@@ -263,6 +273,17 @@ impl ReplicatedState {
                 g.relocate = Some(*to);
             }
             Command::Restart => g.restart_requests += 1,
+            Command::GiveUp {
+                node,
+                generation,
+                reason,
+            } => {
+                if g.owner != Some(*node) || g.generation != *generation {
+                    return Applied::Ignored("give-up from an old generation".into());
+                }
+                g.relocate = Some(None);
+                g.reason = reason.clone();
+            }
             Command::Assign {
                 owner,
                 expected_generation,

@@ -328,7 +328,11 @@ fn owner_table() {
                 recent_restarts: 2,
                 ..obs()
             },
-            expect: vec![Action::Propose(Command::Relocate { to: None })],
+            expect: vec![Action::Propose(Command::GiveUp {
+                node: 1,
+                generation: 4,
+                reason: "opennebula failed: inactive".into(),
+            })],
         },
         Case {
             name: "busy: no new action",

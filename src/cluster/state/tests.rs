@@ -242,7 +242,10 @@ fn claims_commit_only_for_the_current_clean_owner() {
     assign(&mut s, 1, Some(1));
     let claim = |node, generation| prop(Command::Claim { node, generation });
     assert_eq!(s.apply(2, &claim(1, 1)), Applied::Done);
-    assert!(matches!(s.apply(3, &claim(2, 1)), Applied::Ignored(_)), "not the owner");
+    assert!(
+        matches!(s.apply(3, &claim(2, 1)), Applied::Ignored(_)),
+        "not the owner"
+    );
     assign(&mut s, 4, Some(2));
     assert!(
         matches!(s.apply(5, &claim(1, 1)), Applied::Ignored(_)),
