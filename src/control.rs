@@ -74,6 +74,8 @@ struct Loop {
     waiting_since: HashMap<(u64, NodeId), Instant>,
     fence_retry: HashMap<NodeId, (Instant, u32, String)>,
     forced_wfa: bool,
+    /// Nodes confirmed off in the last seconds.
+    recently_fenced: HashMap<NodeId, Instant>,
     /// Members this node hears itself (gossiped to the others).
     direct_live: Vec<NodeId>,
     in_flight: HashSet<String>,
@@ -122,6 +124,7 @@ pub async fn run(
         waiting_since: HashMap::new(),
         fence_retry: HashMap::new(),
         forced_wfa: false,
+        recently_fenced: HashMap::new(),
         direct_live: Vec::new(),
         in_flight: HashSet::new(),
         prop_done: prop_tx,
@@ -280,11 +283,15 @@ impl Loop {
         }
         self.waiting_since
             .retain(|(gen_, _), _| *gen_ == g.generation);
+        // Nodes just fenced are not fenced again before the journal shows it.
+        self.recently_fenced
+            .retain(|_, at| now.duration_since(*at) < Duration::from_secs(10));
         let fence_backoff = self
             .fence_retry
             .iter()
             .filter(|(_, (at, _, _))| *at > now)
             .map(|(n, _)| *n)
+            .chain(self.recently_fenced.keys().copied())
             .collect();
         let window = self.pcfg.restart_window;
         while self
@@ -627,6 +634,7 @@ impl Loop {
         if success {
             tracing::warn!("{report}");
             self.fence_retry.remove(&target);
+            self.recently_fenced.insert(target, Instant::now());
             self.confirmed_fence(target, epoch, method, report.action.to_string(), detail)
                 .await;
         } else {
@@ -786,7 +794,14 @@ impl Loop {
             }
         }
         let fencing = match self.fencing {
-            Some(t) => Some(format!("fencing {} now", self.agent.node_name(t))),
+            Some(t) => Some(match self.fence_retry.get(&t) {
+                Some((_, n, why)) => format!(
+                    "fencing {} now (attempt {}; {why})",
+                    self.agent.node_name(t),
+                    n + 1
+                ),
+                None => format!("fencing {} now", self.agent.node_name(t)),
+            }),
             None => self.fence_retry.values().next().map(|(at, n, why)| {
                 let wait = at.saturating_duration_since(Instant::now());
                 format!(

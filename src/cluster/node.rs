@@ -449,6 +449,12 @@ impl Node {
             }
             Event::ForceSingleVoter { reply } => {
                 let r = self.force_single_voter();
+                // Readers must see the new membership as soon as the caller hears back.
+                if let Err(e) = self.on_ready() {
+                    let _ = reply.send(Err(e.to_string()));
+                    return true;
+                }
+                self.publish(None);
                 let _ = reply.send(r);
                 true
             }

@@ -209,6 +209,15 @@ impl Node {
     /// Boots: network configured as after a real boot (base address, link up, multicast
     /// route), then systemd as PID 1; returns when systemd reports the boot finished.
     pub fn boot(&self) {
+        self.boot_with_cable(true);
+    }
+
+    /// Boots with the cable still pulled (the node sees its link down from the start).
+    pub fn boot_unplugged(&self) {
+        self.boot_with_cable(false);
+    }
+
+    fn boot_with_cable(&self, cable: bool) {
         let mut power = self.power();
         assert!(
             matches!(*power, Power::Off),
@@ -220,7 +229,9 @@ impl Node {
             self.ip()
         );
         run_with_input(&["ip", "-n", self.ns(), "-batch", "-"], &net).expect_ok();
-        self.link_up();
+        if cable {
+            self.link_up();
+        }
         let cg = &self.inner.cgroup;
         fs::create_dir_all(cg).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.display()));
         let console = fs::File::options()

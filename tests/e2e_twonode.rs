@@ -1,0 +1,226 @@
+//! Two front-ends alone (`two_node: true`): fencing is the tie-breaker. Every scenario runs
+//! with the invariant sampler (S1: one holder of the floating IP; S2: one node running
+//! opennebula) and ends with exactly one owner serving.
+
+mod e2e;
+mod harness;
+
+use std::time::Duration;
+
+use e2e::{Cluster, Kind, Opts};
+use harness::wait_until;
+
+const T: Duration = Duration::from_secs(40);
+
+fn opts() -> Opts {
+    Opts {
+        kind: Kind::TwoNode,
+        ..Opts::default()
+    }
+}
+
+fn other(n: &str) -> &'static str {
+    if n == "node1" { "node2" } else { "node1" }
+}
+
+/// After healing: exactly one node runs the group and the client reaches it.
+fn one_owner_serves(c: &Cluster) -> String {
+    let owner = c.wait_started(T).expect("an owner after healing");
+    assert!(c.client_reaches(&owner, T), "client does not reach {owner}");
+    let active: Vec<&str> = ["node1", "node2"]
+        .into_iter()
+        .filter(|n| c.node(n).is_on() && c.node(n).unit_has_processes("opennebula.service"))
+        .collect();
+    assert_eq!(active, vec![owner.as_str()]);
+    owner
+}
+
+#[test]
+fn owner_power_off_survivor_fences_and_continues_alone_then_readmits_it() {
+    let c = Cluster::start("tn_poweroff", opts());
+    let sampler = c.topo.sampler(c.vip());
+    let owner = c.wait_started(T).expect("started");
+    let survivor = other(&owner);
+    c.node(&owner).power_off();
+    assert!(
+        c.client_reaches(survivor, T),
+        "no takeover:\n{}",
+        c.agent_log(survivor)
+    );
+    let s = c.status(survivor).expect("status");
+    assert_eq!(
+        s.raft.voters,
+        vec![survivor.to_string()],
+        "single voter after the fence"
+    );
+    assert!(
+        s.fencing
+            .journal
+            .iter()
+            .any(|l| l.target == owner && l.success)
+    );
+    // The fenced node boots again: it must not fence the survivor (no fence loop) and
+    // rejoins as a follower, without taking the group back.
+    c.node(&owner).boot();
+    assert!(
+        wait_until(T, || c.status(survivor).is_some_and(|s| s
+            .raft
+            .voters
+            .len()
+            == 2)),
+        "the returned node was not re-admitted:\n{}",
+        c.agent_log(survivor)
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        c.node(survivor).is_on(),
+        "the rebooted node fenced the survivor"
+    );
+    assert_eq!(one_owner_serves(&c), survivor);
+    let journal = c.status(survivor).expect("status").fencing.journal;
+    assert_eq!(journal.len(), 1, "a second fence happened: {journal:#?}");
+    sampler.stop().assert_clean();
+}
+
+#[test]
+fn symmetric_split_the_active_side_wins() {
+    let o = Opts {
+        delays: ("0s", "0s"),
+        ..opts()
+    };
+    let c = Cluster::start("tn_split", o);
+    let sampler = c.topo.sampler(c.vip());
+    let owner = c.wait_started(T).expect("started");
+    let passive = other(&owner);
+    c.topo.partition(c.node("node1"), c.node("node2"));
+    // The passive side is fenced (powered off) by the active one; the group never moves.
+    assert!(
+        wait_until(T, || !c.node(passive).is_on()),
+        "the passive node was not fenced:\n{}",
+        c.agent_log(&owner)
+    );
+    c.topo.heal_all();
+    assert_eq!(
+        one_owner_serves(&c),
+        owner,
+        "the group moved in a clean split"
+    );
+    sampler.stop().assert_clean();
+}
+
+#[test]
+fn agent_kill_and_hang_on_the_owner_lead_to_fencing_it() {
+    let c = Cluster::start("tn_hang", opts());
+    let sampler = c.topo.sampler(c.vip());
+    let owner = c.wait_started(T).expect("started");
+    // SIGSTOP the owner's agent for longer than the loss timeout: the peer fences it.
+    c.node(&owner).hang_unit("oneha.service");
+    let survivor = other(&owner);
+    assert!(
+        c.client_reaches(survivor, T),
+        "no takeover from a hung owner"
+    );
+    assert!(!c.node(&owner).is_on(), "the hung owner was not fenced");
+    // Boot it again and kill -9 the new owner's agent.
+    c.node(&owner).boot();
+    assert!(wait_until(T, || c.status(survivor).is_some_and(|s| s
+        .raft
+        .voters
+        .len()
+        == 2)));
+    c.node(survivor).kill_unit("oneha.service");
+    assert!(
+        c.client_reaches(&owner, T),
+        "no takeover after kill -9 of the agent"
+    );
+    sampler.stop().assert_clean();
+}
+
+#[test]
+fn fence_device_down_during_a_split_nobody_moves() {
+    let mut c = Cluster::start("tn_nofence", opts());
+    let sampler = c.topo.sampler(c.vip());
+    let owner = c.wait_started(T).expect("started");
+    c.stop_fence_daemon();
+    c.topo.partition(c.node("node1"), c.node("node2"));
+    std::thread::sleep(Duration::from_secs(8));
+    // Both still up, the active one still serving, nobody else started.
+    assert!(c.node("node1").is_on() && c.node("node2").is_on());
+    assert!(c.client_reaches(&owner, T));
+    let s = c.status(other(&owner)).expect("status");
+    assert!(
+        s.fencing
+            .in_progress
+            .as_deref()
+            .is_some_and(|p| p.contains("failed")),
+        "{:?}",
+        s.fencing
+    );
+    c.start_fence_daemon();
+    c.topo.heal_all();
+    one_owner_serves(&c);
+    sampler.stop().assert_clean();
+}
+
+#[test]
+fn cold_boot_with_the_link_down_waits_for_all() {
+    let c = Cluster::start("tn_coldboot", opts());
+    let owner = c.wait_started(T).expect("started");
+    // Power both off; boot them with their cables pulled.
+    for n in ["node1", "node2"] {
+        c.node(n).power_off();
+    }
+    let sampler = c.topo.sampler(c.vip());
+    for n in ["node1", "node2"] {
+        c.node(n).boot_unplugged();
+    }
+    std::thread::sleep(Duration::from_secs(8));
+    for n in ["node1", "node2"] {
+        assert!(
+            c.node(n).is_on(),
+            "{n} was fenced although nobody had seen the other"
+        );
+        assert!(
+            !c.node(n).unit_has_processes("opennebula.service"),
+            "{n} started the group without seeing its peer"
+        );
+        let s = c.status(n).expect("status");
+        assert!(
+            s.notices.iter().any(|x| x.contains("wait-for-all")),
+            "{n}: {:?}",
+            s.notices
+        );
+    }
+    for n in ["node1", "node2"] {
+        c.node(n).link_up();
+    }
+    let now = one_owner_serves(&c);
+    let _ = owner;
+    assert!(!now.is_empty());
+    sampler.stop().assert_clean();
+}
+
+#[test]
+fn passive_death_and_packet_loss() {
+    let c = Cluster::start("tn_passive", opts());
+    let sampler = c.topo.sampler(c.vip());
+    let owner = c.wait_started(T).expect("started");
+    let passive = other(&owner);
+    // 30% loss on the passive node for a while: whatever happens, never two owners.
+    c.node(passive).set_loss(30);
+    std::thread::sleep(Duration::from_secs(6));
+    c.node(passive).heal();
+    // The passive node dies: the active side fences it and keeps serving alone.
+    if c.node(passive).is_on() {
+        c.node(passive).power_off();
+    }
+    let now = c.wait_started(T).expect("still started");
+    assert!(c.client_reaches(&now, T));
+    assert!(
+        wait_until(T, || c
+            .status(&now)
+            .is_some_and(|s| s.raft.voters == vec![now.clone()])),
+        "the survivor did not continue alone"
+    );
+    sampler.stop().assert_clean();
+}
