@@ -17,7 +17,7 @@ release:
 	$(CARGO) build --release --bins
 
 ## The test command (README, .ci/run): unit tests, then the real-host integration tests.
-test: build
+test: deps build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --no-fail-fast; \
 	else \

@@ -230,7 +230,7 @@ fn policy_config(agent: &Agent) -> PolicyConfig {
         max_restarts: cfg.resources.max_restarts,
         restart_window: cfg.resources.restart_expire_time.get(),
         release_timeout: stop_total + timers.lost_after() + Duration::from_secs(2),
-        lease: timers.election(),
+        lease: timers.lease(),
     }
 }
 
@@ -239,7 +239,7 @@ impl Loop {
         let agent = &self.agent;
         let timers = agent.cfg.timers();
         let lost_after = timers.lost_after().as_millis() as u64;
-        let lease = timers.election().as_millis() as u64;
+        let lease = timers.lease().as_millis() as u64;
         let members = agent.node.members();
         let mut live = BTreeSet::from([agent.me]);
         let mut within_lease = BTreeSet::from([agent.me]);

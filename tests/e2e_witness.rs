@@ -33,11 +33,15 @@ fn split_between_front_ends_that_both_reach_the_witness_moves_nothing() {
     let owner = c.wait_started(T).expect("started");
     c.topo.partition(c.node("node1"), c.node("node2"));
     std::thread::sleep(Duration::from_secs(6));
-    assert!(c.node("node1").is_on() && c.node("node2").is_on(), "someone was fenced");
+    assert!(
+        c.node("node1").is_on() && c.node("node2").is_on(),
+        "someone was fenced"
+    );
     assert!(c.client_reaches(&owner, T));
     // One-way: the owner's frames no longer reach the other front-end.
     c.topo.heal_all();
-    c.topo.partition_one_way(c.node(&owner), c.node(other(&owner)));
+    c.topo
+        .partition_one_way(c.node(&owner), c.node(other(&owner)));
     std::thread::sleep(Duration::from_secs(6));
     c.topo.heal_all();
     one_owner_serves(&c);
@@ -54,7 +58,11 @@ fn isolated_owner_stops_within_its_lease_and_is_fenced() {
     // by itself (S4), and the majority fences it before taking over.
     c.topo.partition(c.node(&owner), c.node(survivor));
     c.topo.partition(c.node(&owner), c.node("node3"));
-    assert!(c.client_reaches(survivor, T), "no takeover:\n{}", c.agent_log(survivor));
+    assert!(
+        c.client_reaches(survivor, T),
+        "no takeover:\n{}",
+        c.agent_log(survivor)
+    );
     assert!(
         c.agent_log(&owner).contains("lost quorum") || !c.node(&owner).is_on(),
         "the isolated owner neither stopped by itself nor was fenced"
@@ -74,7 +82,10 @@ fn hung_then_resumed_owner_agent_never_doubles_the_group() {
     let owner = c.wait_started(T).expect("started");
     let survivor = other(&owner);
     c.node(&owner).hang_unit("oneha.service");
-    assert!(c.client_reaches(survivor, T), "no takeover from a hung owner");
+    assert!(
+        c.client_reaches(survivor, T),
+        "no takeover from a hung owner"
+    );
     if c.node(&owner).is_on() {
         c.node(&owner).resume_unit("oneha.service");
     }
@@ -96,8 +107,14 @@ fn agent_kill9_on_the_owner_witness_death_and_passive_death() {
     // kill -9 of the owner's agent: it is fenced and the group moves.
     c.node(&owner).kill_unit("oneha.service");
     let survivor = other(&owner);
-    assert!(c.client_reaches(survivor, T), "no takeover after the agent's kill -9");
-    assert!(!c.node(&owner).is_on(), "the owner with a dead agent was not fenced");
+    assert!(
+        c.client_reaches(survivor, T),
+        "no takeover after the agent's kill -9"
+    );
+    assert!(
+        !c.node(&owner).is_on(),
+        "the owner with a dead agent was not fenced"
+    );
     // The fenced node boots again and rejoins without taking anything.
     c.node(&owner).boot();
     assert!(wait_until(T, || c
@@ -110,7 +127,10 @@ fn agent_kill9_on_the_owner_witness_death_and_passive_death() {
     c.node(&owner).power_off();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(one_owner_serves(&c), survivor);
-    assert_eq!(c.status(survivor).expect("status").fencing.journal.len(), fences);
+    assert_eq!(
+        c.status(survivor).expect("status").fencing.journal.len(),
+        fences
+    );
     sampler.stop().assert_clean();
 }
 
@@ -129,7 +149,10 @@ fn fence_device_down_with_the_owner_lost_blocks_takeover_until_it_returns() {
     );
     c.start_fence_daemon();
     // The fence device is back: the survivor fences the owner and takes over.
-    assert!(c.client_reaches(survivor, T), "no takeover once fencing works again");
+    assert!(
+        c.client_reaches(survivor, T),
+        "no takeover once fencing works again"
+    );
     sampler.stop().assert_clean();
 }
 

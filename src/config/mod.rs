@@ -164,6 +164,12 @@ impl Timers {
     pub fn lost_after(&self) -> std::time::Duration {
         self.tick * self.lost_ticks as u32
     }
+    /// S4: how long an owner may go without hearing a quorum before it stops the group.
+    /// Shorter than both the election timeout and the time after which the others declare
+    /// it lost (two thirds of it), so it stops before anyone may take over.
+    pub fn lease(&self) -> std::time::Duration {
+        self.election().min(self.lost_after() * 2 / 3)
+    }
     /// The minimum election timeout.
     pub fn election(&self) -> std::time::Duration {
         self.tick * self.election_ticks as u32

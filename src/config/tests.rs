@@ -270,3 +270,15 @@ fn missing_sections_get_the_same_defaults_as_empty_ones() {
     assert_eq!(c.resources.max_restarts, d.resources.max_restarts);
     assert_eq!(c.to_yaml(), d.to_yaml());
 }
+
+#[test]
+fn the_owner_lease_is_shorter_than_loss_detection_in_every_profile() {
+    for profile in ["default", "fast"] {
+        let text = format!("{BASE}timers:\n  profile: {profile}\n");
+        let key = key_file();
+        let c = parse(Path::new("x"), &with_key(&text, &key)).expect("valid");
+        let t = c.timers();
+        assert!(t.lease() < t.lost_after(), "{profile}: {t:?}");
+        assert!(t.lease() <= t.election(), "{profile}: {t:?}");
+    }
+}
