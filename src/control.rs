@@ -337,10 +337,11 @@ impl Loop {
 
     fn witness_turn(&mut self) {
         let view = self.agent.node.view();
+        // Always observe: the liveness this node sees is gossiped to the others.
+        let obs = self.observations(&view.state, view.role == "leader");
         if view.role != "leader" {
             return;
         }
-        let obs = self.observations(&view.state, true);
         // A witness leads like anyone else but never runs or fences.
         let actions = policy::decide(&self.pcfg, &view.state, &obs);
         self.notices.clear();

@@ -386,10 +386,13 @@ impl Node {
                     next_tick = now + self.s.tick;
                 }
             }
-            if let Err(e) = self.on_ready() {
-                tracing::error!("raft storage failed, stopping this node: {e}");
-                self.publish(Some(e.to_string()));
-                return;
+            match self.on_ready() {
+                Ok(did) => changed |= did,
+                Err(e) => {
+                    tracing::error!("raft storage failed, stopping this node: {e}");
+                    self.publish(Some(e.to_string()));
+                    return;
+                }
             }
             if changed {
                 self.publish(None);
@@ -489,10 +492,10 @@ impl Node {
         self.raw.campaign().map_err(|e| e.to_string())
     }
 
-    /// persist -> send -> apply -> advance.
-    fn on_ready(&mut self) -> Result<(), StoreError> {
+    /// persist -> send -> apply -> advance. Returns whether there was anything to do.
+    fn on_ready(&mut self) -> Result<bool, StoreError> {
         if !self.raw.has_ready() {
-            return Ok(());
+            return Ok(false);
         }
         let mut rd = self.raw.ready();
         // 1. Persist.
@@ -523,7 +526,8 @@ impl Node {
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
         self.fail_stale_proposals();
-        self.maybe_compact()
+        self.maybe_compact()?;
+        Ok(true)
     }
 
     /// A proposal made in an older term may have been lost with the old leader. Fail it

@@ -42,6 +42,10 @@ pub struct Opts {
     pub delays: (&'static str, &'static str),
     /// Extra top-level YAML.
     pub extra: String,
+    /// The `opennebula:` section (flow style).
+    pub opennebula: String,
+    /// Replacement unit files for the front-ends (name, text).
+    pub units: Vec<(String, String)>,
 }
 
 impl Default for Opts {
@@ -53,6 +57,8 @@ impl Default for Opts {
             monitor: "1s",
             delays: ("0s", "0s"),
             extra: String::new(),
+            opennebula: "{report_on_takeover: false}".into(),
+            units: Vec::new(),
         }
     }
 }
@@ -102,7 +108,7 @@ fn config(o: &Opts) -> String {
         "  nodes:".to_string(),
         format!("    node1: {{delay: {}, levels: [{{device: hv, plug: node1, retries: 0}}]}}", o.delays.0),
         format!("    node2: {{delay: {}, levels: [{{device: hv, plug: node2, retries: 0}}]}}", o.delays.1),
-        "opennebula: {report_on_takeover: false}".to_string(),
+        format!("opennebula: {}", o.opennebula),
     ]);
     y.extend(o.extra.lines().map(str::to_string));
     y.join("\n") + "\n"
@@ -122,10 +128,13 @@ impl Cluster {
         let client = topo.add_host("client", CLIENT);
         let hv = topo.add_host("hv", HV);
         let yaml = config(&opts);
-        let frontend = NodeSpec::opennebula()
+        let mut frontend = NodeSpec::opennebula()
             .etc_file("oneha.yaml", &yaml)
             .unit("oneha.service", AGENT_UNIT)
             .wants("oneha.service");
+        for (name, text) in &opts.units {
+            frontend = frontend.unit(name, text);
+        }
         let mut nodes = Vec::new();
         for (i, name) in ["node1", "node2"].iter().enumerate() {
             let n = topo.add_node(name, i as u8 + 1, frontend.clone());
