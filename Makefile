@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all build release test lint fmt deps demo bench-election bench-stuck-vms clean test-fence harness-cleanup
+.PHONY: all build release test lint fmt deps demo bench-election bench-relocation bench-stuck-vms clean test-fence harness-cleanup
 
 all: build
 
@@ -27,6 +27,10 @@ test: deps build
 ## Election and re-election times, idle footprint (docs/benchmarks.md).
 bench-election:
 	$(CARGO) bench --bench election
+
+## Planned relocation downtime as a client sees it (docs/benchmarks.md).
+bench-relocation: deps
+	$(CARGO) bench --bench relocation
 
 lint:
 	$(CARGO) fmt --check
