@@ -13,6 +13,7 @@ pub mod config;
 pub mod control;
 pub mod executor;
 pub mod fence;
+pub mod import;
 pub mod logging;
 pub mod opennebula;
 pub mod policy;
