@@ -15,6 +15,8 @@ pub mod executor;
 pub mod fence;
 pub mod import;
 pub mod logging;
+pub mod metrics;
+pub mod notify;
 pub mod opennebula;
 pub mod policy;
 pub mod resources;
