@@ -10,10 +10,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use oneha::config::{self, Config, Role};
+use oneha::config::{Config, Role};
 use oneha::fence::DeviceConfig;
 use oneha::import::{self, Host, ImportArgs, ImportError, LocalAddr, Options};
 use oneha::resources::{Recovery, ResourceKind};
+
+mod ops;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cluster-conf");
 
@@ -89,31 +91,6 @@ fn check_expected(name: &str, actual: &str) {
     }
 }
 
-/// Makes the paths the config names exist, as they would on a prepared node, and validates
-/// the text the way `oneha check-config` does.
-fn validate(yaml: &str, dir: &Path) -> Config {
-    let cluster_key = dir.join("cluster.key");
-    let xvm_key = dir.join("fence_xvm.key");
-    std::fs::write(&cluster_key, [7u8; 32]).unwrap();
-    std::fs::write(&xvm_key, [9u8; 32]).unwrap();
-    let mut text = yaml
-        .replace("/etc/oneha/cluster.key", cluster_key.to_str().unwrap())
-        .replace("/etc/cluster/fence_xvm.key", xvm_key.to_str().unwrap());
-    // fence-agents is not installed on test machines: stand-in files at absolute paths.
-    for agent in ["fence_ipmilan", "fence_apc"] {
-        let p = dir.join(agent);
-        std::fs::write(&p, "#!/bin/sh\nexit 1\n").unwrap();
-        text = text.replace(
-            &format!("agent: {agent}"),
-            &format!("agent: {}", p.display()),
-        );
-    }
-    match config::parse(&dir.join("oneha.yaml"), &text) {
-        Ok(c) => c,
-        Err(e) => panic!("generated config does not validate:\n{e}\n---\n{text}"),
-    }
-}
-
 fn run_case(case: &str, lsb: bool) -> (Config, import::Imported) {
     let out = import::import(
         &fixture(&format!("{case}.conf")),
@@ -126,7 +103,7 @@ fn run_case(case: &str, lsb: bool) -> (Config, import::Imported) {
     let report = import::report(&format!("/etc/cluster/{case}.conf"), &out.notes);
     check_expected(&format!("{case}{suffix}.report.txt"), &report);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = validate(&out.yaml, dir.path());
+    let cfg = ops::validate(&out.yaml, dir.path());
     (cfg, out)
 }
 

@@ -4,5 +4,6 @@
 pub mod fake_oned;
 pub mod fake_oned_cli;
 pub mod fence_server;
+pub mod notify_probe;
 pub mod serve;
 pub mod vm_xml;
