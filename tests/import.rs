@@ -389,3 +389,34 @@ fn output_file_is_private_and_never_overwritten() {
     };
     assert_eq!(import::run_with(&missing, &FixedHost::default()), 2);
 }
+
+#[test]
+fn arguments_parse_as_the_cli_will_take_them() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ImportArgs,
+    }
+    let c = Cli::try_parse_from(["import-cluster-conf"]).unwrap();
+    assert_eq!(c.args.file, PathBuf::from("/etc/cluster/cluster.conf"));
+    assert!(!c.args.lsb && c.args.output.is_none());
+    assert_eq!(
+        (c.args.key_file.as_str(), c.args.port),
+        ("/etc/oneha/cluster.key", 7400)
+    );
+    let c = Cli::try_parse_from([
+        "x",
+        "/tmp/c.conf",
+        "--lsb",
+        "-o",
+        "/tmp/o.yaml",
+        "--port",
+        "7500",
+    ])
+    .unwrap();
+    assert!(c.args.lsb);
+    assert_eq!(c.args.output, Some(PathBuf::from("/tmp/o.yaml")));
+    assert_eq!(c.args.port, 7500);
+    assert!(Cli::try_parse_from(["x", "--port", "seventy"]).is_err());
+}
