@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all build release test lint fmt deps demo bench-election bench-relocation bench-stuck-vms clean test-fence harness-cleanup
+.PHONY: all build release test lint fmt deps demo bench-election bench-relocation bench-stuck-vms clean test-fence harness-cleanup deb
 
 all: build
 
@@ -61,3 +61,11 @@ harness-cleanup:
 ## Resource driver and node boot timings on real hosts (root); see docs/benchmarks.md.
 bench-resources:
 	$(CARGO) bench --bench resources
+
+## Debian package target/debian/oneha_VERSION_ARCH.deb: release binary, unit, example config,
+## docs, completions and man pages generated from the CLI (dpkg-deb, no debhelper).
+deb:
+	$(CARGO) build --release --bin oneha
+	rm -rf target/debian/generated
+	$(CARGO) run --quiet --example gen-docs -- target/debian/generated >/dev/null
+	bash tools/build-deb.sh target/release/oneha target/debian/generated target/debian

@@ -28,6 +28,8 @@ enum Cmd {
     FakeOned(oneha::testkit::fake_oned_cli::FakeOnedArgs),
     /// A fence_xvm-protocol test daemon (see `oneha-testkit fence-daemon --help`).
     FenceDaemon,
+    /// Stand-in for the agent under deploy/oneha.service: sandbox checks, READY, watchdog.
+    NotifyProbe(oneha::testkit::notify_probe::NotifyProbeArgs),
 }
 
 fn main() {
@@ -45,6 +47,7 @@ fn main() {
         }
         Cmd::FakeOned(args) => runtime().block_on(oneha::testkit::fake_oned_cli::run(&args)),
         Cmd::FenceDaemon => 2,
+        Cmd::NotifyProbe(args) => oneha::testkit::notify_probe::run(&args),
     };
     std::process::exit(code);
 }

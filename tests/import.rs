@@ -1,0 +1,422 @@
+//! `oneha import-cluster-conf` on real-world-shaped cluster.conf files: the generated YAML
+//! equals the expected file, the stderr report lists what was not translated, and the output
+//! passes the same validation as `oneha check-config` once the key files and fence agents it
+//! names exist.
+//!
+//! To regenerate the expected files after an intended change, run with
+//! `ONEHA_UPDATE_FIXTURES=1` and review the diff.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use oneha::config::{Config, Role};
+use oneha::fence::DeviceConfig;
+use oneha::import::{self, Host, ImportArgs, ImportError, LocalAddr, Options};
+use oneha::resources::{Recovery, ResourceKind};
+
+mod ops;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cluster-conf");
+
+/// Fixed name resolution and interfaces, so the output does not depend on this machine.
+#[derive(Default)]
+struct FixedHost {
+    names: HashMap<String, IpAddr>,
+    addrs: Vec<LocalAddr>,
+}
+
+impl Host for FixedHost {
+    fn resolve(&self, name: &str) -> Option<IpAddr> {
+        self.names.get(name).copied()
+    }
+    fn addresses(&self) -> Vec<LocalAddr> {
+        self.addrs.clone()
+    }
+}
+
+fn host_for(case: &str) -> FixedHost {
+    let mut h = FixedHost::default();
+    if case == "ipmilan" {
+        // Both names resolve, and this machine holds 192.0.2.11/24 on bond0.
+        h.names
+            .insert("fe1.example.org".into(), "192.0.2.11".parse().unwrap());
+        h.names
+            .insert("fe2.example.org".into(), "192.0.2.12".parse().unwrap());
+        h.addrs = vec![
+            LocalAddr {
+                interface: "lo".into(),
+                address: "127.0.0.1".parse().unwrap(),
+                prefix: 8,
+            },
+            LocalAddr {
+                interface: "bond0".into(),
+                address: "192.0.2.11".parse().unwrap(),
+                prefix: 24,
+            },
+        ];
+    }
+    h
+}
+
+fn opts(case: &str, lsb: bool) -> Options {
+    Options {
+        lsb,
+        source: format!("/etc/cluster/{case}.conf"),
+        ..Options::default()
+    }
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(Path::new(DIR).join(name)).unwrap()
+}
+
+fn check_expected(name: &str, actual: &str) {
+    let path = Path::new(DIR).join(name);
+    if std::env::var_os("ONEHA_UPDATE_FIXTURES").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (ONEHA_UPDATE_FIXTURES=1 writes it)",
+            path.display()
+        )
+    });
+    if expected != actual {
+        panic!(
+            "{} differs from the generated text.\n--- generated ---\n{actual}\n--- end ---",
+            path.display()
+        );
+    }
+}
+
+fn run_case(case: &str, lsb: bool) -> (Config, import::Imported) {
+    let out = import::import(
+        &fixture(&format!("{case}.conf")),
+        &opts(case, lsb),
+        &host_for(case),
+    )
+    .unwrap_or_else(|e| panic!("{case}: {e}"));
+    let suffix = if lsb { "-lsb" } else { "" };
+    check_expected(&format!("{case}{suffix}.yaml"), &out.yaml);
+    let report = import::report(&format!("/etc/cluster/{case}.conf"), &out.notes);
+    check_expected(&format!("{case}{suffix}.report.txt"), &report);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ops::validate(&out.yaml, dir.path());
+    (cfg, out)
+}
+
+fn group(cfg: &Config) -> Vec<(String, ResourceKind)> {
+    cfg.resources
+        .group
+        .iter()
+        .map(|r| (r.name.clone(), r.spec().unwrap()))
+        .collect()
+}
+
+#[test]
+fn seed_two_node_guide_config() {
+    let (cfg, out) = run_case("seed", false);
+    assert_eq!(cfg.cluster, "opennebula");
+    assert!(cfg.two_node);
+    let names: Vec<(&str, u64)> = cfg.nodes.iter().map(|n| (n.name.as_str(), n.id)).collect();
+    assert_eq!(names, [("one-server1", 1), ("one-server2", 2)]);
+    // Names do not resolve here: placeholders, listed to fill in.
+    assert_eq!(cfg.nodes[0].address.to_string(), "192.0.2.1:7400");
+    assert!(
+        out.notes
+            .fill_in
+            .iter()
+            .any(|n| n.contains("nodes[1].address"))
+    );
+    assert!(out.yaml.contains("FILL IN"));
+    let d = &cfg.resources.failover_domain;
+    assert_eq!(d.nodes, ["one-server1", "one-server2"]);
+    assert!(d.failback && !d.restricted);
+    assert_eq!(cfg.resources.recovery, Recovery::Restart);
+    let g = group(&cfg);
+    let kinds: Vec<&str> = g.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(kinds, ["vip", "opennebula", "sunstone"]);
+    match &g[0].1 {
+        ResourceKind::Ip(ip) => {
+            assert_eq!(ip.address.to_string(), "10.10.11.12");
+            assert_eq!(ip.prefix, 24);
+            assert_eq!(ip.interface, "eth0");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(g[1].1, ResourceKind::Systemd("opennebula.service".into()));
+    assert_eq!(
+        g[2].1,
+        ResourceKind::Systemd("opennebula-sunstone.service".into())
+    );
+    // No fencing at all in the guide's file: said loudly.
+    assert!(cfg.fencing.nodes.is_empty());
+    assert!(
+        out.notes
+            .fill_in
+            .iter()
+            .any(|n| n.contains("no fence method for one-server1"))
+    );
+    assert!(
+        out.notes
+            .untranslated
+            .iter()
+            .any(|n| n.contains("sleeptime=\"10\""))
+    );
+}
+
+#[test]
+fn seed_with_fence_xvm() {
+    let (cfg, _) = run_case("seed-fence-xvm", false);
+    match cfg.fencing.devices.get("libvirt-kvm") {
+        Some(DeviceConfig::Xvm(x)) => {
+            assert_eq!(x.port, 1229);
+            assert_eq!(x.multicast_address.to_string(), "225.0.0.12");
+        }
+        other => panic!("{other:?}"),
+    }
+    let plugs: Vec<(&str, Option<&str>)> = cfg
+        .fencing
+        .nodes
+        .iter()
+        .map(|(n, f)| (n.as_str(), f.levels[0].plug.as_deref()))
+        .collect();
+    assert_eq!(
+        plugs,
+        [("one-server1", Some("one1")), ("one-server2", Some("one2"))]
+    );
+}
+
+#[test]
+fn seed_with_lsb_keeps_the_init_scripts() {
+    let (cfg, _) = run_case("seed", true);
+    let g = group(&cfg);
+    assert_eq!(g[1].1, ResourceKind::Lsb("/etc/init.d/opennebula".into()));
+    assert_eq!(
+        g[2].1,
+        ResourceKind::Lsb("/etc/init.d/opennebula-sunstone".into())
+    );
+}
+
+#[test]
+fn ipmilan_pair_with_pdu_and_resolved_names() {
+    let (cfg, out) = run_case("ipmilan", false);
+    assert_eq!(cfg.nodes[0].address.to_string(), "192.0.2.11:7400");
+    assert_eq!(cfg.nodes[1].address.to_string(), "192.0.2.12:7400");
+    // Levels in method order; the PDU instance options make a device per node.
+    let fe1 = &cfg.fencing.nodes["fe1.example.org"];
+    let levels: Vec<(&str, Option<&str>)> = fe1
+        .levels
+        .iter()
+        .map(|l| (l.device.as_str(), l.plug.as_deref()))
+        .collect();
+    assert_eq!(
+        levels,
+        [("ipmi-fe1", None), ("apc-fe1.example.org", Some("3"))]
+    );
+    assert_eq!(fe1.delay.get(), std::time::Duration::from_secs(15));
+    assert!(cfg.fencing.nodes["fe2.example.org"].delay.get().is_zero());
+    match cfg.fencing.devices.get("ipmi-fe1") {
+        Some(DeviceConfig::Agent(a)) => {
+            assert!(a.agent.ends_with("fence_ipmilan"));
+            assert_eq!(a.options["ipaddr"], "192.0.2.201");
+            assert_eq!(a.options["passwd"], "s3cret&more");
+            assert_eq!(a.options["lanplus"], "1");
+            assert!(!a.options.contains_key("delay"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match cfg.fencing.devices.get("apc-fe1.example.org") {
+        Some(DeviceConfig::Agent(a)) => assert_eq!(a.options["switch"], "1"),
+        other => panic!("{other:?}"),
+    }
+    // Domain: ordered by priority, restricted, nofailback.
+    let d = &cfg.resources.failover_domain;
+    assert_eq!(d.nodes, ["fe1.example.org", "fe2.example.org"]);
+    assert!(d.restricted && !d.failback);
+    assert_eq!(cfg.resources.recovery, Recovery::Relocate);
+    assert_eq!(cfg.resources.max_restarts, 2);
+    assert_eq!(cfg.resources.restart_expire_time.get().as_secs(), 300);
+    // ip before scripts; the VIP's interface and prefix found on this machine.
+    let g = group(&cfg);
+    let names: Vec<&str> = g.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["vip", "oned", "sunstone", "onegate", "httpd"]);
+    match &g[0].1 {
+        ResourceKind::Ip(ip) => assert_eq!((ip.interface.as_str(), ip.prefix), ("bond0", 24)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        g[3].1,
+        ResourceKind::Systemd("opennebula-gate.service".into())
+    );
+    assert_eq!(g[4].1, ResourceKind::Lsb("/etc/init.d/httpd".into()));
+    let oned = &cfg.resources.group[1];
+    assert_eq!(oned.monitor_interval.get().as_secs(), 20);
+    assert_eq!(oned.stop_timeout.get().as_secs(), 180);
+    let skipped = out.notes.untranslated.join("\n");
+    for what in [
+        "<totem>",
+        "post_join_delay",
+        "transport=\"udpu\"",
+        "power_wait",
+    ] {
+        assert!(
+            skipped.contains(what) || out.yaml.contains(what),
+            "{what}: {skipped}"
+        );
+    }
+    assert!(
+        out.yaml
+            .contains("holds a password copied from cluster.conf")
+    );
+}
+
+#[test]
+fn qdisk_becomes_a_witness_and_unsupported_parts_are_listed() {
+    let (cfg, out) = run_case("qdisk", false);
+    assert!(!cfg.two_node);
+    let roles: Vec<(&str, u64, Role)> = cfg
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.id, n.role))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("node-a", 10, Role::Frontend),
+            ("node-b", 20, Role::Frontend),
+            ("witness", 21, Role::Witness)
+        ]
+    );
+    assert!(out.notes.fill_in.iter().any(|n| n.contains("the witness")));
+    let d = &cfg.resources.failover_domain;
+    assert_eq!(d.nodes, ["node-b", "node-a"]);
+    assert!(d.restricted && !d.failback);
+    assert!(!cfg.resources.autostart);
+    assert_eq!(cfg.resources.recovery, Recovery::Disable);
+    // The fs is not translated; what is nested in it still is, in rgmanager's order.
+    let names: Vec<String> = group(&cfg).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["vip", "oned", "sunstone"]);
+    let nb = &cfg.fencing.nodes["node-b"];
+    assert_eq!(
+        nb.levels.len(),
+        1,
+        "the two-PSU method is not a single level"
+    );
+    assert!(nb.levels[0].uuid);
+    // Device delay 5s applies to node-a; node-b's instance says 0.
+    assert_eq!(cfg.fencing.nodes["node-a"].delay.get().as_secs(), 5);
+    assert!(nb.delay.get().is_zero());
+    match cfg.fencing.devices.get("kvm") {
+        Some(DeviceConfig::Xvm(x)) => {
+            assert_eq!(x.hash.to_string(), "sha512");
+            assert_eq!(x.retransmit.get().as_secs(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    let skipped = out.notes.untranslated.join("\n");
+    for what in [
+        "quorum disk",
+        "ping -c1 -w1 192.0.2.254",
+        "<fs name=\"one-datastore\">",
+        "exclusive",
+        "depend=\"service:nfs-helper\"",
+        "__independent_subtree",
+        "monitor_link=\"0\"",
+        "service \"nfs-helper\"",
+        "has 2 devices",
+        "failoverdomain \"unused\"",
+    ] {
+        assert!(skipped.contains(what), "{what} missing from:\n{skipped}");
+    }
+}
+
+#[test]
+fn broken_file_is_refused_with_its_line() {
+    let err = import::import(
+        &fixture("broken.conf"),
+        &opts("broken", false),
+        &FixedHost::default(),
+    )
+    .unwrap_err();
+    match &err {
+        ImportError::Xml(e) => assert_eq!(e.line, 6, "{err}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("clusternode"), "{err}");
+    // Well-formed but unusable files name the problem too.
+    let dup = r#"<cluster name="c"><clusternodes><clusternode name="a" nodeid="1"/>
+<clusternode name="b" nodeid="1"/></clusternodes></cluster>"#;
+    let e = import::import(dup, &Options::default(), &FixedHost::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("line 2: nodeid 1 of `b` is used twice"),
+        "{e}"
+    );
+    let e = import::import("<html/>", &Options::default(), &FixedHost::default()).unwrap_err();
+    assert!(e.to_string().contains("expected <cluster>"), "{e}");
+    let one = r#"<cluster name="c"><clusternodes><clusternode name="a" nodeid="1"/></clusternodes></cluster>"#;
+    let e = import::import(one, &Options::default(), &FixedHost::default()).unwrap_err();
+    assert!(e.to_string().contains("at least two"), "{e}");
+}
+
+#[test]
+fn output_file_is_private_and_never_overwritten() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out: PathBuf = dir.path().join("oneha.yaml");
+    let args = ImportArgs {
+        file: Path::new(DIR).join("seed-fence-xvm.conf"),
+        lsb: false,
+        output: Some(out.clone()),
+        key_file: "/etc/oneha/cluster.key".into(),
+        port: 7400,
+    };
+    assert_eq!(import::run_with(&args, &FixedHost::default()), 0);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("cluster: opennebula"));
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    std::fs::write(&out, "keep me").unwrap();
+    assert_eq!(import::run_with(&args, &FixedHost::default()), 2);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
+    let missing = ImportArgs {
+        file: dir.path().join("nope.conf"),
+        output: None,
+        ..args
+    };
+    assert_eq!(import::run_with(&missing, &FixedHost::default()), 2);
+}
+
+#[test]
+fn arguments_parse_as_the_cli_will_take_them() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ImportArgs,
+    }
+    let c = Cli::try_parse_from(["import-cluster-conf"]).unwrap();
+    assert_eq!(c.args.file, PathBuf::from("/etc/cluster/cluster.conf"));
+    assert!(!c.args.lsb && c.args.output.is_none());
+    assert_eq!(
+        (c.args.key_file.as_str(), c.args.port),
+        ("/etc/oneha/cluster.key", 7400)
+    );
+    let c = Cli::try_parse_from([
+        "x",
+        "/tmp/c.conf",
+        "--lsb",
+        "-o",
+        "/tmp/o.yaml",
+        "--port",
+        "7500",
+    ])
+    .unwrap();
+    assert!(c.args.lsb);
+    assert_eq!(c.args.output, Some(PathBuf::from("/tmp/o.yaml")));
+    assert_eq!(c.args.port, 7500);
+    assert!(Cli::try_parse_from(["x", "--port", "seventy"]).is_err());
+}
