@@ -55,7 +55,10 @@ fn prober(ns: String, vip: IpAddr, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec<(In
 }
 
 fn main() {
-    println!("bench-relocation: {} relocations, witness topology, default profile", runs());
+    println!(
+        "bench-relocation: {} relocations, witness topology, default profile",
+        runs()
+    );
     let c = Cluster::start("bench_reloc", Opts::default());
     let vip = c.vip();
     let mut owner = c.wait_started(Duration::from_secs(30)).expect("started");
@@ -106,5 +109,8 @@ fn main() {
     let (gm, um) = (median(&gaps), median(&units));
     stats("client-visible gap during relocation", gaps);
     stats("units' own start + stop (systemctl)", units);
-    println!("median gap minus the units' own time: {:.1} ms (target <= 100 ms)", gm - um);
+    println!(
+        "median gap minus the units' own time: {:.1} ms (target <= 100 ms)",
+        gm - um
+    );
 }

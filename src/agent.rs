@@ -41,6 +41,8 @@ pub struct Agent {
     pub local: SharedLocal,
     /// Cancels the pending stuck-VM report.
     pub report_cancel: std::sync::Mutex<Option<watch::Sender<bool>>>,
+    /// Event counters for the metrics endpoint.
+    pub counters: Arc<crate::metrics::Counters>,
 }
 
 /// Finds which configured node this machine is: `--node`, then `$ONEHA_NODE`, then the
@@ -157,6 +159,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         control: control_tx,
         local: local.clone(),
         report_cancel: std::sync::Mutex::new(None),
+        counters: Arc::new(crate::metrics::Counters::new()),
     });
     let admin_task = admin::serve(
         &agent.cfg.admin_socket,
@@ -177,8 +180,28 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let (leave_tx, leave) = watch::channel(false);
     let control = tokio::spawn(crate::control::run(agent.clone(), control_rx, local, leave));
 
+    let metrics_task = match agent.cfg.metrics.listen {
+        Some(addr) => {
+            let a = agent.clone();
+            let source = Arc::new(move || crate::metrics::render(&a.status(), &a.counters));
+            Some(crate::metrics::serve(addr, source, shutdown.clone()).await?)
+        }
+        None => None,
+    };
+    // systemd (Type=notify): ready once this node knows a leader, or after a bound, so a
+    // node booting alone (wait-for-all) does not fail its unit.
+    let mut w = handle.watch();
+    let _ = tokio::time::timeout(election * 10, w.wait_for(|v| v.leader.is_some())).await;
+    let joined = handle.view().leader.is_some();
+    let _ = crate::notify::notify(if joined {
+        "READY=1\nSTATUS=member of the cluster"
+    } else {
+        "READY=1\nSTATUS=waiting for peers (no leader yet)"
+    });
+
     wait_for_signal().await;
     tracing::info!("shutting down");
+    let _ = crate::notify::notify("STOPPING=1");
     let _ = leave_tx.send(true);
     let _ = control.await;
     graceful_leave(&agent, election).await;
@@ -187,6 +210,9 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     let _ = admin_task.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     Ok(())
 }
 

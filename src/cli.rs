@@ -96,6 +96,9 @@ pub enum Cmd {
     /// Drive resources on this node directly, bypassing the cluster (like
     /// crm_resource --force-*): for debugging only.
     Resource(crate::resources::cli::ResourceArgs),
+    /// Translate an rgmanager/CMAN cluster.conf into oneha.yaml (see
+    /// docs/migrating-from-rgmanager.md); what cannot be translated is listed on stderr.
+    ImportClusterConf(crate::import::ImportArgs),
     /// Let this node act without having seen every member since it started (wait-for-all).
     /// Only when you are sure the missing node is off: otherwise both may run OpenNebula.
     OverrideWaitForAll {
@@ -169,6 +172,7 @@ async fn run(cli: Cli) -> i32 {
             crate::fence::cli::run_fence_check(&cfg, &me, &args).await
         }
         Cmd::FenceXvm(args) => crate::fence::cli::run_fence_xvm(&args).await,
+        Cmd::ImportClusterConf(args) => crate::import::run(args).await,
         Cmd::Resource(args) => crate::resources::cli::run(args, Some(&config_path)).await,
         Cmd::OverrideWaitForAll { force } => {
             if !force {

@@ -76,6 +76,8 @@ struct Loop {
     forced_wfa: bool,
     /// Nodes confirmed off in the last seconds.
     recently_fenced: HashMap<NodeId, Instant>,
+    /// Generations this node took over after a loss, and since when.
+    takeover_since: HashMap<u64, Instant>,
     /// Members this node hears itself (gossiped to the others).
     direct_live: Vec<NodeId>,
     in_flight: HashSet<String>,
@@ -125,6 +127,7 @@ pub async fn run(
         fence_retry: HashMap::new(),
         forced_wfa: false,
         recently_fenced: HashMap::new(),
+        takeover_since: HashMap::new(),
         direct_live: Vec::new(),
         in_flight: HashSet::new(),
         prop_done: prop_tx,
@@ -148,6 +151,9 @@ pub async fn run(
         l.ex.probe();
     }
     let mut views = l.agent.node.watch();
+    let watchdog = crate::notify::watchdog_interval().map(|d| d / 2);
+    let mut last_ping = Instant::now();
+    let mut raft_turns = l.agent.node.turns();
     loop {
         let wake = tokio::select! {
             _ = views.changed() => Wake::Tick,
@@ -176,6 +182,17 @@ pub async fn run(
             l.witness_turn();
         }
         l.publish();
+        // Feed systemd's watchdog only while both this loop and the Raft thread turn.
+        if let Some(every) = watchdog
+            && last_ping.elapsed() >= every
+        {
+            let turns = l.agent.node.turns();
+            if turns != raft_turns {
+                let _ = crate::notify::notify("WATCHDOG=1");
+                raft_turns = turns;
+                last_ping = Instant::now();
+            }
+        }
     }
     l.leave(&mut done_rx).await;
 }
@@ -362,6 +379,17 @@ impl Loop {
         if view.fatal.is_some() {
             return;
         }
+        self.agent
+            .counters
+            .observe_leader(view.leader.map(|l| self.agent.node_name(l)).as_deref());
+        // Failover timing: from the moment this node sees the group assigned to it after
+        // the previous owner was lost, to the group started here.
+        let g = &view.state.group;
+        if g.owner == Some(self.agent.me) && g.reason.contains("lost") {
+            self.takeover_since
+                .entry(g.generation)
+                .or_insert_with(Instant::now);
+        }
         let obs = self.observations(&view.state, view.role == "leader");
         let actions = policy::decide(&self.pcfg, &view.state, &obs);
         self.notices.clear();
@@ -514,6 +542,10 @@ impl Loop {
                 match error {
                     None => {
                         tracing::info!(generation, ?took, "group started");
+                        if let Some(t0) = self.takeover_since.remove(&generation) {
+                            self.agent.counters.record_failover(t0.elapsed());
+                        }
+                        self.takeover_since.clear();
                         self.monitor_failed.clear();
                         self.held = Held::Running(generation);
                         self.set_states("running");
@@ -619,6 +651,14 @@ impl Loop {
         self.fencing = None;
         let success = report.success();
         let name = self.agent.node_name(target);
+        for a in &report.attempts {
+            self.agent.counters.record_fence(
+                &name,
+                &a.method,
+                a.action.name(),
+                a.result == crate::fence::AttemptResult::Success,
+            );
+        }
         let method = report
             .succeeded_by()
             .or(report.attempts.last())

@@ -132,7 +132,6 @@ nodes:\n  - {name: node1, id: 1, address: \"192.0.2.1:7400\"}\n  - {name: node2,
 opennebula: {report_on_takeover: false}\n";
 
 #[test]
-#[ignore = "needs agent notify wiring (READY=1 after joining, WATCHDOG=1 from the main loop)"]
 fn real_agent_under_the_unit_file_is_ready_and_pings_the_watchdog() {
     use std::os::unix::fs::PermissionsExt;
     let topo = Topology::new("ops_agent_unit");

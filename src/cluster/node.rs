@@ -142,6 +142,7 @@ const COMPACT_KEEP: u64 = 200;
 #[derive(Clone)]
 pub struct NodeHandle {
     tx: SyncSender<Event>,
+    turns: Arc<std::sync::atomic::AtomicU64>,
     view: watch::Receiver<Arc<RaftView>>,
     peers: Arc<std::sync::Mutex<PeerTable>>,
     me: NodeId,
@@ -189,6 +190,12 @@ impl NodeHandle {
                 r => return r,
             }
         }
+    }
+
+    /// How many turns the Raft thread has made (it turns at least every tick); the systemd
+    /// watchdog is fed only while this advances.
+    pub fn turns(&self) -> u64 {
+        self.turns.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The latest published view.
@@ -267,6 +274,12 @@ struct Node {
     next_request: u64,
     view_tx: watch::Sender<Arc<RaftView>>,
     logger: slog::Logger,
+    turns: Arc<std::sync::atomic::AtomicU64>,
+    /// A node that starts with no Raft state on disk (new, or its data directory was lost)
+    /// does not remember its votes: it refuses vote requests until any election it may have
+    /// voted in is over (twice the maximum election timeout), so it never votes twice in a
+    /// term.
+    no_vote_until: Option<Instant>,
 }
 
 /// Opens the storage, restores the state machine and starts the Raft thread.
@@ -277,7 +290,12 @@ pub fn start(
     let logger = raft_logger();
     let (raw, state) = open_raw(&s, &logger).map_err(|e| e.to_string())?;
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+    let no_vote_until = raw
+        .store()
+        .was_fresh()
+        .then(|| Instant::now() + s.tick * (4 * s.election_ticks as u32 + 1));
     let mut node = Node {
+        no_vote_until,
         raw,
         state,
         peers,
@@ -285,12 +303,14 @@ pub fn start(
         next_request: 1,
         view_tx: watch::channel(Arc::new(placeholder_view(s.me))).0,
         logger,
+        turns: Arc::default(),
         s,
     };
     let view_rx = node.view_tx.subscribe();
     node.publish(None);
     let handle = NodeHandle {
         tx,
+        turns: node.turns.clone(),
         view: view_rx,
         peers: Arc::new(std::sync::Mutex::new(PeerTable::default())),
         me: node.s.me,
@@ -360,6 +380,8 @@ impl Node {
     fn run(mut self, rx: Receiver<Event>) {
         let mut next_tick = Instant::now() + self.s.tick;
         loop {
+            self.turns
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let wait = next_tick.saturating_duration_since(Instant::now());
             let mut changed = false;
             match rx.recv_timeout(wait) {
@@ -411,7 +433,17 @@ impl Node {
     fn handle(&mut self, ev: Event) -> bool {
         match ev {
             Event::Inbound(m) => {
+                let amnesia = self.no_vote_until.is_some_and(|t| Instant::now() < t);
                 for msg in m.msgs {
+                    if amnesia
+                        && matches!(
+                            msg.get_msg_type(),
+                            raft::eraftpb::MessageType::MsgRequestVote
+                                | raft::eraftpb::MessageType::MsgRequestPreVote
+                        )
+                    {
+                        continue;
+                    }
                     // Errors here are stale or foreign messages; raft logs them.
                     let _ = self.raw.step(msg);
                 }

@@ -78,6 +78,8 @@ pub struct DiskStorage {
     entries: Vec<Entry>,
     /// Bytes in the log file; compaction rewrites when it grows past a multiple of the live size.
     log_bytes: u64,
+    /// Created empty by this open (no earlier Raft state on disk).
+    fresh: bool,
 }
 
 impl DiskStorage {
@@ -129,12 +131,23 @@ impl DiskStorage {
             snapshot,
             entries,
             log_bytes: valid_len,
+            fresh,
         };
         if fresh {
             store.write_meta()?;
             sync_dir(dir)?;
         }
         Ok(store)
+    }
+
+    /// True when this open created the storage: the node has no memory of earlier votes.
+    pub fn was_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Size of the log file in bytes.
+    pub fn log_bytes(&self) -> u64 {
+        self.log_bytes
     }
 
     /// The data directory of this storage.
