@@ -114,7 +114,8 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let heartbeat = timers.heartbeat();
     let election = timers.election();
     let timing = ClientTiming {
-        keepalive: heartbeat,
+        // Often enough for loss detection, rarely enough to stay cheap when idle.
+        keepalive: heartbeat.max(timers.lost_after() / 4),
         connect_timeout: election.max(Duration::from_millis(200)),
         max_backoff: election.clamp(Duration::from_millis(100), Duration::from_millis(500)),
     };

@@ -60,14 +60,19 @@ pub enum Event {
 pub struct PeerTable {
     contact: HashMap<NodeId, Instant>,
     gossip: HashMap<NodeId, serde_json::Value>,
+    raw: HashMap<NodeId, Vec<u8>>,
 }
 
 impl PeerTable {
-    /// Records a frame from `from`.
+    /// Records a frame from `from` (gossip is parsed only when it changed).
     pub fn heard(&mut self, from: NodeId, gossip: &[u8]) {
         self.contact.insert(from, Instant::now());
+        if self.raw.get(&from).is_some_and(|g| g == gossip) {
+            return;
+        }
         if let Ok(v) = serde_json::from_slice(gossip) {
             self.gossip.insert(from, v);
+            self.raw.insert(from, gossip.to_vec());
         }
     }
 }
