@@ -283,6 +283,7 @@ impl Agent {
     /// Builds the status report from the current view.
     pub fn status(&self) -> StatusReport {
         let v: Arc<RaftView> = self.node.view();
+        let local = self.local.lock().map(|l| l.clone()).unwrap_or_default();
         let timeout_ms = self.peer_timeout().as_millis() as u64;
         let member_views = self.node.members();
         let contacts: HashMap<NodeId, _> = member_views.iter().map(|m| (m.id, m)).collect();
@@ -291,7 +292,7 @@ impl Agent {
             .nodes
             .iter()
             .map(|n| {
-                let local = n.id == self.me;
+                let is_local = n.id == self.me;
                 let mv = contacts.get(&n.id);
                 let last = mv.and_then(|m| m.last_contact_ms);
                 MemberStatus {
@@ -301,15 +302,12 @@ impl Agent {
                         Role::Frontend => "frontend".into(),
                         Role::Witness => "witness".into(),
                     },
-                    local,
-                    up: local || last.is_some_and(|ms| ms <= timeout_ms),
+                    local: is_local,
+                    up: is_local || last.is_some_and(|ms| ms <= timeout_ms),
                     last_contact_ms: last,
                     voter: v.state.voters.contains(&n.id),
-                    resources: if local {
-                        self.local
-                            .lock()
-                            .map(|l| l.resources.clone())
-                            .unwrap_or_default()
+                    resources: if is_local {
+                        local.resources.clone()
                     } else {
                         mv.and_then(|m| m.gossip.as_ref())
                             .map(gossip_resources)
@@ -333,12 +331,26 @@ impl Agent {
             format!("NOT quorate ({voters_up} of {voters} voters up)")
         };
         let g = &v.state.group;
+        // What the owner itself says it is doing (its gossip, or our own local status).
+        let owner_held = match g.owner {
+            Some(o) if o == self.me => Some(local.held.clone()),
+            Some(o) => contacts
+                .get(&o)
+                .and_then(|m| m.gossip.as_ref())
+                .and_then(|g| g.get("held")?.as_str().map(str::to_string)),
+            None => None,
+        };
+        let recovering = owner_held
+            .as_deref()
+            .is_some_and(|h| h.starts_with("restarting"));
         let state = if g.frozen {
             "frozen"
         } else if !g.enabled && g.dirty.is_empty() {
             "disabled"
         } else if !g.enabled {
             "stopping"
+        } else if recovering {
+            "recovering"
         } else {
             match g.phase {
                 crate::cluster::state::Phase::Stopped => "stopped",
@@ -393,7 +405,6 @@ impl Agent {
                 at_ms: r.at_ms,
             })
             .collect();
-        let local = self.local.lock().map(|l| l.clone()).unwrap_or_default();
         let mut notices = local.notices.clone();
         if local.forced_wait_for_all {
             notices.push("wait-for-all is overridden on this node by an operator".into());

@@ -76,6 +76,8 @@ struct Loop {
     forced_wfa: bool,
     /// Nodes confirmed off in the last seconds.
     recently_fenced: HashMap<NodeId, Instant>,
+    /// An in-place restart (recovery) is running.
+    restarting: bool,
     /// Generations this node took over after a loss, and since when.
     takeover_since: HashMap<u64, Instant>,
     /// Members this node hears itself (gossiped to the others).
@@ -128,6 +130,7 @@ pub async fn run(
         forced_wfa: false,
         recently_fenced: HashMap::new(),
         takeover_since: HashMap::new(),
+        restarting: false,
         direct_live: Vec::new(),
         in_flight: HashSet::new(),
         prop_done: prop_tx,
@@ -445,6 +448,7 @@ impl Loop {
                 self.monitor_failed.clear();
                 self.busy = true;
                 self.held = Held::Stopping;
+                self.restarting = true;
                 self.ex.restart(st.group.generation);
             }
             Action::Fence { target, epoch } => self.fence(target, epoch, FenceAction::Off),
@@ -593,6 +597,7 @@ impl Loop {
             }
             Done::Restarted { generation, error } => {
                 self.busy = false;
+                self.restarting = false;
                 match error {
                     None => {
                         tracing::info!("group restarted in place");
@@ -694,7 +699,7 @@ impl Loop {
                     format!("fencing {name} via {method} failed: {detail}"),
                 ),
             );
-            self.propose(Command::Fenced(FenceRecord {
+            self.journal(FenceRecord {
                 target,
                 by: self.agent.me,
                 method,
@@ -703,7 +708,41 @@ impl Loop {
                 detail,
                 at_ms: now_ms(),
                 epoch,
-            }));
+            })
+            .await;
+        }
+    }
+
+    /// Journals a fence record. An operator waiting on this target (`oneha fence`) is
+    /// answered once the record is committed, so `oneha status` shows it right after.
+    async fn journal(&mut self, rec: FenceRecord) {
+        let waiting: Vec<_> = {
+            let (mine, rest) = self
+                .pending_replies
+                .drain(..)
+                .partition(|(t, _)| *t == rec.target);
+            self.pending_replies = rest;
+            mine
+        };
+        if waiting.is_empty() {
+            self.propose(Command::Fenced(rec));
+            return;
+        }
+        let verdict = if rec.success {
+            Ok(format!("fenced via {}", rec.method))
+        } else {
+            Err(format!("fencing failed: {}", rec.detail))
+        };
+        let committed = self
+            .agent
+            .node
+            .propose_idempotent(Command::Fenced(rec), Duration::from_secs(10))
+            .await;
+        for (_, reply) in waiting {
+            let _ = reply.send(match (&committed, &verdict) {
+                (Err(e), Ok(v)) => Ok(format!("{v}; not yet journaled: {e}")),
+                _ => verdict.clone(),
+            });
         }
     }
 
@@ -749,7 +788,7 @@ impl Loop {
                 }
             }
         }
-        self.propose(Command::Fenced(FenceRecord {
+        self.journal(FenceRecord {
             target,
             by: self.agent.me,
             method,
@@ -758,7 +797,8 @@ impl Loop {
             detail,
             at_ms: now_ms(),
             epoch,
-        }));
+        })
+        .await;
     }
 
     async fn on_msg(&mut self, m: ControlMsg) {
@@ -772,15 +812,16 @@ impl Loop {
                 let name = self.agent.node_name(target);
                 tracing::warn!("operator acknowledged that {name} is powered off");
                 self.fence_retry.remove(&target);
+                // Answered by `journal` once the acknowledgement is committed.
+                self.pending_replies.push((target, reply));
                 self.confirmed_fence(
                     target,
                     0,
                     "manual".into(),
                     "ack".into(),
-                    "operator acknowledged the node is off".into(),
+                    format!("operator acknowledged that {name} is off"),
                 )
                 .await;
-                let _ = reply.send(Ok(format!("{name} recorded as fenced")));
             }
             ControlMsg::Fence {
                 target,
@@ -822,18 +863,6 @@ impl Loop {
     }
 
     fn publish(&mut self) {
-        // Answer operators waiting on a fence that has finished.
-        if self.fencing.is_none() && !self.pending_replies.is_empty() {
-            let journal = self.agent.node.view().state.fence_journal.clone();
-            for (target, reply) in self.pending_replies.drain(..) {
-                let last = journal.iter().rev().find(|r| r.target == target);
-                let _ = reply.send(match last {
-                    Some(r) if r.success => Ok(format!("fenced via {}", r.method)),
-                    Some(r) => Err(format!("fencing failed: {}", r.detail)),
-                    None => Ok("fence finished; see `oneha status`".into()),
-                });
-            }
-        }
         let fencing = match self.fencing {
             Some(t) => Some(match self.fence_retry.get(&t) {
                 Some((_, n, why)) => format!(
@@ -856,6 +885,7 @@ impl Loop {
             Held::Unknown => "probing".to_string(),
             Held::Starting(g) => format!("starting (generation {g})"),
             Held::Running(g) => format!("running (generation {g})"),
+            Held::Stopping if self.restarting => "restarting (recovery)".to_string(),
             Held::Stopping => "stopping".to_string(),
             Held::StopFailed(e) => format!("STOP FAILED: {e}"),
         };

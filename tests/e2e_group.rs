@@ -143,3 +143,46 @@ fn without_a_fence_device_nobody_takes_over_until_fence_ack() {
     assert!(c.client_reaches(other, T), "no takeover after fence-ack");
     sampler.stop().assert_clean();
 }
+
+#[test]
+fn a_node_that_comes_back_with_the_floating_ip_drops_it() {
+    let c = Cluster::start("grp_staleip", Opts::default());
+    let owner = c.wait_started(T).expect("group started");
+    let other = if owner == "node1" { "node2" } else { "node1" };
+    let n = c.node(other);
+    n.power_off();
+    // The node comes back with the floating IP on its interface (a crash left it there).
+    n.exec_ok(&["ip", "addr", "add", "192.0.2.100/24", "dev", "eth0"]);
+    n.boot();
+    assert!(
+        harness::wait_until(T, || !n.has_addr(c.vip())),
+        "the returning node kept the floating IP:\n{}",
+        c.agent_log(other)
+    );
+    assert_eq!(c.topo.addr_holders(c.vip()), vec![owner.clone()]);
+    assert!(c.client_reaches(&owner, T));
+    assert!(c.agent_log(other).contains("this node is not the owner"));
+}
+
+#[test]
+fn operator_fence_check_and_fence() {
+    let c = Cluster::start("grp_opfence", Opts::default());
+    let owner = c.wait_started(T).expect("group started");
+    let other = if owner == "node1" { "node2" } else { "node1" };
+    // fence-check proves the device answers for every node, powering nothing off.
+    let (code, out, err) = c.oneha(&owner, &["fence-check"]);
+    assert_eq!(code, 0, "fence-check: {out}{err}");
+    assert!(c.node(other).is_on());
+    // A refusal names the reason.
+    let (code, _, err) = c.oneha(&owner, &["fence", &owner]);
+    assert_eq!(code, 1);
+    assert!(err.contains("refusing to fence this node itself"), "{err}");
+    // Fencing the passive node powers it off and is journaled; the group stays put.
+    let (code, out, err) = c.oneha(&owner, &["fence", other]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(harness::wait_until(T, || !c.node(other).is_on()));
+    let s = c.status(&owner).expect("status");
+    let last = s.fencing.journal.last().expect("journal");
+    assert_eq!((last.target.as_str(), last.success), (other, true));
+    assert!(c.client_reaches(&owner, T));
+}
