@@ -2,32 +2,14 @@
 //! the leader's kill -9, for the default and fast timer profiles; the idle agent's RSS and
 //! CPU. Real agent processes on loopback, like tests/cluster.rs.
 
+mod common;
 #[path = "../tests/local/mod.rs"]
 mod local;
 
+use common::{runs, stats};
 use std::time::{Duration, Instant};
 
 use local::LocalCluster;
-
-fn runs() -> usize {
-    std::env::var("ONEHA_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20)
-}
-
-fn stats(name: &str, mut v: Vec<f64>) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pick = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "{name:<34} n={:<3} min {:>6.0} ms  median {:>6.0} ms  p90 {:>6.0} ms  max {:>6.0} ms",
-        v.len(),
-        pick(0.0),
-        pick(0.5),
-        pick(0.9),
-        pick(1.0)
-    );
-}
 
 /// Polls the survivors every 2 ms until they agree on a leader other than `old`.
 fn wait_new_leader(c: &LocalCluster, old: usize, t0: Instant) -> Option<f64> {

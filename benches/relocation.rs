@@ -2,11 +2,13 @@
 //! floating IP does not answer), next to the units' own stop + start time, on real hosts
 //! (two front-ends and a witness, real systemd, the agent as a unit).
 
+mod common;
 #[path = "../tests/e2e/mod.rs"]
 mod e2e;
 #[path = "../tests/harness/mod.rs"]
 mod harness;
 
+use common::{runs, stats};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,30 +16,6 @@ use std::time::{Duration, Instant};
 
 use e2e::{Cluster, Opts};
 use harness::ONED_PORT;
-
-fn runs() -> usize {
-    std::env::var("ONEHA_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20)
-}
-
-fn stats(name: &str, mut v: Vec<f64>) {
-    if v.is_empty() {
-        println!("{name}: no samples");
-        return;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pick = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "{name:<44} n={:<3} min {:>6.1} ms  median {:>6.1} ms  p90 {:>6.1} ms  max {:>6.1} ms",
-        v.len(),
-        pick(0.0),
-        pick(0.5),
-        pick(0.9),
-        pick(1.0)
-    );
-}
 
 /// Polls VIP:2633 from the client namespace every 2 ms; records (time, answer) changes.
 /// Runs in a thread that entered the client's network namespace.
@@ -101,16 +79,12 @@ fn main() {
         owner = target;
         std::thread::sleep(Duration::from_millis(500));
     }
-    let median = |v: &Vec<f64>| {
-        let mut s = v.clone();
-        s.sort_by(|a, b| a.total_cmp(b));
-        s[s.len() / 2]
-    };
-    let (gm, um) = (median(&gaps), median(&units));
-    stats("client-visible gap during relocation", gaps);
-    stats("units' own start + stop (systemctl)", units);
-    println!(
-        "median gap minus the units' own time: {:.1} ms (target <= 100 ms)",
-        gm - um
-    );
+    let gm = stats("client-visible gap during relocation", gaps);
+    let um = stats("units' own start + stop (systemctl)", units);
+    if let (Some(gm), Some(um)) = (gm, um) {
+        println!(
+            "median gap minus the units' own time: {:.1} ms (target <= 100 ms)",
+            gm - um
+        );
+    }
 }

@@ -699,17 +699,15 @@ impl Loop {
                     format!("fencing {name} via {method} failed: {detail}"),
                 ),
             );
-            self.journal(FenceRecord {
+            let rec = self.record(
                 target,
-                by: self.agent.me,
-                method,
-                action: report.action.to_string(),
-                success: false,
-                detail,
-                at_ms: now_ms(),
                 epoch,
-            })
-            .await;
+                method,
+                report.action.to_string(),
+                false,
+                detail,
+            );
+            self.journal(rec).await;
         }
     }
 
@@ -788,17 +786,29 @@ impl Loop {
                 }
             }
         }
-        self.journal(FenceRecord {
+        let rec = self.record(target, epoch, method, action, true, detail);
+        self.journal(rec).await;
+    }
+
+    fn record(
+        &self,
+        target: NodeId,
+        epoch: u64,
+        method: String,
+        action: String,
+        success: bool,
+        detail: String,
+    ) -> FenceRecord {
+        FenceRecord {
             target,
             by: self.agent.me,
             method,
             action,
-            success: true,
+            success,
             detail,
             at_ms: now_ms(),
             epoch,
-        })
-        .await;
+        }
     }
 
     async fn on_msg(&mut self, m: ControlMsg) {

@@ -288,22 +288,9 @@ impl StatusReport {
     }
 }
 
-/// Formats ms since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
+/// Formats ms since the epoch as UTC RFC 3339 (`2026-11-21T23:34:56Z`).
 pub fn fmt_time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
+    crate::opennebula::rfc3339((ms / 1000) as i64)
 }
 
 #[cfg(test)]
@@ -312,9 +299,9 @@ mod tests {
 
     #[test]
     fn formats_times() {
-        assert_eq!(fmt_time(0), "1970-01-01 00:00:00");
-        assert_eq!(fmt_time(1_795_304_096_000), "2026-11-21 23:34:56");
-        assert_eq!(fmt_time(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(fmt_time(1_795_304_096_000), "2026-11-21T23:34:56Z");
+        assert_eq!(fmt_time(951_782_400_000), "2000-02-29T00:00:00Z");
     }
 
     #[test]

@@ -23,18 +23,6 @@ fn other(n: &str) -> &'static str {
     if n == "node1" { "node2" } else { "node1" }
 }
 
-/// After healing: exactly one node runs the group and the client reaches it.
-fn one_owner_serves(c: &Cluster) -> String {
-    let owner = c.wait_started(T).expect("an owner after healing");
-    assert!(c.client_reaches(&owner, T), "client does not reach {owner}");
-    let active: Vec<&str> = ["node1", "node2"]
-        .into_iter()
-        .filter(|n| c.node(n).is_on() && c.node(n).unit_has_processes("opennebula.service"))
-        .collect();
-    assert_eq!(active, vec![owner.as_str()]);
-    owner
-}
-
 #[test]
 fn owner_power_off_survivor_fences_and_continues_alone_then_readmits_it() {
     let c = Cluster::start("tn_poweroff", opts());
@@ -76,7 +64,7 @@ fn owner_power_off_survivor_fences_and_continues_alone_then_readmits_it() {
         c.node(survivor).is_on(),
         "the rebooted node fenced the survivor"
     );
-    assert_eq!(one_owner_serves(&c), survivor);
+    assert_eq!(c.one_owner_serves(T), survivor);
     let journal = c.status(survivor).expect("status").fencing.journal;
     assert_eq!(journal.len(), 1, "a second fence happened: {journal:#?}");
     sampler.stop().assert_clean();
@@ -101,7 +89,7 @@ fn symmetric_split_the_active_side_wins() {
     );
     c.topo.heal_all();
     assert_eq!(
-        one_owner_serves(&c),
+        c.one_owner_serves(T),
         owner,
         "the group moved in a clean split"
     );
@@ -158,7 +146,7 @@ fn fence_device_down_during_a_split_nobody_moves() {
     );
     c.start_fence_daemon();
     c.topo.heal_all();
-    one_owner_serves(&c);
+    c.one_owner_serves(T);
     sampler.stop().assert_clean();
 }
 
@@ -194,7 +182,7 @@ fn cold_boot_with_the_link_down_waits_for_all() {
     for n in ["node1", "node2"] {
         c.node(n).link_up();
     }
-    let now = one_owner_serves(&c);
+    let now = c.one_owner_serves(T);
     let _ = owner;
     assert!(!now.is_empty());
     sampler.stop().assert_clean();

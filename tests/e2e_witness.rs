@@ -15,17 +15,6 @@ fn other(n: &str) -> &'static str {
     if n == "node1" { "node2" } else { "node1" }
 }
 
-fn one_owner_serves(c: &Cluster) -> String {
-    let owner = c.wait_started(T).expect("an owner after healing");
-    assert!(c.client_reaches(&owner, T), "client does not reach {owner}");
-    let active: Vec<&str> = ["node1", "node2"]
-        .into_iter()
-        .filter(|n| c.node(n).is_on() && c.node(n).unit_has_processes("opennebula.service"))
-        .collect();
-    assert_eq!(active, vec![owner.as_str()]);
-    owner
-}
-
 #[test]
 fn split_between_front_ends_that_both_reach_the_witness_moves_nothing() {
     let c = Cluster::start("wt_split", Opts::default());
@@ -44,7 +33,7 @@ fn split_between_front_ends_that_both_reach_the_witness_moves_nothing() {
         .partition_one_way(c.node(&owner), c.node(other(&owner)));
     std::thread::sleep(Duration::from_secs(6));
     c.topo.heal_all();
-    one_owner_serves(&c);
+    c.one_owner_serves(T);
     sampler.stop().assert_clean();
 }
 
@@ -71,7 +60,7 @@ fn isolated_owner_stops_within_its_lease_and_is_fenced() {
     if !c.node(&owner).is_on() {
         c.node(&owner).boot();
     }
-    assert_eq!(one_owner_serves(&c), survivor);
+    assert_eq!(c.one_owner_serves(T), survivor);
     sampler.stop().assert_clean();
 }
 
@@ -90,7 +79,7 @@ fn hung_then_resumed_owner_agent_never_doubles_the_group() {
         c.node(&owner).resume_unit("oneha.service");
     }
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(one_owner_serves(&c), survivor);
+    assert_eq!(c.one_owner_serves(T), survivor);
     sampler.stop().assert_clean();
 }
 
@@ -102,7 +91,7 @@ fn agent_kill9_on_the_owner_witness_death_and_passive_death() {
     // The witness dies: the front-ends keep working.
     c.node("node3").power_off();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(one_owner_serves(&c), owner);
+    assert_eq!(c.one_owner_serves(T), owner);
     c.node("node3").boot();
     // kill -9 of the owner's agent: it is fenced and the group moves.
     c.node(&owner).kill_unit("oneha.service");
@@ -121,12 +110,12 @@ fn agent_kill9_on_the_owner_witness_death_and_passive_death() {
         .status(&owner)
         .is_some_and(|s| s.raft.leader.is_some())));
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(one_owner_serves(&c), survivor);
+    assert_eq!(c.one_owner_serves(T), survivor);
     // The passive node dies: nothing moves, nobody is fenced for it.
     let fences = c.status(survivor).expect("status").fencing.journal.len();
     c.node(&owner).power_off();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(one_owner_serves(&c), survivor);
+    assert_eq!(c.one_owner_serves(T), survivor);
     assert_eq!(
         c.status(survivor).expect("status").fencing.journal.len(),
         fences
@@ -167,6 +156,6 @@ fn packet_loss_on_the_owner() {
     if !c.node(&owner).is_on() {
         c.node(&owner).boot();
     }
-    one_owner_serves(&c);
+    c.one_owner_serves(T);
     sampler.stop().assert_clean();
 }

@@ -23,5 +23,5 @@ pub mod xmlrpc;
 pub use cli::{StuckVmsArgs, run};
 pub use config::{MAX_PAGE_SIZE, OpennebulaConfig};
 pub use error::{ErrorCode, OnedError};
-pub use report::Report;
+pub use report::{Report, rfc3339};
 pub use takeover::{load_last_report, report_after_takeover};

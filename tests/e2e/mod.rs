@@ -259,6 +259,24 @@ impl Cluster {
         })
     }
 
+    /// After healing: exactly one front-end runs opennebula, it is the owner, and the
+    /// client reaches it through the floating IP. Returns the owner.
+    pub fn one_owner_serves(&self, timeout: Duration) -> String {
+        let owner = self.wait_started(timeout).expect("an owner after healing");
+        assert!(
+            self.client_reaches(&owner, timeout),
+            "client does not reach {owner}"
+        );
+        let active: Vec<&str> = ["node1", "node2"]
+            .into_iter()
+            .filter(|n| {
+                self.node(n).is_on() && self.node(n).unit_has_processes("opennebula.service")
+            })
+            .collect();
+        assert_eq!(active, vec![owner.as_str()]);
+        owner
+    }
+
     /// The agent's log on `node`.
     pub fn agent_log(&self, node: &str) -> String {
         self.node(node).log("agent.log")
