@@ -569,13 +569,7 @@ impl Loop {
                     }
                     Some(e) => {
                         tracing::error!(generation, "group start failed: {e}");
-                        self.held = Held::Stopped;
-                        self.set_states("stopped");
-                        self.propose(Command::StartFailed {
-                            node: me,
-                            generation,
-                            reason: e,
-                        });
+                        self.start_failed(generation, e);
                     }
                 }
             }
@@ -612,13 +606,7 @@ impl Loop {
                     }
                     Some((e, false)) => {
                         tracing::error!("restart failed while starting: {e}");
-                        self.held = Held::Stopped;
-                        self.set_states("stopped");
-                        self.propose(Command::StartFailed {
-                            node: me,
-                            generation,
-                            reason: e,
-                        });
+                        self.start_failed(generation, e);
                     }
                 }
             }
@@ -861,6 +849,17 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// A start (or the start half of a restart) failed and was rolled back cleanly.
+    fn start_failed(&mut self, generation: u64, reason: String) {
+        self.held = Held::Stopped;
+        self.set_states("stopped");
+        self.propose(Command::StartFailed {
+            node: self.agent.me,
+            generation,
+            reason,
+        });
     }
 
     fn set_states(&mut self, s: &str) {
