@@ -942,6 +942,8 @@ impl Loop {
             .map(|r| r.stop_timeout.get())
             .sum();
         let deadline = Instant::now() + stop_total + Duration::from_secs(5);
+        // Our own unit is stopping: the units' stop jobs must not wait for it.
+        self.ex.release_ordering().await;
         if view.state.group.owner == Some(me) {
             tracing::info!("leaving: asking the cluster to relocate the group");
             let _ = self

@@ -173,6 +173,13 @@ impl Executor {
         });
     }
 
+    /// Before stopping the group during the agent's own shutdown.
+    pub async fn release_ordering(&self) {
+        if let Err(e) = self.group.release_ordering().await {
+            tracing::warn!("cannot drop the shutdown ordering of the units: {e}");
+        }
+    }
+
     /// Stops the group; `release` is journaled by the control loop on success.
     pub fn stop(&mut self, release: Option<u64>) {
         self.stop_monitors();

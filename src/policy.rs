@@ -355,6 +355,17 @@ fn local_actions(
     // Ours: clear the way (S3), then start.
     match &obs.held {
         Held::Stopped | Held::Unknown => {
+            // Two-node mode: a node that has not seen its peer since it started is never
+            // quorate (corosync's wait_for_all), even as the single voter it was before a
+            // reboot: the peer may have fenced it and taken over meanwhile (S6).
+            if cfg.two_node && cfg.wait_for_all && !obs.seen_all {
+                out.push(Action::Notice(
+                    "wait-for-all: not starting the group before the peer has been seen since \
+                     this node started"
+                        .into(),
+                ));
+                return;
+            }
             if g.may_start(me) {
                 if g.phase != Phase::Failed || !g.start_failed.contains_key(&me) {
                     out.push(Action::Start(g.generation));

@@ -519,3 +519,34 @@ fn survivor_readmits_its_returned_peer() {
     let out = decide(&two_node_cfg(), &s, &o);
     assert!(out.contains(&Action::AddVoter(2)), "{out:?}");
 }
+
+#[test]
+fn a_rebooted_two_node_survivor_waits_for_its_peer() {
+    // The single voter after a fence, rebooted: it owns the group and nobody else is dirty,
+    // but it has not seen its peer since it started.
+    let mut s = st(Some(1), &[(1, 7)], Phase::Started);
+    s.voters = vec![1];
+    let o = Observations {
+        leader: true,
+        seen_all: false,
+        live: set(&[1]),
+        within_lease: set(&[1]),
+        peer_lost_for: Some(Duration::MAX),
+        ..obs()
+    };
+    let out = decide(&two_node_cfg(), &s, &o);
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Start(_))),
+        "{out:?}"
+    );
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Notice(n) if n.contains("wait-for-all")))
+    );
+    // Seen it (or an operator override): it starts.
+    let o = Observations {
+        seen_all: true,
+        ..o
+    };
+    assert!(decide(&two_node_cfg(), &s, &o).contains(&Action::Start(4)));
+}

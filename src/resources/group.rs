@@ -163,6 +163,14 @@ impl Group {
         results.into_iter().collect()
     }
 
+    /// Lets the agent stop the group while its own unit is stopping (see
+    /// [`Resource::release_ordering`]); returns the first error after trying all.
+    pub async fn release_ordering(&self) -> Result<(), ResourceError> {
+        let results =
+            futures::future::join_all(self.resources.iter().map(|r| r.release_ordering())).await;
+        results.into_iter().collect()
+    }
+
     /// Every resource's monitor result, in group order (all are asked, in parallel).
     pub async fn probe(&self) -> Vec<Probe> {
         let states = futures::future::join_all(self.resources.iter().map(|r| r.monitor())).await;

@@ -123,6 +123,18 @@ impl Resource {
         self.bounded(Op::Monitor, self.monitor_timeout, run).await
     }
 
+    /// Before the agent stops this resource during its own shutdown (systemd: the unit's
+    /// stop must not wait for `oneha.service`'s stop). Bounded by `stop_timeout`.
+    pub async fn release_ordering(&self) -> Result<(), ResourceError> {
+        let run = async {
+            match &self.driver {
+                Driver::Systemd(d) => d.release_ordering().await,
+                Driver::Ip(_) | Driver::Lsb(_) => Ok(()),
+            }
+        };
+        self.bounded(Op::Stop, self.stop_timeout, run).await
+    }
+
     /// Readies a later start where that saves time then (systemd: loads the drop-in, so
     /// the start needs no daemon-reload); nothing is started. Bounded by `start_timeout`.
     pub async fn prepare(&self) -> Result<(), ResourceError> {

@@ -27,6 +27,12 @@ pub const DROPIN_NAME: &str = "50-oneha.conf";
 pub const DROPIN: &str = "# Written by oneha while it manages this unit; removed when it stops it.\n\
 [Unit]\nBefore=oneha.service\n\n[Service]\nRestart=no\n";
 
+/// The drop-in once the agent itself is stopping: without the ordering, so that the stop
+/// jobs oneha queues for its units do not wait for oneha's own stop job (which waits for
+/// the agent, which waits for them: a deadlock until the stop timeout).
+pub const DROPIN_LEAVING: &str = "# Written by oneha while it manages this unit; removed when it stops it.\n\
+[Service]\nRestart=no\n";
+
 #[zbus::proxy(
     interface = "org.freedesktop.systemd1.Manager",
     default_service = "org.freedesktop.systemd1",
@@ -190,6 +196,20 @@ impl SystemdUnit {
             *self.reload_after_stop.lock().await = Some(reload);
         }
         Ok(())
+    }
+
+    /// Before the agent stops the unit during its own shutdown: drop the ordering against
+    /// `oneha.service` from the drop-in (keeping `Restart=no`) and reload, if the unit has
+    /// the drop-in at all.
+    pub async fn release_ordering(&self) -> Result<(), Fault> {
+        let path = self.dropin_path();
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(DROPIN) {
+            return Ok(());
+        }
+        std::fs::write(&path, DROPIN_LEAVING)
+            .map_err(|e| Fault::Failed(format!("cannot write {}: {e}", path.display())))?;
+        self.finish_reload().await;
+        Bus::connect().await?.reload().await
     }
 
     /// Writes the drop-in unless it is there, and reloads unless systemd already has
