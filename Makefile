@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all build release test lint fmt deps demo bench-election bench-relocation bench-stuck-vms clean test-fence harness-cleanup deb
+.PHONY: all build release test lint fmt deps demo bench-election bench-relocation bench-stuck-vms bench-failover chaos clean test-fence harness-cleanup deb
 
 all: build
 
@@ -69,3 +69,25 @@ deb:
 	rm -rf target/debian/generated
 	$(CARGO) run --quiet --example gen-docs -- target/debian/generated >/dev/null
 	bash tools/build-deb.sh target/release/oneha target/debian/generated target/debian
+
+## The live demo: installs what it needs, builds, runs a cluster of real hosts in namespaces,
+## powers off the active node and narrates the failover; tears down (also on Ctrl-C).
+## ONEHA_DEMO_TOPOLOGY=two-node for two front-ends without a witness.
+## The bench binary is exec'd (not run under cargo) so that Ctrl-C reaches it alone and
+## make waits for its teardown.
+demo: deps
+	$(CARGO) bench --bench demo --no-run
+	exec $$(CARGO=$(CARGO) bash tools/bench-exe.sh demo)
+
+## Failover times and footprint, oneha (default/fast, witness/two-node) against keepalived
+## (VRRPv2 advert 1s, VRRPv3 advert 0.1s), same topology, same run (docs/benchmarks.md).
+## ONEHA_BENCH_QUICK=1 for 3 runs per configuration instead of 20.
+bench-failover: deps
+	$(CARGO) bench --bench failover --no-run
+	exec $$(CARGO=$(CARGO) bash tools/bench-exe.sh failover)
+
+## Fault campaign: >= 200 random faults per topology with the invariant sampler; prints the
+## seed (ONEHA_SEED=N replays a schedule; ONEHA_CHAOS_FAULTS, ONEHA_CHAOS_TOPOLOGY).
+chaos: deps
+	$(CARGO) bench --bench chaos --no-run
+	exec $$(CARGO=$(CARGO) bash tools/bench-exe.sh chaos)

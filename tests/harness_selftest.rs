@@ -234,3 +234,34 @@ fn sampler_sees_a_double_holder() {
         report.violations
     );
 }
+
+#[test]
+fn a_power_off_during_a_boot_kills_the_booting_node() {
+    let (_topo, client, node) = client_and_node("poweroff_in_boot");
+    node.power_off();
+    // The fence hook's view: power off as soon as the node starts to boot.
+    let script = node.poweroff_script().to_path_buf();
+    let pid_file = script.with_file_name("pid1");
+    let cut = std::thread::spawn(move || {
+        let started = wait_until(Duration::from_secs(20), || pid_file.exists());
+        (started, harness::run_cmd(&[script.to_string_lossy()]))
+    });
+    node.boot();
+    let (started, out) = cut.join().expect("power-off thread");
+    assert!(started, "the boot never wrote its PID 1");
+    assert!(out.ok(), "power-off script: {out:?}");
+    assert!(
+        !node.is_on(),
+        "the node survived a power-off during its boot"
+    );
+    assert!(
+        !node.cgroup().exists(),
+        "processes survive in the node's cgroup"
+    );
+    assert!(client.tcp_get(node.ip().into(), ONED_PORT).is_err());
+    assert!(
+        node.log("power.log").contains("killed PID 1"),
+        "{}",
+        node.log("power.log")
+    );
+}

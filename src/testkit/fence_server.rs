@@ -48,6 +48,11 @@ pub struct FenceDaemonArgs {
     /// Program run as `HOOK ACTION DOMAIN` for off, on and reboot; success iff it exits 0.
     #[arg(long)]
     pub hook: Option<PathBuf>,
+    /// The hook knows the real power state (as fence_virtd asks libvirt): `off` and `reboot`
+    /// run it even for a domain this daemon powered off before, which a test may have booted
+    /// again since.
+    #[arg(long)]
+    pub always_run_hook: bool,
 }
 
 /// One guest.
@@ -250,8 +255,11 @@ impl FenceServer {
                 }
             }
             (_, None) => RESP_FAIL,
-            (Op::Off, Some(i)) if !self.domains[i].on => RESP_SUCCESS,
-            (Op::Reboot, Some(i)) if !self.domains[i].on => RESP_SUCCESS,
+            (Op::Off | Op::Reboot, Some(i))
+                if !self.domains[i].on && !self.args.always_run_hook =>
+            {
+                RESP_SUCCESS
+            }
             (Op::On, Some(i)) if self.domains[i].on => RESP_SUCCESS,
             (op, Some(i)) => {
                 let name = self.domains[i].name.clone();

@@ -5,6 +5,11 @@
 
 #![allow(dead_code)]
 
+pub mod admin;
+pub mod failover;
+pub mod keepalived;
+pub mod oned;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -46,6 +51,12 @@ pub struct Opts {
     pub opennebula: String,
     /// Replacement unit files for the front-ends (name, text).
     pub units: Vec<(String, String)>,
+    /// `Some(report_delay)`: the `opennebula` unit runs the fake oned with a few stuck VMs
+    /// (see [`oned`]) and the agent reports stuck VMs after each start with that delay.
+    /// `None`: the plain stand-in, no report.
+    pub fake_oned: Option<&'static str>,
+    /// The fence daemon logs to `TOPO_DIR/fence-daemon.log` instead of the test's stderr.
+    pub quiet: bool,
 }
 
 impl Default for Opts {
@@ -59,6 +70,8 @@ impl Default for Opts {
             extra: String::new(),
             opennebula: "{report_on_takeover: false}".into(),
             units: Vec::new(),
+            fake_oned: None,
+            quiet: false,
         }
     }
 }
@@ -108,8 +121,11 @@ fn config(o: &Opts) -> String {
         "  nodes:".to_string(),
         format!("    node1: {{delay: {}, levels: [{{device: hv, plug: node1, retries: 0}}]}}", o.delays.0),
         format!("    node2: {{delay: {}, levels: [{{device: hv, plug: node2, retries: 0}}]}}", o.delays.1),
-        format!("opennebula: {}", o.opennebula),
     ]);
+    y.push(match o.fake_oned {
+        Some(delay) => oned::opennebula_section(delay),
+        None => format!("opennebula: {}", o.opennebula),
+    });
     y.extend(o.extra.lines().map(str::to_string));
     y.join("\n") + "\n"
 }
@@ -128,7 +144,11 @@ impl Cluster {
         let client = topo.add_host("client", CLIENT);
         let hv = topo.add_host("hv", HV);
         let yaml = config(&opts);
-        let mut frontend = NodeSpec::opennebula()
+        let frontend = match opts.fake_oned {
+            Some(_) => oned::frontend_spec(),
+            None => NodeSpec::opennebula(),
+        };
+        let mut frontend = frontend
             .etc_file("oneha.yaml", &yaml)
             .unit("oneha.service", AGENT_UNIT)
             .wants("oneha.service");
@@ -138,6 +158,9 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (i, name) in ["node1", "node2"].iter().enumerate() {
             let n = topo.add_node(name, i as u8 + 1, frontend.clone());
+            if opts.fake_oned.is_some() {
+                oned::allow_nonlocal_bind(&n);
+            }
             write_keys(&n);
             nodes.push(n);
         }
@@ -171,7 +194,7 @@ impl Cluster {
         let key = self.topo.dir().join("fence.key");
         std::fs::write(&key, key_bytes(7)).expect("fence key");
         let hook = self.topo.fence_hook();
-        let p = self.hv.spawn(&[
+        let argv = [
             TESTKIT,
             "fence-daemon",
             "--listen",
@@ -184,7 +207,15 @@ impl Cluster {
             "node2",
             "--hook",
             hook.to_str().expect("utf8"),
-        ]);
+            // The test boots fenced nodes again: the hook, not the daemon, knows who is on.
+            "--always-run-hook",
+        ];
+        let p = if self.opts.quiet {
+            self.hv
+                .spawn_logged(&argv, &self.topo.dir().join("fence-daemon.log"))
+        } else {
+            self.hv.spawn(&argv)
+        };
         self.fence = Some(p);
     }
 

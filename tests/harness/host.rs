@@ -94,10 +94,28 @@ impl Host {
     /// Starts `argv` inside the namespace; it is killed when the [`Proc`] is dropped.
     /// Output goes to the test's stderr.
     pub fn spawn<S: AsRef<str>>(&self, argv: &[S]) -> Proc {
+        self.spawn_with(argv, Stdio::inherit(), Stdio::inherit())
+    }
+
+    /// Like [`Host::spawn`], with the output appended to the file `log` instead.
+    pub fn spawn_logged<S: AsRef<str>>(&self, argv: &[S], log: &std::path::Path) -> Proc {
+        let open = || {
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()))
+        };
+        self.spawn_with(argv, open().into(), open().into())
+    }
+
+    fn spawn_with<S: AsRef<str>>(&self, argv: &[S], out: Stdio, err: Stdio) -> Proc {
         let full = self.netns_argv(argv);
         let child = Command::new(&full[0])
             .args(&full[1..])
             .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", full.join(" ")));
         Proc {

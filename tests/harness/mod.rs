@@ -13,22 +13,28 @@ mod client;
 mod cmd;
 mod faults;
 mod host;
+mod leftovers;
 mod netns;
 mod node;
+mod probe;
 mod sampler;
 mod spec;
 mod topology;
 mod units;
+mod usage;
 
 use std::time::{Duration, Instant};
 
 pub use cmd::{CmdOutput, run_cmd};
 pub use host::{Host, Proc};
+pub use leftovers::leftovers;
 pub use node::Node;
+pub use probe::{Answer, Probe};
 pub use sampler::{Change, Report, Sampler, Violation};
 pub use spec::NodeSpec;
 pub use topology::Topology;
 pub use units::{ONED_PORT, SUNSTONE_PORT, serve_name_unit};
+pub use usage::Usage;
 
 /// The `oneha` binary of this build.
 pub const ONEHA: &str = env!("CARGO_BIN_EXE_oneha");

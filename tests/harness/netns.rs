@@ -12,20 +12,26 @@ use rtnetlink::sys::{Socket, protocols::NETLINK_ROUTE};
 
 /// Runs `f` on a thread that has joined network namespace `ns` (a name under /run/netns).
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{ns}");
     std::thread::scope(|s| {
         s.spawn(|| {
-            let file = std::fs::File::open(&path)
-                .unwrap_or_else(|e| panic!("cannot open network namespace {path}: {e}"));
-            // SAFETY: setns(2) on a namespace file descriptor we hold open; it changes only
-            // this thread, which ends when `f` returns.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns({path}): {}", std::io::Error::last_os_error());
+            enter_netns(ns);
             f()
         })
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
     })
+}
+
+/// Moves the calling thread into network namespace `ns` (a name under /run/netns). Only for
+/// threads that exist for that purpose: the thread never comes back.
+pub fn enter_netns(ns: &str) {
+    let path = format!("/run/netns/{ns}");
+    let file = std::fs::File::open(&path)
+        .unwrap_or_else(|e| panic!("cannot open network namespace {path}: {e}"));
+    // SAFETY: setns(2) on a namespace file descriptor we hold open; it changes only this
+    // thread (threads it starts later inherit it).
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns({path}): {}", std::io::Error::last_os_error());
 }
 
 /// A route netlink socket bound inside one namespace, for listing its addresses.

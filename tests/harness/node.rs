@@ -42,6 +42,8 @@ pub struct NodeDirs {
     pub poweroff: PathBuf,
     /// Host pid of PID 1 while the node runs (for the power-off script).
     pub pid1: PathBuf,
+    /// Held (flock) by a boot until PID 1 is known and by the power-off script.
+    pub power_lock: PathBuf,
 }
 
 impl NodeDirs {
@@ -57,6 +59,7 @@ impl NodeDirs {
             hostname: root.join("hostname"),
             poweroff: root.join("poweroff.sh"),
             pid1: root.join("pid1"),
+            power_lock: root.join("power.lock"),
         };
         for d in [
             &dirs.units,
@@ -141,7 +144,13 @@ impl Node {
         ));
         set_executable(&write(
             dirs.poweroff.clone(),
-            &units::poweroff_script(&host, &cgroup, &dirs.pid1),
+            &units::poweroff_script(
+                &host,
+                &cgroup,
+                &dirs.pid1,
+                &dirs.log.join("power.log"),
+                &dirs.power_lock,
+            ),
         ));
         Node {
             inner: Arc::new(NodeInner {
@@ -207,7 +216,8 @@ impl Node {
     }
 
     /// Boots: network configured as after a real boot (base address, link up, multicast
-    /// route), then systemd as PID 1; returns when systemd reports the boot finished.
+    /// route), then systemd as PID 1; returns when systemd reports the boot finished, or when
+    /// the node is powered off meanwhile (a power-off waits until PID 1 is known).
     pub fn boot(&self) {
         self.boot_with_cable(true);
     }
@@ -224,6 +234,14 @@ impl Node {
             "{} is already running",
             self.name()
         );
+        // A power-off (the fence hook) waits until PID 1 is known, then kills the new boot.
+        let lock = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.inner.dirs.power_lock)
+            .unwrap_or_else(|e| panic!("power lock of {}: {e}", self.name()));
+        let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .unwrap_or_else(|(_, e)| panic!("power lock of {}: {e}", self.name()));
         let net = format!(
             "addr replace {}/24 dev eth0\nlink set eth0 up\nroute replace 224.0.0.0/4 dev eth0\n",
             self.ip()
@@ -276,11 +294,21 @@ impl Node {
         fs::write(pid_file, pid1.to_string())
             .unwrap_or_else(|e| panic!("write {}: {e}", pid_file.display()));
         *power = Power::On { unshare, pid1 };
+        drop(lock);
         drop(power);
+        note_power(self.log_dir(), &format!("booted, PID 1 is {pid1}"));
         let booted = wait_until(BOOT_TIMEOUT, || {
+            if !super::process_alive(pid1) {
+                return true;
+            }
             let state = self.systemctl(&["is-system-running"]).stdout;
             matches!(state.trim(), "running" | "degraded")
         });
+        if !super::process_alive(pid1) {
+            // Powered off while booting (e.g. by the fence hook): it is off, like a machine
+            // whose power was cut during its boot.
+            return;
+        }
         assert!(
             booted,
             "{}: systemd did not finish booting; console:\n{}",
@@ -429,7 +457,8 @@ impl Node {
             .unwrap_or(false)
     }
 
-    fn unit_cgroup(&self, unit: &str) -> PathBuf {
+    /// Host path of `unit`'s cgroup (it exists while the unit has or had processes).
+    pub fn unit_cgroup(&self, unit: &str) -> PathBuf {
         self.inner.cgroup.join("system.slice").join(unit)
     }
 
@@ -461,4 +490,28 @@ fn remove_cgroup(path: &Path) {
         }
     }
     let _ = fs::remove_dir(path);
+}
+
+/// Appends a line with the UTC time to the node's `power.log` (boots here, power-offs in the
+/// power-off script), so a test's timeline can be read next to the agents' logs.
+fn note_power(log_dir: &Path, what: &str) {
+    use std::io::Write as _;
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        % 86_400_000;
+    let line = format!(
+        "{:02}:{:02}:{:02}.{:03} {what}\n",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    );
+    if let Ok(mut f) = fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log_dir.join("power.log"))
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
 }

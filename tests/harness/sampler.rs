@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ pub const PERIOD: Duration = Duration::from_millis(50);
 /// A running sampler; [`Sampler::stop`] returns what it saw. Stops itself when dropped.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
+    violations: Arc<AtomicUsize>,
     thread: Option<JoinHandle<Report>>,
 }
 
@@ -70,6 +71,8 @@ impl Sampler {
     pub fn start(vip: IpAddr, unit: &str, hosts: Vec<Host>, nodes: Vec<Node>) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let violations = Arc::new(AtomicUsize::new(0));
+        let count = violations.clone();
         let unit = unit.to_string();
         let thread = std::thread::spawn(move || {
             let start = Instant::now();
@@ -88,6 +91,9 @@ impl Sampler {
                     .collect();
                 let at = start.elapsed();
                 report.samples += 1;
+                if holders.len() > 1 || active.len() > 1 {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
                 if holders.len() > 1 {
                     let what = format!("{vip} held by {}", holders.join(", "));
                     report.violations.push(Violation { at, what });
@@ -113,8 +119,14 @@ impl Sampler {
         });
         Sampler {
             stop,
+            violations,
             thread: Some(thread),
         }
+    }
+
+    /// Samples that broke an invariant so far (while still sampling).
+    pub fn violations_so_far(&self) -> usize {
+        self.violations.load(Ordering::Relaxed)
     }
 
     /// Stops sampling and returns the report.

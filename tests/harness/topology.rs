@@ -220,7 +220,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Where node cgroups go: the cgroup2 hierarchy (`unified` on hybrid machines).
-fn cgroup_root() -> PathBuf {
+pub(super) fn cgroup_root() -> PathBuf {
     let hybrid = Path::new("/sys/fs/cgroup/unified");
     if hybrid.join("cgroup.procs").exists() {
         hybrid.to_path_buf()

@@ -118,12 +118,15 @@ pub fn boot_script(node: &str, dirs: &super::node::NodeDirs) -> String {
 
 /// The power-off script of a node: cable pulled, SIGKILL to PID 1 (found through
 /// `pid_file`, checked to be in the node's cgroup so a reused pid is never hit), waited dead
-/// (10 s at most), eth0's addresses flushed. Uses neither /sys nor the node's cgroup, so it
+/// (10 s at most), eth0's addresses flushed. It holds `lock` (flock) throughout, as a boot
+/// does until PID 1 is known, so a power-off during a boot kills the booting node. Uses neither /sys nor the node's cgroup, so it
 /// also works under `ip netns exec` (which mounts a /sys of its own).
 pub fn poweroff_script(
     host: &super::Host,
     cgroup: &std::path::Path,
     pid_file: &std::path::Path,
+    log: &std::path::Path,
+    lock: &std::path::Path,
 ) -> String {
     let cg_name = cgroup
         .file_name()
@@ -131,12 +134,18 @@ pub fn poweroff_script(
         .unwrap_or_default();
     format!(
         "#!/bin/sh\n\
-         # Powers off test node {name}.\n\
+         # Powers off test node {name}; notes what it did in {log}.\n\
+         # A boot in progress holds the lock until PID 1 is known: wait for it, then kill.\n\
+         exec 9>>{lock}\n\
+         flock 9\n\
          ip -n {switch} link set {veth} down || exit 1\n\
          PIDFILE={pid_file}\n\
+         WHAT=\"was already off\"\n\
          if [ -f $PIDFILE ]; then\n\
          \x20   PID=$(cat $PIDFILE)\n\
-         \x20   if grep -q '/{cg_name}/' /proc/$PID/cgroup 2>/dev/null; then\n\
+         \x20   WHAT=\"PID 1 ($PID) is not in the node's cgroup: not killed\"\n\
+         \x20   if grep -qE '/{cg_name}(/|$)' /proc/$PID/cgroup 2>/dev/null; then\n\
+         \x20       WHAT=\"killed PID 1 ($PID)\"\n\
          \x20       kill -KILL $PID\n\
          \x20       i=0\n\
          \x20       while [ -d /proc/$PID ] && [ \"$(cut -d' ' -f3 /proc/$PID/stat 2>/dev/null)\" != Z ]; do\n\
@@ -146,7 +155,10 @@ pub fn poweroff_script(
          \x20   fi\n\
          \x20   rm -f $PIDFILE\n\
          fi\n\
-         ip -n {ns} addr flush dev eth0\n",
+         ip -n {ns} addr flush dev eth0\n\
+         echo \"$(date -u +%H:%M:%S.%N | cut -c1-12) power off: $WHAT\" >> {log}\n",
+        log = log.display(),
+        lock = lock.display(),
         name = host.name(),
         switch = host.switch_ns(),
         veth = host.veth(),
