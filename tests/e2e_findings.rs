@@ -1,6 +1,7 @@
 //! Product bugs found by the fault campaign (`make chaos`) and the failover benchmark, each
-//! as a focused scenario on real hosts. They fail today and are ignored until fixed; run them
-//! with `cargo test --test e2e_findings -- --ignored`. Each names the safety rule it breaks.
+//! kept as a focused regression scenario on real hosts: a lost owner fenced in a burst of
+//! requests, an agent restart deadlocking the units' stop (S8), a rebooted two-node survivor
+//! starting alone (S6).
 
 mod e2e;
 mod harness;
@@ -20,8 +21,6 @@ fn off_requests(c: &Cluster, node: &str) -> usize {
 }
 
 #[test]
-#[ignore = "BUG: one lost owner is fenced 5-15 times in a burst (the fence is re-issued until \
-            its journal entry commits); with `reboot` the node would be killed again as it boots"]
 fn a_lost_owner_is_fenced_once() {
     let c = Cluster::start(
         "find_fence_once",
@@ -51,10 +50,6 @@ fn a_lost_owner_is_fenced_once() {
 }
 
 #[test]
-#[ignore = "BUG: `systemctl restart oneha` on the owner deadlocks the group stop: the units' \
-            drop-in orders them Before=oneha.service, so their stop jobs wait for the restart job \
-            of oneha.service, which waits for the agent; after stop_timeout the stop fails (S8) \
-            and the node is fenced"]
 fn restarting_the_owners_agent_hands_the_group_over_without_fencing() {
     let c = Cluster::start(
         "find_restart",
@@ -70,7 +65,12 @@ fn restarting_the_owners_agent_hands_the_group_over_without_fencing() {
     let other = if owner == "node1" { "node2" } else { "node1" };
     assert!(c.client_reaches(other, T), "the group did not move");
     assert!(n.is_on(), "{owner} was fenced after a graceful restart");
-    let s = admin::status(n).expect("status");
+    let mut status = None;
+    wait_until(T, || {
+        status = admin::status(n);
+        status.is_some()
+    });
+    let s = status.expect("the restarted agent answers");
     assert!(
         s.fencing.journal.is_empty(),
         "a graceful restart needs no fencing: {:#?}",
@@ -85,10 +85,6 @@ fn restarting_the_owners_agent_hands_the_group_over_without_fencing() {
 }
 
 #[test]
-#[ignore = "BUG (S6): a two-node survivor keeps a single-voter Raft configuration; when it boots \
-            again it is a one-voter cluster and starts the group at once, without having seen its \
-            peer since it started (in the campaign this double-started the group next to the \
-            peer that had taken over meanwhile)"]
 fn a_rebooted_two_node_survivor_waits_for_its_peer() {
     let c = Cluster::start(
         "find_wfa",
