@@ -73,6 +73,8 @@ const CONFIGS: [Config; 6] = [
 ];
 
 /// A running cluster of either kind (dropping it tears it down).
+// Built once per run: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Built {
     Oneha(Cluster),
     Keepalived(KaCluster),

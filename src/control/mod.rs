@@ -2,20 +2,24 @@
 //! do, and carries the actions out through the [`Executor`] and Raft proposals. It wakes on
 //! every Raft view change, every executor outcome, every operator message and every tick.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod fencing;
+mod leave;
+mod observe;
+
 use crate::agent::Agent;
-use crate::cluster::node::{Event, now_ms};
-use crate::cluster::state::{Command, FenceRecord, NodeId, ReplicatedState};
+use crate::cluster::node::Event;
+use crate::cluster::state::{Command, NodeId, ReplicatedState};
 use crate::config::Role;
 use crate::executor::{Done, Executor};
 use crate::fence::{Action as FenceAction, Fencer};
-use crate::policy::{self, Action, Held, Observations, PolicyConfig};
+use crate::policy::{self, Action, Held, PolicyConfig};
 use crate::resources::{Group, ResourceState};
 
 /// Requests from the admin API that need the control loop.
@@ -255,106 +259,6 @@ fn policy_config(agent: &Agent) -> PolicyConfig {
 }
 
 impl Loop {
-    fn observations(&mut self, st: &ReplicatedState, leader: bool) -> Observations {
-        let agent = &self.agent;
-        let timers = agent.cfg.timers();
-        let lost_after = timers.lost_after().as_millis() as u64;
-        let lease = timers.lease().as_millis() as u64;
-        let members = agent.node.members();
-        let mut live = BTreeSet::from([agent.me]);
-        let mut within_lease = BTreeSet::from([agent.me]);
-        for m in &members {
-            if let Some(ms) = m.last_contact_ms {
-                if ms <= lost_after {
-                    live.insert(m.id);
-                }
-                if ms <= lease {
-                    within_lease.insert(m.id);
-                }
-            }
-        }
-        self.direct_live = live.iter().copied().collect();
-        // A member another live member still hears is alive, even if this node cannot
-        // reach it (a partition between two nodes that both reach the witness).
-        let mut live_via_others = BTreeSet::new();
-        for m in &members {
-            if !live.contains(&m.id) {
-                continue;
-            }
-            if let Some(ids) = m
-                .gossip
-                .as_ref()
-                .and_then(|g| g.get("live"))
-                .and_then(|v| v.as_array())
-            {
-                live_via_others.extend(ids.iter().filter_map(|v| v.as_u64()));
-            }
-        }
-        live.extend(live_via_others);
-        let now = Instant::now();
-        // How long each blocker of the current generation has had to release.
-        let g = &st.group;
-        let mut waiting = Vec::new();
-        if g.owner == Some(agent.me) {
-            for b in g.blockers(agent.me) {
-                let since = *self.waiting_since.entry((g.generation, b)).or_insert(now);
-                waiting.push((b, now.duration_since(since)));
-            }
-        }
-        self.waiting_since
-            .retain(|(gen_, _), _| *gen_ == g.generation);
-        // Nodes just fenced are not fenced again before the journal shows it.
-        self.recently_fenced
-            .retain(|_, at| now.duration_since(*at) < Duration::from_secs(10));
-        let fence_backoff = self
-            .fence_retry
-            .iter()
-            .filter(|(_, (at, _, _))| *at > now)
-            .map(|(n, _)| *n)
-            .chain(self.recently_fenced.keys().copied())
-            .collect();
-        let window = self.pcfg.restart_window;
-        while self
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
-        {
-            self.restarts.pop_front();
-        }
-        let peer = self.pcfg.members.iter().copied().find(|&m| m != agent.me);
-        let peer_lost_for = peer.and_then(|p| {
-            let last = members.iter().find(|m| m.id == p)?.last_contact_ms;
-            match last {
-                Some(ms) if ms <= lost_after => None,
-                Some(ms) => Some(Duration::from_millis(ms - lost_after)),
-                None => Some(Duration::MAX),
-            }
-        });
-        let peer_fence_delay = agent.cfg.fencing.passive_delay.get()
-            + match (self.ex.fencer(), peer) {
-                (Some(f), Some(p)) => f.delay(&agent.node_name(p)),
-                _ => Duration::ZERO,
-            };
-        // An operator's restart requests before this agent started are not ours to serve.
-        let served = *self.restarts_served.get_or_insert(g.restart_requests);
-        Observations {
-            leader,
-            live,
-            within_lease,
-            seen_all: agent.node.seen_all() || self.forced_wfa,
-            held: self.held.clone(),
-            busy: self.busy,
-            fencing: self.fencing.is_some(),
-            monitor_failed: self.monitor_failed.clone(),
-            recent_restarts: self.restarts.len() as u32,
-            restarts_served: served,
-            waiting,
-            fence_backoff,
-            peer_lost_for,
-            peer_fence_delay,
-        }
-    }
-
     fn witness_turn(&mut self) {
         let view = self.agent.node.view();
         // Always observe: the liveness this node sees is gossiped to the others.
@@ -478,31 +382,7 @@ impl Loop {
         }
     }
 
-    fn fence(&mut self, target: NodeId, epoch: u64, action: FenceAction) {
-        let name = self.agent.node_name(target);
-        let Some(f) = self.ex.fencer() else {
-            self.notices.push(format!(
-                "{name} must be fenced but fencing is not configured on this node: verify \
-                 {name} is powered off, then run `oneha fence-ack {name}`"
-            ));
-            return;
-        };
-        if !f.can_fence(&name) {
-            self.notices.push(format!(
-                "{name} must be fenced but has no fence device configured: verify it is \
-                 powered off, then run `oneha fence-ack {name}`"
-            ));
-            return;
-        }
-        if self.fencing.is_some() {
-            return;
-        }
-        tracing::warn!(target = %name, epoch, "fencing {name} ({action})");
-        self.fencing = Some(target);
-        self.ex.fence(target, name, epoch, Duration::ZERO, action);
-    }
-
-    fn propose(&mut self, cmd: Command) {
+    pub(super) fn propose(&mut self, cmd: Command) {
         let key = format!("{cmd:?}");
         if !self.in_flight.insert(key.clone()) {
             return;
@@ -517,7 +397,7 @@ impl Loop {
         });
     }
 
-    async fn on_done(&mut self, d: Done) {
+    pub(super) async fn on_done(&mut self, d: Done) {
         let me = self.agent.me;
         match d {
             Done::Probed {
@@ -640,217 +520,6 @@ impl Loop {
         }
     }
 
-    async fn on_fenced(&mut self, target: NodeId, epoch: u64, report: crate::fence::FenceReport) {
-        self.fencing = None;
-        let success = report.success();
-        let name = self.agent.node_name(target);
-        for a in &report.attempts {
-            self.agent.counters.record_fence(
-                &name,
-                &a.method,
-                a.action.name(),
-                a.result == crate::fence::AttemptResult::Success,
-            );
-        }
-        let method = report
-            .succeeded_by()
-            .or(report.attempts.last())
-            .map(|a| format!("{} ({})", a.device, a.method))
-            .unwrap_or_else(|| "none".into());
-        let detail = if success {
-            String::new()
-        } else {
-            report
-                .last_error()
-                .unwrap_or("no attempt was made")
-                .to_string()
-        };
-        if success {
-            tracing::warn!("{report}");
-            self.fence_retry.remove(&target);
-            self.recently_fenced.insert(target, Instant::now());
-            self.confirmed_fence(target, epoch, method, report.action.to_string(), detail)
-                .await;
-        } else {
-            tracing::error!("{report}");
-            let (_, fails, _) = self.fence_retry.get(&target).cloned().unwrap_or((
-                Instant::now(),
-                0,
-                String::new(),
-            ));
-            let backoff = Duration::from_secs(1 << fails.min(5));
-            self.fence_retry.insert(
-                target,
-                (
-                    Instant::now() + backoff,
-                    fails + 1,
-                    format!("fencing {name} via {method} failed: {detail}"),
-                ),
-            );
-            let rec = self.record(
-                target,
-                epoch,
-                method,
-                report.action.to_string(),
-                false,
-                detail,
-            );
-            self.journal(rec).await;
-        }
-    }
-
-    /// Journals a fence record. An operator waiting on this target (`oneha fence`) is
-    /// answered once the record is committed, so `oneha status` shows it right after.
-    async fn journal(&mut self, rec: FenceRecord) {
-        let waiting: Vec<_> = {
-            let (mine, rest) = self
-                .pending_replies
-                .drain(..)
-                .partition(|(t, _)| *t == rec.target);
-            self.pending_replies = rest;
-            mine
-        };
-        if waiting.is_empty() {
-            self.propose(Command::Fenced(rec));
-            return;
-        }
-        let verdict = if rec.success {
-            Ok(format!("fenced via {}", rec.method))
-        } else {
-            Err(format!("fencing failed: {}", rec.detail))
-        };
-        let committed = self
-            .agent
-            .node
-            .propose_idempotent(Command::Fenced(rec), Duration::from_secs(10))
-            .await;
-        for (_, reply) in waiting {
-            let _ = reply.send(match (&committed, &verdict) {
-                (Err(e), Ok(v)) => Ok(format!("{v}; not yet journaled: {e}")),
-                _ => verdict.clone(),
-            });
-        }
-    }
-
-    /// A node is confirmed off (fence success or operator acknowledgement): journal it and,
-    /// in two-node mode, continue as the single voter.
-    async fn confirmed_fence(
-        &mut self,
-        target: NodeId,
-        epoch: u64,
-        method: String,
-        action: String,
-        detail: String,
-    ) {
-        let view = self.agent.node.view();
-        let epoch = if epoch == 0 {
-            view.state.group.dirty.get(&target).copied().unwrap_or(0)
-        } else {
-            epoch
-        };
-        if self.agent.cfg.two_node && view.state.voters != [self.agent.me] {
-            let peer_up = self
-                .agent
-                .node
-                .members()
-                .iter()
-                .any(|m| m.id == target && m.last_contact_ms.is_some_and(|ms| ms < 200));
-            if !peer_up {
-                let (reply, rx) = oneshot::channel();
-                if self
-                    .agent
-                    .node
-                    .send(Event::ForceSingleVoter { reply })
-                    .is_ok()
-                {
-                    match rx.await {
-                        Ok(Ok(())) => self.propose(Command::Survivor {
-                            node: self.agent.me,
-                            fenced: target,
-                        }),
-                        Ok(Err(e)) => tracing::error!("cannot continue alone: {e}"),
-                        Err(_) => tracing::error!("cannot continue alone: the Raft loop stopped"),
-                    }
-                }
-            }
-        }
-        let rec = self.record(target, epoch, method, action, true, detail);
-        self.journal(rec).await;
-    }
-
-    fn record(
-        &self,
-        target: NodeId,
-        epoch: u64,
-        method: String,
-        action: String,
-        success: bool,
-        detail: String,
-    ) -> FenceRecord {
-        FenceRecord {
-            target,
-            by: self.agent.me,
-            method,
-            action,
-            success,
-            detail,
-            at_ms: now_ms(),
-            epoch,
-        }
-    }
-
-    async fn on_msg(&mut self, m: ControlMsg) {
-        match m {
-            ControlMsg::ForceWaitForAll { reply } => {
-                self.forced_wfa = true;
-                tracing::warn!("wait-for-all overridden by an operator");
-                let _ = reply.send(Ok("wait-for-all overridden on this node".into()));
-            }
-            ControlMsg::FenceAck { target, reply } => {
-                let name = self.agent.node_name(target);
-                tracing::warn!("operator acknowledged that {name} is powered off");
-                self.fence_retry.remove(&target);
-                // Answered by `journal` once the acknowledgement is committed.
-                self.pending_replies.push((target, reply));
-                self.confirmed_fence(
-                    target,
-                    0,
-                    "manual".into(),
-                    "ack".into(),
-                    format!("operator acknowledged that {name} is off"),
-                )
-                .await;
-            }
-            ControlMsg::Fence {
-                target,
-                action,
-                reply,
-            } => {
-                if self.fencing.is_some() {
-                    let _ = reply.send(Err("a fence operation is already running".into()));
-                    return;
-                }
-                let epoch = self
-                    .agent
-                    .node
-                    .view()
-                    .state
-                    .group
-                    .dirty
-                    .get(&target)
-                    .copied()
-                    .unwrap_or(0);
-                self.fence(target, epoch, action);
-                if self.fencing == Some(target) {
-                    self.pending_replies.push((target, reply));
-                } else {
-                    let why = self.notices.pop().unwrap_or_else(|| "cannot fence".into());
-                    let _ = reply.send(Err(why));
-                }
-            }
-        }
-    }
-
     /// A start (or the start half of a restart) failed and was rolled back cleanly.
     fn start_failed(&mut self, generation: u64, reason: String) {
         self.held = Held::Stopped;
@@ -923,68 +592,5 @@ impl Loop {
                 false
             }
         });
-    }
-
-    /// Graceful leave: if this node runs the group, hand it over (relocate) or at least
-    /// stop it cleanly and journal the release, so nobody needs to fence us.
-    async fn leave(&mut self, done_rx: &mut mpsc::Receiver<Done>) {
-        if !self.held.may_hold() || matches!(self.held, Held::StopFailed(_)) {
-            return;
-        }
-        let view = self.agent.node.view();
-        let me = self.agent.me;
-        let stop_total: Duration = self
-            .agent
-            .cfg
-            .resources
-            .group
-            .iter()
-            .map(|r| r.stop_timeout.get())
-            .sum();
-        let deadline = Instant::now() + stop_total + Duration::from_secs(5);
-        // Our own unit is stopping: the units' stop jobs must not wait for it.
-        self.ex.release_ordering().await;
-        if view.state.group.owner == Some(me) {
-            tracing::info!("leaving: asking the cluster to relocate the group");
-            let _ = self
-                .agent
-                .node
-                .propose_idempotent(Command::Relocate { to: None }, Duration::from_secs(3))
-                .await;
-        }
-        // Stop here (the new owner waits for our release, or we stop regardless).
-        while self.busy && Instant::now() < deadline {
-            if let Ok(Some(d)) =
-                tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await
-            {
-                self.on_done(d).await;
-            }
-        }
-        if self.held.may_hold() && !matches!(self.held, Held::StopFailed(_)) {
-            self.ex.stop(None);
-            self.busy = true;
-            self.held = Held::Stopping;
-            while self.busy && Instant::now() < deadline {
-                if let Ok(Some(d)) =
-                    tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await
-                {
-                    self.on_done(d).await;
-                }
-            }
-        }
-        if self.held == Held::Stopped {
-            let epoch = self.agent.node.view().state.group.dirty.get(&me).copied();
-            if let Some(epoch) = epoch {
-                let _ = self
-                    .agent
-                    .node
-                    .propose_idempotent(
-                        Command::Released { node: me, epoch },
-                        Duration::from_secs(3),
-                    )
-                    .await;
-            }
-            tracing::info!("group stopped and released before exit");
-        }
     }
 }

@@ -1,0 +1,254 @@
+//! Fencing in the control loop: running fence operations, journaling their outcome (and
+//! answering the operator who asked), two-node single-voter continuation, and the admin
+//! requests that concern fencing.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::{ControlMsg, Loop};
+use crate::cluster::node::{Event, now_ms};
+use crate::cluster::state::{Command, FenceRecord, NodeId};
+use crate::fence::Action as FenceAction;
+
+impl Loop {
+    pub(super) fn fence(&mut self, target: NodeId, epoch: u64, action: FenceAction) {
+        let name = self.agent.node_name(target);
+        let Some(f) = self.ex.fencer() else {
+            self.notices.push(format!(
+                "{name} must be fenced but fencing is not configured on this node: verify \
+                 {name} is powered off, then run `oneha fence-ack {name}`"
+            ));
+            return;
+        };
+        if !f.can_fence(&name) {
+            self.notices.push(format!(
+                "{name} must be fenced but has no fence device configured: verify it is \
+                 powered off, then run `oneha fence-ack {name}`"
+            ));
+            return;
+        }
+        if self.fencing.is_some() {
+            return;
+        }
+        tracing::warn!(target = %name, epoch, "fencing {name} ({action})");
+        self.fencing = Some(target);
+        self.ex.fence(target, name, epoch, Duration::ZERO, action);
+    }
+
+    pub(super) async fn on_fenced(
+        &mut self,
+        target: NodeId,
+        epoch: u64,
+        report: crate::fence::FenceReport,
+    ) {
+        self.fencing = None;
+        let success = report.success();
+        let name = self.agent.node_name(target);
+        for a in &report.attempts {
+            self.agent.counters.record_fence(
+                &name,
+                &a.method,
+                a.action.name(),
+                a.result == crate::fence::AttemptResult::Success,
+            );
+        }
+        let method = report
+            .succeeded_by()
+            .or(report.attempts.last())
+            .map(|a| format!("{} ({})", a.device, a.method))
+            .unwrap_or_else(|| "none".into());
+        let detail = if success {
+            String::new()
+        } else {
+            report
+                .last_error()
+                .unwrap_or("no attempt was made")
+                .to_string()
+        };
+        if success {
+            tracing::warn!("{report}");
+            self.fence_retry.remove(&target);
+            self.recently_fenced.insert(target, Instant::now());
+            self.confirmed_fence(target, epoch, method, report.action.to_string(), detail)
+                .await;
+        } else {
+            tracing::error!("{report}");
+            let (_, fails, _) = self.fence_retry.get(&target).cloned().unwrap_or((
+                Instant::now(),
+                0,
+                String::new(),
+            ));
+            let backoff = Duration::from_secs(1 << fails.min(5));
+            self.fence_retry.insert(
+                target,
+                (
+                    Instant::now() + backoff,
+                    fails + 1,
+                    format!("fencing {name} via {method} failed: {detail}"),
+                ),
+            );
+            let rec = self.record(
+                target,
+                epoch,
+                method,
+                report.action.to_string(),
+                false,
+                detail,
+            );
+            self.journal(rec).await;
+        }
+    }
+
+    /// Journals a fence record. An operator waiting on this target (`oneha fence`) is
+    /// answered once the record is committed, so `oneha status` shows it right after.
+    async fn journal(&mut self, rec: FenceRecord) {
+        let waiting: Vec<_> = {
+            let (mine, rest) = self
+                .pending_replies
+                .drain(..)
+                .partition(|(t, _)| *t == rec.target);
+            self.pending_replies = rest;
+            mine
+        };
+        if waiting.is_empty() {
+            self.propose(Command::Fenced(rec));
+            return;
+        }
+        let verdict = if rec.success {
+            Ok(format!("fenced via {}", rec.method))
+        } else {
+            Err(format!("fencing failed: {}", rec.detail))
+        };
+        let committed = self
+            .agent
+            .node
+            .propose_idempotent(Command::Fenced(rec), Duration::from_secs(10))
+            .await;
+        for (_, reply) in waiting {
+            let _ = reply.send(match (&committed, &verdict) {
+                (Err(e), Ok(v)) => Ok(format!("{v}; not yet journaled: {e}")),
+                _ => verdict.clone(),
+            });
+        }
+    }
+
+    /// A node is confirmed off (fence success or operator acknowledgement): journal it and,
+    /// in two-node mode, continue as the single voter.
+    pub(super) async fn confirmed_fence(
+        &mut self,
+        target: NodeId,
+        epoch: u64,
+        method: String,
+        action: String,
+        detail: String,
+    ) {
+        let view = self.agent.node.view();
+        let epoch = if epoch == 0 {
+            view.state.group.dirty.get(&target).copied().unwrap_or(0)
+        } else {
+            epoch
+        };
+        if self.agent.cfg.two_node && view.state.voters != [self.agent.me] {
+            let peer_up = self
+                .agent
+                .node
+                .members()
+                .iter()
+                .any(|m| m.id == target && m.last_contact_ms.is_some_and(|ms| ms < 200));
+            if !peer_up {
+                let (reply, rx) = oneshot::channel();
+                if self
+                    .agent
+                    .node
+                    .send(Event::ForceSingleVoter { reply })
+                    .is_ok()
+                {
+                    match rx.await {
+                        Ok(Ok(())) => self.propose(Command::Survivor {
+                            node: self.agent.me,
+                            fenced: target,
+                        }),
+                        Ok(Err(e)) => tracing::error!("cannot continue alone: {e}"),
+                        Err(_) => tracing::error!("cannot continue alone: the Raft loop stopped"),
+                    }
+                }
+            }
+        }
+        let rec = self.record(target, epoch, method, action, true, detail);
+        self.journal(rec).await;
+    }
+
+    fn record(
+        &self,
+        target: NodeId,
+        epoch: u64,
+        method: String,
+        action: String,
+        success: bool,
+        detail: String,
+    ) -> FenceRecord {
+        FenceRecord {
+            target,
+            by: self.agent.me,
+            method,
+            action,
+            success,
+            detail,
+            at_ms: now_ms(),
+            epoch,
+        }
+    }
+
+    pub(super) async fn on_msg(&mut self, m: ControlMsg) {
+        match m {
+            ControlMsg::ForceWaitForAll { reply } => {
+                self.forced_wfa = true;
+                tracing::warn!("wait-for-all overridden by an operator");
+                let _ = reply.send(Ok("wait-for-all overridden on this node".into()));
+            }
+            ControlMsg::FenceAck { target, reply } => {
+                let name = self.agent.node_name(target);
+                tracing::warn!("operator acknowledged that {name} is powered off");
+                self.fence_retry.remove(&target);
+                // Answered by `journal` once the acknowledgement is committed.
+                self.pending_replies.push((target, reply));
+                self.confirmed_fence(
+                    target,
+                    0,
+                    "manual".into(),
+                    "ack".into(),
+                    format!("operator acknowledged that {name} is off"),
+                )
+                .await;
+            }
+            ControlMsg::Fence {
+                target,
+                action,
+                reply,
+            } => {
+                if self.fencing.is_some() {
+                    let _ = reply.send(Err("a fence operation is already running".into()));
+                    return;
+                }
+                let epoch = self
+                    .agent
+                    .node
+                    .view()
+                    .state
+                    .group
+                    .dirty
+                    .get(&target)
+                    .copied()
+                    .unwrap_or(0);
+                self.fence(target, epoch, action);
+                if self.fencing == Some(target) {
+                    self.pending_replies.push((target, reply));
+                } else {
+                    let why = self.notices.pop().unwrap_or_else(|| "cannot fence".into());
+                    let _ = reply.send(Err(why));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Graceful leave on SIGTERM: hand the group over so nobody needs to fence this node.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::Loop;
+use crate::cluster::state::Command;
+use crate::executor::Done;
+use crate::policy::Held;
+
+impl Loop {
+    /// Graceful leave: if this node runs the group, hand it over (relocate) or at least
+    /// stop it cleanly and journal the release, so nobody needs to fence us.
+    pub(super) async fn leave(&mut self, done_rx: &mut mpsc::Receiver<Done>) {
+        if !self.held.may_hold() || matches!(self.held, Held::StopFailed(_)) {
+            return;
+        }
+        let view = self.agent.node.view();
+        let me = self.agent.me;
+        let stop_total: Duration = self
+            .agent
+            .cfg
+            .resources
+            .group
+            .iter()
+            .map(|r| r.stop_timeout.get())
+            .sum();
+        let deadline = Instant::now() + stop_total + Duration::from_secs(5);
+        // Our own unit is stopping: the units' stop jobs must not wait for it.
+        self.ex.release_ordering().await;
+        if view.state.group.owner == Some(me) {
+            tracing::info!("leaving: asking the cluster to relocate the group");
+            let _ = self
+                .agent
+                .node
+                .propose_idempotent(Command::Relocate { to: None }, Duration::from_secs(3))
+                .await;
+        }
+        // Stop here (the new owner waits for our release, or we stop regardless).
+        while self.busy && Instant::now() < deadline {
+            if let Ok(Some(d)) =
+                tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await
+            {
+                self.on_done(d).await;
+            }
+        }
+        if self.held.may_hold() && !matches!(self.held, Held::StopFailed(_)) {
+            self.ex.stop(None);
+            self.busy = true;
+            self.held = Held::Stopping;
+            while self.busy && Instant::now() < deadline {
+                if let Ok(Some(d)) =
+                    tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await
+                {
+                    self.on_done(d).await;
+                }
+            }
+        }
+        if self.held == Held::Stopped {
+            let epoch = self.agent.node.view().state.group.dirty.get(&me).copied();
+            if let Some(epoch) = epoch {
+                let _ = self
+                    .agent
+                    .node
+                    .propose_idempotent(
+                        Command::Released { node: me, epoch },
+                        Duration::from_secs(3),
+                    )
+                    .await;
+            }
+            tracing::info!("group stopped and released before exit");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Observations: what this node sees now (liveness, its own hold, timers), for the policy.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::Loop;
+use crate::cluster::state::ReplicatedState;
+use crate::policy::Observations;
+
+impl Loop {
+    pub(super) fn observations(&mut self, st: &ReplicatedState, leader: bool) -> Observations {
+        let agent = &self.agent;
+        let timers = agent.cfg.timers();
+        let lost_after = timers.lost_after().as_millis() as u64;
+        let lease = timers.lease().as_millis() as u64;
+        let members = agent.node.members();
+        let mut live = BTreeSet::from([agent.me]);
+        let mut within_lease = BTreeSet::from([agent.me]);
+        for m in &members {
+            if let Some(ms) = m.last_contact_ms {
+                if ms <= lost_after {
+                    live.insert(m.id);
+                }
+                if ms <= lease {
+                    within_lease.insert(m.id);
+                }
+            }
+        }
+        self.direct_live = live.iter().copied().collect();
+        // A member another live member still hears is alive, even if this node cannot
+        // reach it (a partition between two nodes that both reach the witness).
+        let mut live_via_others = BTreeSet::new();
+        for m in &members {
+            if !live.contains(&m.id) {
+                continue;
+            }
+            if let Some(ids) = m
+                .gossip
+                .as_ref()
+                .and_then(|g| g.get("live"))
+                .and_then(|v| v.as_array())
+            {
+                live_via_others.extend(ids.iter().filter_map(|v| v.as_u64()));
+            }
+        }
+        live.extend(live_via_others);
+        let now = Instant::now();
+        // How long each blocker of the current generation has had to release.
+        let g = &st.group;
+        let mut waiting = Vec::new();
+        if g.owner == Some(agent.me) {
+            for b in g.blockers(agent.me) {
+                let since = *self.waiting_since.entry((g.generation, b)).or_insert(now);
+                waiting.push((b, now.duration_since(since)));
+            }
+        }
+        self.waiting_since
+            .retain(|(gen_, _), _| *gen_ == g.generation);
+        // Nodes just fenced are not fenced again before the journal shows it.
+        self.recently_fenced
+            .retain(|_, at| now.duration_since(*at) < Duration::from_secs(10));
+        let fence_backoff = self
+            .fence_retry
+            .iter()
+            .filter(|(_, (at, _, _))| *at > now)
+            .map(|(n, _)| *n)
+            .chain(self.recently_fenced.keys().copied())
+            .collect();
+        let window = self.pcfg.restart_window;
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.restarts.pop_front();
+        }
+        let peer = self.pcfg.members.iter().copied().find(|&m| m != agent.me);
+        let peer_lost_for = peer.and_then(|p| {
+            let last = members.iter().find(|m| m.id == p)?.last_contact_ms;
+            match last {
+                Some(ms) if ms <= lost_after => None,
+                Some(ms) => Some(Duration::from_millis(ms - lost_after)),
+                None => Some(Duration::MAX),
+            }
+        });
+        let peer_fence_delay = agent.cfg.fencing.passive_delay.get()
+            + match (self.ex.fencer(), peer) {
+                (Some(f), Some(p)) => f.delay(&agent.node_name(p)),
+                _ => Duration::ZERO,
+            };
+        // An operator's restart requests before this agent started are not ours to serve.
+        let served = *self.restarts_served.get_or_insert(g.restart_requests);
+        Observations {
+            leader,
+            live,
+            within_lease,
+            seen_all: agent.node.seen_all() || self.forced_wfa,
+            held: self.held.clone(),
+            busy: self.busy,
+            fencing: self.fencing.is_some(),
+            monitor_failed: self.monitor_failed.clone(),
+            recent_restarts: self.restarts.len() as u32,
+            restarts_served: served,
+            waiting,
+            fence_backoff,
+            peer_lost_for,
+            peer_fence_delay,
+        }
+    }
+}
