@@ -10,6 +10,7 @@ use super::{ControlMsg, Loop};
 use crate::cluster::node::{Event, now_ms};
 use crate::cluster::state::{Command, FenceRecord, NodeId};
 use crate::fence::Action as FenceAction;
+use crate::policy::Held;
 
 impl Loop {
     pub(super) fn fence(&mut self, target: NodeId, epoch: u64, action: FenceAction) {
@@ -79,7 +80,12 @@ impl Loop {
                 0,
                 String::new(),
             ));
-            let backoff = Duration::from_secs(1 << fails.min(5));
+            let mut backoff = Duration::from_secs(1 << fails.min(5));
+            // Two-node: the passive side keeps its handicap on every retry, so that when
+            // the fence device comes back during a split the active side still wins.
+            if self.agent.cfg.two_node && !matches!(self.held, Held::Running(_)) {
+                backoff += self.agent.cfg.fencing.passive_delay.get();
+            }
             self.fence_retry.insert(
                 target,
                 (
