@@ -320,10 +320,20 @@ impl Agent {
         let voters = v.state.voters.len();
         let quorum = if self.cfg.two_node {
             let peer_up = members.iter().any(|m| !m.local && m.up);
-            if peer_up {
-                "two-node, peer online".to_string()
+            let delay = self.cfg.fencing.passive_delay;
+            let split = match v.state.group.owner {
+                Some(o) => format!(
+                    "in a split {} (running the group) fences at once, the other after {delay}",
+                    self.node_name(o)
+                ),
+                None => format!("in a split both fence after {delay}"),
+            };
+            if v.state.voters == [self.me] {
+                format!("two-node, single voter after fencing its peer; {split}")
+            } else if peer_up {
+                format!("two-node, peer online; {split}")
             } else {
-                "two-node, peer OFFLINE: fencing decides".to_string()
+                format!("two-node, peer OFFLINE: fencing decides; {split}")
             }
         } else if voters_up * 2 > voters {
             format!("quorate ({voters_up} of {voters} voters up)")

@@ -248,3 +248,24 @@ fn forged_and_replayed_frames_are_rejected_and_counted() {
     assert!(c.wait_leader(LONG).is_some());
     assert!(c.log(0).contains("rejected peer frame"));
 }
+
+#[test]
+fn five_front_ends_survive_two_losses_and_not_three() {
+    let roles = ["frontend"; 5];
+    let mut c = LocalCluster::start("five", &roles, "");
+    let first = c.wait_leader(LONG).expect("a leader");
+    // Two nodes down (the leader among them): the other three still elect and commit.
+    let other = (0..5).find(|&i| i != first).expect("another node");
+    c.kill9(first);
+    c.kill9(other);
+    let l = c.wait_leader(LONG).expect("a leader with 3 of 5");
+    let r = c.call(l, &AdminRequest::Restart).expect("call");
+    assert!(r.ok, "{:?}", r.error);
+    // A third loss leaves no majority: nothing commits.
+    c.kill9(l);
+    let up = c.running()[0];
+    let r = c.call(up, &AdminRequest::Restart).expect("call");
+    assert!(!r.ok, "committed without a majority");
+    let s = c.status(up).expect("status");
+    assert!(s.quorum.starts_with("NOT quorate"), "{}", s.quorum);
+}

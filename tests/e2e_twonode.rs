@@ -212,3 +212,28 @@ fn passive_death_and_packet_loss() {
     );
     sampler.stop().assert_clean();
 }
+
+#[test]
+fn one_way_partition_and_status_names_the_split_winner() {
+    let c = Cluster::start("tn_oneway", opts());
+    let sampler = c.topo.sampler(c.vip());
+    let owner = c.wait_started(T).expect("started");
+    let passive = other(&owner);
+    let s = c.status(passive).expect("status");
+    assert!(
+        s.quorum.contains(&format!(
+            "in a split {owner} (running the group) fences at once"
+        )),
+        "{}",
+        s.quorum
+    );
+    // The passive node's frames no longer reach the owner (TCP then fails both ways).
+    c.topo.partition_one_way(c.node(passive), c.node(&owner));
+    assert!(
+        wait_until(T, || !c.node(passive).is_on()),
+        "the owner did not fence its peer"
+    );
+    c.topo.heal_all();
+    assert_eq!(c.one_owner_serves(T), owner);
+    sampler.stop().assert_clean();
+}
