@@ -186,3 +186,36 @@ fn operator_fence_check_and_fence() {
     assert_eq!((last.target.as_str(), last.success), (other, true));
     assert!(c.client_reaches(&owner, T));
 }
+
+#[test]
+fn periodic_gratuitous_arp_while_the_address_is_held() {
+    let opts = Opts {
+        vip_extra: ", garp_refresh: 1s, garp_repeat_after: 200ms".into(),
+        ..Opts::default()
+    };
+    let c = Cluster::start("grp_garp", opts);
+    let owner = c.wait_started(T).expect("group started");
+    assert!(c.client_reaches(&owner, T));
+    // Past the start's two bursts: only the periodic refresh announces the address now.
+    std::thread::sleep(Duration::from_secs(2));
+    let vip = c.vip().to_string();
+    let out = c
+        .client
+        .exec(&["timeout", "4.5", "tcpdump", "-l", "-n", "-i", "eth0", "arp"]);
+    let garps = out
+        .stdout
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("who-has {vip} tell {vip}"))
+                || l.contains(&format!("Reply {vip} is-at"))
+        })
+        .count();
+    // Each refresh sends one unsolicited request and one reply, every second: over the
+    // capture (4.5 s, less tcpdump's start-up) several frames; none without `garp_refresh`.
+    assert!(
+        garps >= 3,
+        "{garps} gratuitous ARPs seen:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+}

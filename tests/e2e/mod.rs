@@ -49,6 +49,8 @@ pub struct Opts {
     pub extra: String,
     /// The `opennebula:` section (flow style).
     pub opennebula: String,
+    /// Extra keys of the floating IP resource, e.g. `, garp_refresh: 1s`.
+    pub vip_extra: String,
     /// Replacement unit files for the front-ends (name, text).
     pub units: Vec<(String, String)>,
     /// `Some(report_delay)`: the `opennebula` unit runs the fake oned with a few stuck VMs
@@ -69,6 +71,7 @@ impl Default for Opts {
             delays: ("0s", "0s"),
             extra: String::new(),
             opennebula: "{report_on_takeover: false}".into(),
+            vip_extra: String::new(),
             units: Vec::new(),
             fake_oned: None,
             quiet: false,
@@ -112,7 +115,7 @@ fn config(o: &Opts) -> String {
     let mon = o.monitor;
     y.extend([
         "  group:".to_string(),
-        format!("    - {{name: vip, type: ip, address: {VIP}/24, interface: eth0, monitor_interval: {mon}}}"),
+        format!("    - {{name: vip, type: ip, address: {VIP}/24, interface: eth0, monitor_interval: {mon}{}}}", o.vip_extra),
         format!("    - {{name: opennebula, type: systemd, unit: opennebula.service, monitor_interval: {mon}, stop_timeout: 10s}}"),
         format!("    - {{name: sunstone, type: systemd, unit: opennebula-sunstone.service, monitor_interval: {mon}, stop_timeout: 10s}}"),
         "fencing:".to_string(),
