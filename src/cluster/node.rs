@@ -627,17 +627,22 @@ impl Node {
                         self.state.applied = e.index;
                     }
                 },
-                EntryType::EntryConfChange => {
-                    let cc = ConfChange::parse_from_bytes(&e.data).unwrap_or_default();
-                    self.apply_conf_change(e.index, &cc)?;
-                }
-                EntryType::EntryConfChangeV2 => {
-                    let cc = ConfChangeV2::parse_from_bytes(&e.data).unwrap_or_default();
-                    self.apply_conf_change(e.index, &cc)?;
-                }
+                EntryType::EntryConfChange => match ConfChange::parse_from_bytes(&e.data) {
+                    Ok(cc) => self.apply_conf_change(e.index, &cc)?,
+                    Err(err) => self.skip_entry(e.index, &err.to_string()),
+                },
+                EntryType::EntryConfChangeV2 => match ConfChangeV2::parse_from_bytes(&e.data) {
+                    Ok(cc) => self.apply_conf_change(e.index, &cc)?,
+                    Err(err) => self.skip_entry(e.index, &err.to_string()),
+                },
             }
         }
         Ok(())
+    }
+
+    fn skip_entry(&mut self, index: u64, why: &str) {
+        tracing::error!(index, "skipping an undecodable membership change: {why}");
+        self.state.applied = index;
     }
 
     fn apply_conf_change(
