@@ -94,6 +94,11 @@ impl Executor {
         self.fencer.as_deref()
     }
 
+    /// A shared handle on the fencer, for background queries.
+    pub fn fencer_arc(&self) -> Option<Arc<Fencer>> {
+        self.fencer.clone()
+    }
+
     /// The group's resources, in start order.
     pub fn resource_names(&self) -> Vec<String> {
         self.group

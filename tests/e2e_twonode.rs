@@ -111,11 +111,13 @@ fn agent_kill_and_hang_on_the_owner_lead_to_fencing_it() {
     assert!(!c.node(&owner).is_on(), "the hung owner was not fenced");
     // Boot it again and kill -9 the new owner's agent.
     c.node(&owner).boot();
-    assert!(wait_until(T, || c.status(survivor).is_some_and(|s| s
-        .raft
-        .voters
-        .len()
-        == 2)));
+    // Re-admitted, and it has heard the survivor since it booted (else, rightly, it would
+    // never fence: wait-for-all).
+    assert!(wait_until(T, || {
+        c.status(survivor).is_some_and(|s| s.raft.voters.len() == 2)
+            && c.status(&owner)
+                .is_some_and(|s| s.raft.leader.as_deref() == Some(survivor) && s.notices.is_empty())
+    }));
     c.node(survivor).kill_unit("oneha.service");
     assert!(
         c.client_reaches(&owner, T),

@@ -89,6 +89,10 @@ struct Loop {
     in_flight: HashSet<String>,
     prop_done: mpsc::UnboundedSender<String>,
     claims: mpsc::UnboundedSender<(u64, Result<(), String>)>,
+    hints: mpsc::UnboundedSender<(NodeId, Option<bool>)>,
+    /// Two-node: the lost peer's power state as its fence device reported it during this
+    /// loss (`None`: not asked yet; `Some(None)`: asked, in flight or no answer).
+    peer_hint: Option<Option<bool>>,
     /// What was held before a claim, to return to if the claim fails.
     claim_prev: Held,
     states: Vec<(String, String)>,
@@ -119,6 +123,7 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::channel(256);
     let (prop_tx, mut prop_rx) = mpsc::unbounded_channel();
     let (claim_tx, mut claim_rx) = mpsc::unbounded_channel();
+    let (hint_tx, mut hint_rx) = mpsc::unbounded_channel();
     let mut l = Loop {
         pcfg: policy_config(&agent),
         ex: Executor::new(group, fencer, done_tx),
@@ -139,6 +144,8 @@ pub async fn run(
         in_flight: HashSet::new(),
         prop_done: prop_tx,
         claims: claim_tx,
+        hints: hint_tx,
+        peer_hint: None,
         claim_prev: Held::Stopped,
         states: Vec::new(),
         notices: Vec::new(),
@@ -169,6 +176,7 @@ pub async fn run(
             Some(m) = msgs.recv() => Wake::Msg(m),
             Some(k) = prop_rx.recv() => Wake::Proposed(k),
             Some((g, r)) = claim_rx.recv() => Wake::Claimed(g, r),
+            Some((n, h)) = hint_rx.recv() => Wake::PowerHint(n, h),
             _ = leaving(&mut shutdown) => break,
         };
         match wake {
@@ -179,6 +187,14 @@ pub async fn run(
                 l.in_flight.remove(&k);
             }
             Wake::Claimed(generation, r) => l.on_claimed(generation, r),
+            Wake::PowerHint(node, hint) => {
+                if hint == Some(false) {
+                    tracing::warn!(node, "the lost peer's fence device reports it powered off");
+                }
+                if l.peer_hint.is_some() {
+                    l.peer_hint = Some(hint);
+                }
+            }
         }
         while let Ok(d) = done_rx.try_recv() {
             l.on_done(d).await;
@@ -206,6 +222,7 @@ pub async fn run(
 
 enum Wake {
     Tick,
+    PowerHint(NodeId, Option<bool>),
     Done(Done),
     Msg(ControlMsg),
     Proposed(String),

@@ -83,11 +83,35 @@ impl Loop {
                 None => Some(Duration::MAX),
             }
         });
-        let peer_fence_delay = agent.cfg.fencing.passive_delay.get()
-            + match (self.ex.fencer(), peer) {
-                (Some(f), Some(p)) => f.delay(&agent.node_name(p)),
-                _ => Duration::ZERO,
-            };
+        // Two-node: while the peer is lost, ask its fence device once whether it is already
+        // off; if so, the passive side need not wait its handicap.
+        match (peer_lost_for, peer) {
+            (Some(_), Some(p))
+                if agent.cfg.two_node
+                    && agent.cfg.fencing.check_peer_power
+                    && (agent.node.seen_all() || self.forced_wfa) =>
+            {
+                if self.peer_hint.is_none()
+                    && let Some(f) = self.ex.fencer_arc()
+                {
+                    self.peer_hint = Some(None);
+                    let (name, tx) = (agent.node_name(p), self.hints.clone());
+                    tokio::spawn(async move {
+                        let _ = tx.send((p, f.power_hint(&name).await));
+                    });
+                }
+            }
+            _ => self.peer_hint = None,
+        }
+        let peer_fence_delay = if self.peer_hint == Some(Some(false)) {
+            Duration::ZERO
+        } else {
+            agent.cfg.fencing.passive_delay.get()
+                + match (self.ex.fencer(), peer) {
+                    (Some(f), Some(p)) => f.delay(&agent.node_name(p)),
+                    _ => Duration::ZERO,
+                }
+        };
         // An operator's restart requests before this agent started are not ours to serve.
         let served = *self.restarts_served.get_or_insert(g.restart_requests);
         Observations {

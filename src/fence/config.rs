@@ -41,6 +41,14 @@ pub struct FencingConfig {
     /// IPMI: raise it to 15s or more).
     #[serde(default = "default_passive_delay")]
     pub passive_delay: Dur,
+    /// Two-node: when the peer is lost, ask its first fence device for its power state; if
+    /// the device says it is already off, the passive side fences at once instead of waiting
+    /// `passive_delay` (a dead active node fails over without the handicap). The state is a
+    /// hint, never proof: the takeover still needs an `off` that succeeds (S5). Turn it off
+    /// when several hypervisors share one fence_xvm multicast group (the first to answer may
+    /// not know the peer and say "off").
+    #[serde(default = "yes")]
+    pub check_peer_power: bool,
 }
 
 fn default_passive_delay() -> Dur {
@@ -53,6 +61,7 @@ impl Default for FencingConfig {
             devices: BTreeMap::new(),
             nodes: BTreeMap::new(),
             passive_delay: default_passive_delay(),
+            check_peer_power: true,
         }
     }
 }

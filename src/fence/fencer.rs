@@ -211,6 +211,21 @@ impl Fencer {
         report
     }
 
+    /// The target's power state as its first fence device reports it (`status`, one try):
+    /// `Some(false)` off, `Some(true)` on, `None` when it cannot tell. A hint only, never
+    /// proof of fencing (S5): a device that does not know the target may answer off. Used to
+    /// skip the two-node passive delay when the peer is already off; the takeover still needs
+    /// a successful `off`.
+    pub async fn power_hint(&self, target: &str) -> Option<bool> {
+        let level = self.levels.get(target)?.first()?;
+        let _busy = self.busy.lock().await;
+        match attempt(0, 1, level, Action::Status).await.answer {
+            Some(Answer::PowerOff) => Some(false),
+            Some(Answer::PowerOn) => Some(true),
+            _ => None,
+        }
+    }
+
     /// Proves the setup: for each level of `target` (all nodes when `None`), xvm runs `list`
     /// and looks for the node's domain, an agent runs `status` (or `monitor` without a plug),
     /// ssh checks it can log in. Nothing is powered off.

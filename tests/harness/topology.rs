@@ -212,6 +212,14 @@ impl Drop for Topology {
         }
         let _ = try_run(&["ip", "netns", "del", &self.switch_ns]);
         let _ = fs::remove_file(&self.registry);
+        // ONEHA_HARNESS_KEEP=1 keeps the files (node logs, configs) of a failed test.
+        if std::thread::panicking() && std::env::var_os("ONEHA_HARNESS_KEEP").is_some() {
+            let dir = std::mem::replace(
+                &mut self.dir,
+                tempfile::TempDir::new().unwrap_or_else(|e| panic!("tempdir: {e}")),
+            );
+            eprintln!("harness: kept {}", dir.keep().display());
+        }
     }
 }
 
