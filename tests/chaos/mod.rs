@@ -83,6 +83,8 @@ pub struct Outcome {
     pub liveness: Vec<Finding>,
     /// Agents that exited although nobody killed them.
     pub agent_exits: Vec<Finding>,
+    /// Faults during which the harness itself failed (the campaign went on, rebuilt).
+    pub harness_errors: Vec<Finding>,
     /// Times the serving node changed.
     pub failovers: usize,
     /// Directories holding the nodes' logs saved after a finding.
@@ -94,7 +96,10 @@ pub struct Outcome {
 impl Outcome {
     /// True when nothing went wrong.
     pub fn clean(&self) -> bool {
-        self.violations.is_empty() && self.liveness.is_empty() && self.agent_exits.is_empty()
+        self.violations.is_empty()
+            && self.liveness.is_empty()
+            && self.agent_exits.is_empty()
+            && self.harness_errors.is_empty()
     }
 
     /// The report, as markdown.
@@ -103,7 +108,7 @@ impl Outcome {
         let _ = writeln!(
             o,
             "Seed {} ({}), {} faults in {:.0} s: {} invariant violations in {} samples, {} \
-             liveness failures, {} unexpected agent exits, {} failovers.\n",
+             liveness failures, {} unexpected agent exits, {} harness errors, {} failovers.\n",
             self.seed,
             self.setup,
             self.injected,
@@ -112,6 +117,7 @@ impl Outcome {
             self.samples,
             self.liveness.len(),
             self.agent_exits.len(),
+            self.harness_errors.len(),
             self.failovers
         );
         let _ = writeln!(
@@ -135,6 +141,7 @@ impl Outcome {
             ("Invariant violations", &self.violations),
             ("Liveness failures", &self.liveness),
             ("Unexpected agent exits", &self.agent_exits),
+            ("Harness errors", &self.harness_errors),
         ] {
             if list.is_empty() {
                 continue;
@@ -336,8 +343,32 @@ pub fn run(camp: &Campaign, stop: &dyn Fn() -> bool, log: &mut dyn FnMut(&str)) 
             Fault::WitnessDown if witness => Some("node3".to_string()),
             _ => None,
         };
-        inject(&mut rig.c, &before, &p.fault, p.hold, &sleep);
-        let (after, took, healed) = recover(&mut rig.c, camp.bound, killed.as_deref(), stop);
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inject(&mut rig.c, &before, &p.fault, p.hold, &sleep);
+            recover(&mut rig.c, camp.bound, killed.as_deref(), stop)
+        }));
+        let (after, took, healed) = match step {
+            Ok(r) => r,
+            Err(e) => {
+                // The harness itself failed (a command it could not run): keep the finding,
+                // start over on a fresh cluster.
+                let what = panic_text(e.as_ref());
+                log(&format!("#{i:<3} {clock} {desc:<50} HARNESS ERROR: {what}"));
+                log(&format!(
+                    "#{i:<3} ! {}",
+                    save_logs(&rig.c, camp, i, &mut out)
+                ));
+                out.harness_errors.push(Finding {
+                    index: i,
+                    fault: desc.clone(),
+                    what,
+                });
+                rig.finish(&mut out);
+                rig = Rig::build(camp);
+                owner = recover(&mut rig.c, camp.bound, None, stop).0;
+                continue;
+            }
+        };
         let unavailable =
             rig.probe
                 .unserved_time(start, Instant::now(), Duration::from_millis(100));
@@ -520,4 +551,13 @@ pub fn utc_now() -> String {
         day / 1000 % 60,
         day % 1000
     )
+}
+
+/// The message of a caught panic.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic without a message".to_string())
 }
