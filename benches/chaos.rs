@@ -128,6 +128,7 @@ fn main() {
         println!("report written to {}", out.display());
     }
     println!("seed {seed}");
+    clean &= support::check_nothing_left(&harness::prefixes_claimed());
     if support::interrupted() {
         println!("interrupted: torn down");
         std::process::exit(130);

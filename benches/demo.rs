@@ -67,9 +67,8 @@ fn settings() -> Result<(Kind, &'static str), String> {
     Ok((kind, profile))
 }
 
-/// The demo proper; `prefix` receives the topology's name prefix for the final check.
-/// Returns false if interrupted.
-fn run(kind: Kind, profile: &'static str, prefix: &mut Option<String>) -> bool {
+/// The demo proper. Returns false if interrupted.
+fn run(kind: Kind, profile: &'static str) -> bool {
     let d = Demo {
         start: Instant::now(),
     };
@@ -96,7 +95,6 @@ fn run(kind: Kind, profile: &'static str, prefix: &mut Option<String>) -> bool {
         ..Opts::default()
     };
     let c = Cluster::start("demo", opts);
-    *prefix = Some(c.topo.prefix().to_string());
     d.say(&format!(
         "nodes booted; agents started (files under {})",
         c.topo.dir().display()
@@ -210,10 +208,7 @@ fn main() {
         }
     };
     println!("oneha demo on {}", support::machine());
-    let mut prefix = None;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run(kind, profile, &mut prefix)
-    }));
+    let outcome = std::panic::catch_unwind(|| run(kind, profile));
     // The cluster was dropped inside `run`: everything it created is gone, or listed here.
     let mut code = match outcome {
         Ok(true) => 0,
@@ -224,21 +219,8 @@ fn main() {
     if code == 130 {
         println!("interrupted: torn down");
     }
-    if let Some(p) = prefix {
-        let left = harness::leftovers(&p);
-        if left.is_empty() {
-            println!(
-                "check: nothing left behind (network namespaces {p}-*, bridge, node cgroups, \
-                 processes, files)"
-            );
-        } else {
-            println!("check FAILED: left behind:");
-            for l in &left {
-                println!("  {l}");
-            }
-            println!("remove them with `make harness-cleanup`");
-            code = 1;
-        }
+    if !support::check_nothing_left(&harness::prefixes_claimed()) {
+        code = 1;
     }
     std::process::exit(code);
 }

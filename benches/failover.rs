@@ -260,9 +260,11 @@ fn main() {
         Ok(()) => println!("written to {}", out.display()),
         Err(e) => eprintln!("cannot write {}: {e}", out.display()),
     }
+    let clean = support::check_nothing_left(&harness::prefixes_claimed());
     if interrupted() {
         std::process::exit(130);
     }
+    std::process::exit(if clean { 0 } else { 1 });
 }
 
 fn median(v: &[f64]) -> Option<f64> {

@@ -87,3 +87,28 @@ pub fn machine() -> String {
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// The end-of-run check, like a test's: nothing left of any topology this process created
+/// (namespaces with the bridge and cables, node cgroups, processes, files). Prints the
+/// result; returns false if something is left.
+pub fn check_nothing_left(prefixes: &[String]) -> bool {
+    let left: Vec<String> = prefixes
+        .iter()
+        .flat_map(|p| crate::harness::leftovers(p))
+        .collect();
+    if left.is_empty() {
+        println!(
+            "check: nothing left behind by {} topolog{} (network namespaces with their bridge \
+             and cables, node cgroups, processes, files)",
+            prefixes.len(),
+            if prefixes.len() == 1 { "y" } else { "ies" }
+        );
+        return true;
+    }
+    println!("check FAILED: left behind:");
+    for l in &left {
+        println!("  {l}");
+    }
+    println!("remove them with `make harness-cleanup`");
+    false
+}

@@ -96,10 +96,7 @@ pub fn inject(
             sleep(hold);
         }
         Fault::AgentRestart(t) => {
-            let n = node(*t);
-            if n.is_on() {
-                let _ = n.systemctl(&["restart", AGENT]);
-            }
+            let _ = node(*t).try_run(&["systemctl", "restart", AGENT]);
         }
     }
     heal_network(c);
@@ -142,8 +139,12 @@ pub fn heal_nodes(c: &Cluster, killed: Option<&str>) -> Healed {
         if n.unit_has_processes(AGENT) {
             continue;
         }
-        let state = n.unit_property(AGENT, "ActiveState");
-        if matches!(state.as_str(), "activating" | "active" | "reloading") {
+        let Some(out) = n.try_run(&["systemctl", "show", "-p", "ActiveState", "--value", AGENT])
+        else {
+            continue; // powered off meanwhile: booted next round
+        };
+        let state = out.stdout.trim().to_string();
+        if !out.ok() || matches!(state.as_str(), "activating" | "active" | "reloading") {
             continue;
         }
         if killed != Some(n.name()) {
@@ -155,7 +156,7 @@ pub fn heal_nodes(c: &Cluster, killed: Option<&str>) -> Healed {
                 format!("{state}: {}", tail.join("\n")),
             ));
         }
-        let _ = n.systemctl(&["start", AGENT]);
+        let _ = n.try_run(&["systemctl", "start", AGENT]);
     }
     h
 }

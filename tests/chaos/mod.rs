@@ -7,16 +7,16 @@
 #![allow(dead_code)]
 
 pub mod inject;
+pub mod report;
 pub mod schedule;
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::e2e::{Cluster, Kind, Opts, VIP, admin};
 use crate::harness::{ONED_PORT, Probe, Sampler};
 
 use inject::{AGENT, heal_network, heal_nodes, inject};
+pub use report::{Finding, Outcome};
 use schedule::{Fault, Planned, draw};
 
 /// What to run.
@@ -34,121 +34,6 @@ pub struct Campaign {
     pub bound: Duration,
     /// Name for the topology (test name).
     pub name: &'static str,
-}
-
-/// Per fault type.
-#[derive(Clone, Debug, Default)]
-pub struct TypeStats {
-    /// Faults of this type injected.
-    pub injected: usize,
-    /// Of which the serving node changed.
-    pub failovers: usize,
-    /// Time the client was not served, from injection to recovery (summed).
-    pub unavailable: Duration,
-    /// The longest such time for one fault.
-    pub worst_unavailable: Duration,
-    /// Longest time from healing to "exactly one owner serves".
-    pub worst_recovery: Duration,
-    /// Nodes found powered off after the fault (fenced by the cluster) and booted again.
-    pub fenced_nodes: usize,
-}
-
-/// One thing that went wrong, with what replays it.
-#[derive(Clone, Debug)]
-pub struct Finding {
-    /// Fault number (0-based) in the schedule.
-    pub index: usize,
-    /// The fault.
-    pub fault: String,
-    /// What happened.
-    pub what: String,
-}
-
-/// What a campaign saw.
-#[derive(Clone, Debug, Default)]
-pub struct Outcome {
-    /// Seed.
-    pub seed: u64,
-    /// Topology and profile, in words.
-    pub setup: String,
-    /// Faults injected.
-    pub injected: usize,
-    /// Per fault type.
-    pub by_type: BTreeMap<&'static str, TypeStats>,
-    /// Invariant samples taken.
-    pub samples: usize,
-    /// Invariant violations (S1, S2), with the fault active at the time.
-    pub violations: Vec<Finding>,
-    /// Faults after which no single owner served within the bound.
-    pub liveness: Vec<Finding>,
-    /// Agents that exited although nobody killed them.
-    pub agent_exits: Vec<Finding>,
-    /// Times the serving node changed.
-    pub failovers: usize,
-    /// Directories holding the nodes' logs saved after a finding.
-    pub saved_logs: Vec<String>,
-    /// Wall time.
-    pub took: Duration,
-}
-
-impl Outcome {
-    /// True when nothing went wrong.
-    pub fn clean(&self) -> bool {
-        self.violations.is_empty() && self.liveness.is_empty() && self.agent_exits.is_empty()
-    }
-
-    /// The report, as markdown.
-    pub fn render(&self) -> String {
-        let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "Seed {} ({}), {} faults in {:.0} s: {} invariant violations in {} samples, {} \
-             liveness failures, {} unexpected agent exits, {} failovers.\n",
-            self.seed,
-            self.setup,
-            self.injected,
-            self.took.as_secs_f64(),
-            self.violations.len(),
-            self.samples,
-            self.liveness.len(),
-            self.agent_exits.len(),
-            self.failovers
-        );
-        let _ = writeln!(
-            o,
-            "| fault | injected | failovers | nodes fenced | unavailable (total) | worst unavailable | worst recovery after heal |"
-        );
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|");
-        for (kind, s) in &self.by_type {
-            let _ = writeln!(
-                o,
-                "| {kind} | {} | {} | {} | {:.1} s | {:.2} s | {:.2} s |",
-                s.injected,
-                s.failovers,
-                s.fenced_nodes,
-                s.unavailable.as_secs_f64(),
-                s.worst_unavailable.as_secs_f64(),
-                s.worst_recovery.as_secs_f64()
-            );
-        }
-        for (title, list) in [
-            ("Invariant violations", &self.violations),
-            ("Liveness failures", &self.liveness),
-            ("Unexpected agent exits", &self.agent_exits),
-        ] {
-            if list.is_empty() {
-                continue;
-            }
-            let _ = writeln!(o, "\n{title} (replay: ONEHA_SEED={}):", self.seed);
-            for f in list {
-                let _ = writeln!(o, "- fault #{} ({}): {}", f.index, f.fault, f.what);
-            }
-        }
-        if !self.saved_logs.is_empty() {
-            let _ = writeln!(o, "\nLogs: {}", self.saved_logs.join(", "));
-        }
-        o
-    }
 }
 
 /// The live pieces: the cluster, its sampler and the client's probe, started together.
@@ -336,8 +221,32 @@ pub fn run(camp: &Campaign, stop: &dyn Fn() -> bool, log: &mut dyn FnMut(&str)) 
             Fault::WitnessDown if witness => Some("node3".to_string()),
             _ => None,
         };
-        inject(&mut rig.c, &before, &p.fault, p.hold, &sleep);
-        let (after, took, healed) = recover(&mut rig.c, camp.bound, killed.as_deref(), stop);
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inject(&mut rig.c, &before, &p.fault, p.hold, &sleep);
+            recover(&mut rig.c, camp.bound, killed.as_deref(), stop)
+        }));
+        let (after, took, healed) = match step {
+            Ok(r) => r,
+            Err(e) => {
+                // The harness itself failed (a command it could not run): keep the finding,
+                // start over on a fresh cluster.
+                let what = panic_text(e.as_ref());
+                log(&format!("#{i:<3} {clock} {desc:<50} HARNESS ERROR: {what}"));
+                log(&format!(
+                    "#{i:<3} ! {}",
+                    save_logs(&rig.c, camp, i, &mut out)
+                ));
+                out.harness_errors.push(Finding {
+                    index: i,
+                    fault: desc.clone(),
+                    what,
+                });
+                rig.finish(&mut out);
+                rig = Rig::build(camp);
+                owner = recover(&mut rig.c, camp.bound, None, stop).0;
+                continue;
+            }
+        };
         let unavailable =
             rig.probe
                 .unserved_time(start, Instant::now(), Duration::from_millis(100));
@@ -520,4 +429,13 @@ pub fn utc_now() -> String {
         day / 1000 % 60,
         day % 1000
     )
+}
+
+/// The message of a caught panic.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic without a message".to_string())
 }

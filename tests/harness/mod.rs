@@ -32,7 +32,7 @@ pub use node::Node;
 pub use probe::{Answer, Probe};
 pub use sampler::{Change, Report, Sampler, Violation};
 pub use spec::NodeSpec;
-pub use topology::Topology;
+pub use topology::{Topology, prefixes_claimed};
 pub use units::{ONED_PORT, SUNSTONE_PORT, serve_name_unit};
 pub use usage::Usage;
 

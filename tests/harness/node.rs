@@ -385,16 +385,21 @@ impl Node {
     /// Runs `argv` inside the node: its network, mount, pid, uts, ipc and cgroup
     /// namespaces (so it sees the node's /run, D-Bus and private directories).
     pub fn run<S: AsRef<str>>(&self, argv: &[S]) -> CmdOutput {
-        let pid1 = self
-            .pid1()
-            .unwrap_or_else(|| panic!("{} is powered off", self.name()));
+        self.try_run(argv)
+            .unwrap_or_else(|| panic!("{} is powered off", self.name()))
+    }
+
+    /// [`Node::run`], or `None` if the node is off (for code racing a power-off, e.g. a
+    /// fence: a command cut short by the power-off returns as failed).
+    pub fn try_run<S: AsRef<str>>(&self, argv: &[S]) -> Option<CmdOutput> {
+        let pid1 = self.pid1()?;
         let mut full: Vec<String> = ["nsenter", "-t", &pid1.to_string()]
             .iter()
             .map(|s| s.to_string())
             .collect();
         full.extend(["-m", "-p", "-n", "-u", "-i", "-C", "--"].map(String::from));
         full.extend(argv.iter().map(|a| a.as_ref().to_string()));
-        run_cmd(&full)
+        Some(run_cmd(&full))
     }
 
     /// Runs `argv` inside the node and returns its stdout; panics if it fails.
@@ -427,12 +432,11 @@ impl Node {
             .to_string()
     }
 
-    /// Host pid of `unit`'s main process; `None` if it has none or the node is off.
+    /// Host pid of `unit`'s main process; `None` if it has none or the node is off (also
+    /// when it goes off meanwhile).
     pub fn pid_of(&self, unit: &str) -> Option<u32> {
-        if !self.is_on() {
-            return None;
-        }
-        let inner_pid = self.unit_property(unit, "MainPID");
+        let out = self.try_run(&["systemctl", "show", "-p", "MainPID", "--value", unit])?;
+        let inner_pid = out.ok().then(|| out.stdout.trim().to_string())?;
         if inner_pid == "0" {
             return None;
         }

@@ -237,6 +237,15 @@ pub(super) fn cgroup_root() -> PathBuf {
     }
 }
 
+/// Every prefix this process claimed, in order (see [`prefixes_claimed`]).
+static CLAIMED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The name prefixes of every topology this process created, also those whose creation was
+/// interrupted: what a program checks with [`super::leftovers`] before it exits.
+pub fn prefixes_claimed() -> Vec<String> {
+    lock(&CLAIMED).clone()
+}
+
 /// Picks an unused prefix and registers it (atomically, by creating its registry file).
 fn claim_prefix(test: &str) -> (String, PathBuf) {
     fs::create_dir_all(REGISTRY_DIR).unwrap_or_else(|e| panic!("mkdir {REGISTRY_DIR}: {e}"));
@@ -254,6 +263,7 @@ fn claim_prefix(test: &str) -> (String, PathBuf) {
         let path = Path::new(REGISTRY_DIR).join(&prefix);
         match fs::File::options().write(true).create_new(true).open(&path) {
             Ok(_) => {
+                lock(&CLAIMED).push(prefix.clone());
                 fs::write(&path, format!("{} {test}\n", std::process::id()))
                     .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
                 return (prefix, path);
