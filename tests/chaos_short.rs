@@ -47,9 +47,6 @@ fn witness_topology_survives_a_short_random_fault_schedule() {
 }
 
 #[test]
-#[ignore = "BUG: with seed 2, `agent restart` on the owner deadlocks its group stop and gets it \
-            fenced, the node boots as a one-voter survivor and starts the group next to the new \
-            owner (S6; see tests/e2e_findings.rs); run with --ignored once fixed"]
 fn two_node_topology_survives_a_short_random_fault_schedule() {
     campaign(Kind::TwoNode, "chaos_two_node", 2);
 }

@@ -1,7 +1,8 @@
 //! Product bugs found by the fault campaign (`make chaos`) and the failover benchmark, each
 //! kept as a focused regression scenario on real hosts: a lost owner fenced in a burst of
 //! requests, an agent restart deadlocking the units' stop (S8), a rebooted two-node survivor
-//! starting alone (S6).
+//! starting alone (S6), a start failing at once retried in a busy loop, a relocation past
+//! max_restarts bouncing back.
 
 mod e2e;
 mod harness;
@@ -119,9 +120,6 @@ fn a_rebooted_two_node_survivor_waits_for_its_peer() {
 }
 
 #[test]
-#[ignore = "BUG: when the owner's link goes down, its in-place restart fails at once and is \
-            retried without any pause: about 10,000 group starts per second (campaign seed \
-            1795309285318299263, two-node, fault #27), a busy loop and a flooded log"]
 fn a_start_that_fails_at_once_is_not_retried_in_a_busy_loop() {
     let mut c = Cluster::start(
         "find_busy",
@@ -148,10 +146,6 @@ fn a_start_that_fails_at_once_is_not_retried_in_a_busy_loop() {
 }
 
 #[test]
-#[ignore = "BUG: after a relocation past max_restarts the group can bounce between the \
-            front-ends forever (about every 0.5 s): the old owner proposes Relocate again while \
-            the first one is applied, and the stale request, which names no generation, moves \
-            the group back (seen in e2e_group's max_restarts test under load)"]
 fn a_relocation_past_max_restarts_settles() {
     let c = Cluster::start(
         "find_bounce",
