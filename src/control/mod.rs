@@ -82,6 +82,9 @@ struct Loop {
     recently_fenced: HashMap<NodeId, Instant>,
     /// An in-place restart (recovery) is running.
     restarting: bool,
+    /// When nothing is pending, the loop sleeps until the next liveness deadline instead of
+    /// waking every tick (see `observations`).
+    next_wake: Duration,
     /// Generations this node took over after a loss, and since when.
     takeover_since: HashMap<u64, Instant>,
     /// Members this node hears itself (gossiped to the others).
@@ -140,6 +143,7 @@ pub async fn run(
         recently_fenced: HashMap::new(),
         takeover_since: HashMap::new(),
         restarting: false,
+        next_wake: Duration::ZERO,
         direct_live: Vec::new(),
         in_flight: HashSet::new(),
         prop_done: prop_tx,
@@ -169,9 +173,10 @@ pub async fn run(
     let mut last_ping = Instant::now();
     let mut raft_turns = l.agent.node.turns();
     loop {
+        let wake_in = l.next_wake.max(tick);
         let wake = tokio::select! {
             _ = views.changed() => Wake::Tick,
-            _ = tokio::time::sleep(tick) => Wake::Tick,
+            _ = tokio::time::sleep(wake_in) => Wake::Tick,
             Some(d) = done_rx.recv() => Wake::Done(d),
             Some(m) = msgs.recv() => Wake::Msg(m),
             Some(k) = prop_rx.recv() => Wake::Proposed(k),

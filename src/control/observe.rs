@@ -112,6 +112,30 @@ impl Loop {
                     _ => Duration::ZERO,
                 }
         };
+        // Steady (everyone heard, nothing in flight, nothing waited for): sleep until the
+        // first moment a member could turn lost or out of lease; otherwise every tick.
+        let steady = !self.busy
+            && self.fencing.is_none()
+            && waiting.is_empty()
+            && peer_lost_for.is_none()
+            && self.monitor_failed.is_empty()
+            && self.notices.is_empty()
+            && self.in_flight.is_empty()
+            && self.fence_retry.is_empty()
+            && self.direct_live.len() == members.len() + 1;
+        self.next_wake = if steady {
+            let mut next = lost_after;
+            for ms in members.iter().filter_map(|m| m.last_contact_ms) {
+                for limit in [lost_after, lease] {
+                    if ms <= limit {
+                        next = next.min(limit - ms + 1);
+                    }
+                }
+            }
+            Duration::from_millis(next)
+        } else {
+            Duration::ZERO
+        };
         // An operator's restart requests before this agent started are not ours to serve.
         let served = *self.restarts_served.get_or_insert(g.restart_requests);
         Observations {
