@@ -111,8 +111,10 @@ pub enum Cmd {
 /// Parses arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    // One worker: the agent's work is light and I/O bound (the Raft loop has its own
+    // thread), and a single worker saves the cross-thread wake-ups of an idle cluster.
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
     {
