@@ -259,7 +259,8 @@ fn response(values: &[Out<'_>]) -> String {
         256 + values
             .iter()
             .map(|v| match v {
-                Out::Str(t) => t.len() + t.len() / 4,
+                // VM_POOL grows by about half when escaped (`<` is `&lt;`).
+                Out::Str(t) => t.len() + t.len() / 2 + 64,
                 _ => 16,
             })
             .sum::<usize>(),
@@ -406,7 +407,11 @@ fn pool_page(shared: &Shared, start: i64, end: i64, state: i64, extended: bool) 
         (0, usize::MAX)
     };
     let wrong_type = shared.cfg.faults.wrong_type_pool;
-    let mut out = String::from("<VM_POOL>");
+    let positions = page_positions(shared, offset, limit, state, start, end);
+    // About 4 KB per extended VM body; sized once rather than grown by copies.
+    let per_vm = if extended { 4200 } else { 1200 };
+    let mut out = String::with_capacity(32 + positions.len() * per_vm);
+    out.push_str("<VM_POOL>");
     let mut emit = |rec: &VmRecord, raw: Option<&str>| {
         let before = out.len();
         match (extended, raw) {
@@ -418,32 +423,6 @@ fn pool_page(shared: &Shared, start: i64, end: i64, state: i64, extended: bool) 
             let at = before + p + "<LCM_STATE>".len();
             out.insert_str(at, "abc");
         }
-    };
-    let keep = |(id, st): &(usize, &(i64, i64))| {
-        let _ = id;
-        state_matches(st.1, state) && id_matches(st.0, start, end)
-    };
-    let positions: Vec<usize> = if shared.cfg.order == Order::Desc {
-        shared
-            .index
-            .iter()
-            .enumerate()
-            .rev()
-            .filter(keep)
-            .skip(offset)
-            .take(limit)
-            .map(|(i, _)| i)
-            .collect()
-    } else {
-        shared
-            .index
-            .iter()
-            .enumerate()
-            .filter(keep)
-            .skip(offset)
-            .take(limit)
-            .map(|(i, _)| i)
-            .collect()
     };
     for i in positions {
         match &shared.cfg.vms {
@@ -464,4 +443,41 @@ fn pool_page(shared: &Shared, start: i64, end: i64, state: i64, extended: bool) 
     }
     out.push_str("</VM_POOL>");
     out
+}
+
+/// Index positions of the VMs on the requested page, in list order.
+fn page_positions(
+    shared: &Shared,
+    offset: usize,
+    limit: usize,
+    state: i64,
+    start: i64,
+    end: i64,
+) -> Vec<usize> {
+    let keep = |(id, st): &(usize, &(i64, i64))| {
+        let _ = id;
+        state_matches(st.1, state) && id_matches(st.0, start, end)
+    };
+    if shared.cfg.order == Order::Desc {
+        shared
+            .index
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(keep)
+            .skip(offset)
+            .take(limit)
+            .map(|(i, _)| i)
+            .collect()
+    } else {
+        shared
+            .index
+            .iter()
+            .enumerate()
+            .filter(keep)
+            .skip(offset)
+            .take(limit)
+            .map(|(i, _)| i)
+            .collect()
+    }
 }
