@@ -13,6 +13,20 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// Bytes that end the name in a start tag.
+const NAME_END: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = matches!(
+            i as u8,
+            b'>' | b'/' | b'"' | b'\'' | b' ' | b'\t' | b'\n' | b'\r'
+        );
+        i += 1;
+    }
+    t
+};
+
 /// The first byte of `s` that `hit` accepts. A plain loop: between the tags of a template the
 /// distances are a few bytes, shorter than a vectorised search needs to pay off.
 fn find(s: &[u8], hit: impl Fn(u8) -> bool) -> Option<usize> {
@@ -29,6 +43,16 @@ fn cdata_end(s: &[u8]) -> Option<usize> {
         }
         from = i + 1;
     }
+}
+
+/// After a start tag `<name>`: the length of `<![CDATA[...]]></name>` if that is what
+/// follows (the usual shape of a template attribute), read in one go.
+fn cdata_element(rest: &[u8], name: &[u8]) -> Option<usize> {
+    let body = rest.strip_prefix(b"<![CDATA[")?;
+    let end = cdata_end(body)?;
+    let tail = body.get(end + 3..)?.strip_prefix(b"</")?;
+    let after = tail.strip_prefix(name)?.strip_prefix(b">")?;
+    Some(rest.len() - after.len())
 }
 
 /// In `rest`, the content of an element named `name` (just after its start tag): where its end
@@ -61,22 +85,29 @@ pub fn content_end(rest: &[u8], name: &[u8]) -> Option<usize> {
             }
             b'!' => {
                 let body = tag.strip_prefix(b"![CDATA[")?;
-                let end = cdata_end(body)?;
-                pos = lt + 1 + 8 + end + 3;
+                pos = lt + 1 + 8 + cdata_end(body)? + 3;
             }
             b'?' => return None,
             _ => {
-                let close = find(tag, |b| b == b'>' || b == b'"' || b == b'\'')?;
-                let inner = tag.get(..close)?;
+                let len = find(tag, |b| NAME_END[usize::from(b)])?;
+                let start = tag.get(..len)?;
+                if start.is_empty() {
+                    return None;
+                }
+                if tag.get(len) == Some(&b'>') {
+                    pos = lt + 1 + len + 1;
+                    match cdata_element(rest.get(pos..)?, start) {
+                        Some(used) => pos += used,
+                        None => open.push(start),
+                    }
+                    continue;
+                }
+                // Something after the name: `/>`, or attributes (declined when quoted).
+                let close = len + find(tag.get(len..)?, |b| matches!(b, b'>' | b'"' | b'\''))?;
                 if tag.get(close) != Some(&b'>') {
                     return None;
                 }
-                if inner.last() != Some(&b'/') {
-                    let len = inner.iter().position(|b| is_ws(*b)).unwrap_or(inner.len());
-                    let start = inner.get(..len)?;
-                    if start.is_empty() {
-                        return None;
-                    }
+                if tag.get(close - 1) != Some(&b'/') {
                     open.push(start);
                 }
                 pos = lt + 1 + close + 1;
@@ -101,6 +132,14 @@ mod tests {
         assert_eq!(end("</TEMPLATE>"), Some(0));
         let nested = "<TEMPLATE><A/></TEMPLATE></TEMPLATE>";
         assert_eq!(end(nested), Some(25));
+        for c in [
+            "<A><![CDATA[x]]></A ></TEMPLATE>",
+            "<A><![CDATA[x]]>y</A></TEMPLATE>",
+            "<A><![CDATA[x]]><![CDATA[y]]></A></TEMPLATE>",
+            "<A><![CDATA[]]></A><AB><![CDATA[]]]]></AB></TEMPLATE>",
+        ] {
+            assert_eq!(end(c), c.find("</TEMPLATE>"), "{c}");
+        }
     }
 
     #[test]
@@ -113,6 +152,8 @@ mod tests {
             "a &amp; b</TEMPLATE>",
             "<!DOCTYPE x></TEMPLATE>",
             "<A></B></TEMPLATE>",
+            "<A><![CDATA[x]]></B></TEMPLATE>",
+            "<AB><![CDATA[x]]></A></TEMPLATE>",
             "<A></TEMPLATE>",
             "</OTHER>",
             "<A><![CDATA[x]]",

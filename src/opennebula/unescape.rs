@@ -11,59 +11,82 @@
 /// `out` is bytes: the caller converts it to a `String`, which also checks that the input
 /// was UTF-8 (plain bytes are copied unchanged). After `None`, `out` holds partial output.
 pub fn unescape_into(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    if memchr::memchr2(b'<', b'\r', raw).is_some() {
+        return None;
+    }
     // The text never grows (a reference is at least as long as its UTF-8), so it is written
-    // into a buffer of the input's size, then cut to what was written.
+    // into a buffer of the input's size (plus one word of slack), then cut to what was
+    // written.
     let base = out.len();
-    out.resize(base + raw.len(), 0);
+    out.resize(base + raw.len() + 8, 0);
     let dst = out.get_mut(base..)?;
     let mut w = 0;
     let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        if !SPECIAL[usize::from(b)] {
-            *dst.get_mut(w)? = b;
+    while i < raw.len() {
+        if let Some(&[a, b, c, d]) = raw.get(i..i + 4) {
+            let quad = u32::from_le_bytes([a, b, c, d]);
+            if quad == LT || quad == GT {
+                *dst.get_mut(w)? = if quad == LT { b'<' } else { b'>' };
+                w += 1;
+                i += 4;
+                continue;
+            }
+        }
+        if raw.get(i) == Some(&b'&') {
+            let (c, used) = reference(raw.get(i + 1..)?)?;
+            let mut buf = [0u8; 4];
+            let utf8 = c.encode_utf8(&mut buf).as_bytes();
+            dst.get_mut(w..w + utf8.len())?.copy_from_slice(utf8);
+            w += utf8.len();
+            i += 1 + used;
+        } else if let Some(chunk) = raw.get(i..i + 8) {
+            // Plain text: copy a word, keep the bytes before its first `&`.
+            let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+            let to: &mut [u8; 8] = dst.get_mut(w..w + 8)?.try_into().ok()?;
+            *to = word.to_le_bytes();
+            let x = word ^ AMPS;
+            let amps = x.wrapping_sub(ONES) & !x & HIGHS;
+            // The lowest flagged byte is a real `&` (false flags only follow a real one).
+            let k = if amps == 0 {
+                8
+            } else {
+                (amps.trailing_zeros() / 8) as usize
+            };
+            w += k;
+            i += k;
+        } else {
+            *dst.get_mut(w)? = *raw.get(i)?;
             w += 1;
             i += 1;
-            continue;
         }
-        let (byte, used) = match raw.get(i..i + 4) {
-            Some(b"&lt;") => (b'<', 4),
-            Some(b"&gt;") => (b'>', 4),
-            _ if b != b'&' => return None,
-            _ => {
-                let tail = raw.get(i + 1..)?;
-                if tail.starts_with(b"amp;") {
-                    (b'&', 5)
-                } else if tail.starts_with(b"quot;") {
-                    (b'"', 6)
-                } else if tail.starts_with(b"apos;") {
-                    (b'\'', 6)
-                } else {
-                    let (c, used) = char_ref(tail)?;
-                    let mut buf = [0u8; 4];
-                    let utf8 = c.encode_utf8(&mut buf).as_bytes();
-                    dst.get_mut(w..w + utf8.len())?.copy_from_slice(utf8);
-                    w += utf8.len();
-                    i += 1 + used;
-                    continue;
-                }
-            }
-        };
-        *dst.get_mut(w)? = byte;
-        w += 1;
-        i += used;
     }
     out.truncate(base + w);
     Some(())
 }
 
-/// Bytes that end a plain run: `&` (a reference), `<` and carriage return (refused).
-const SPECIAL: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b'&' as usize] = true;
-    t[b'<' as usize] = true;
-    t[b'\r' as usize] = true;
-    t
-};
+const LT: u32 = u32::from_le_bytes(*b"&lt;");
+const GT: u32 = u32::from_le_bytes(*b"&gt;");
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+const AMPS: u64 = ONES * b'&' as u64;
+
+/// A reference after its `&`, other than `&lt;` and `&gt;` in full: the character and the
+/// bytes used (through the `;`).
+fn reference(rest: &[u8]) -> Option<(char, usize)> {
+    let named: [(&[u8], char); 5] = [
+        (b"amp;", '&'),
+        (b"quot;", '"'),
+        (b"apos;", '\''),
+        (b"lt;", '<'),
+        (b"gt;", '>'),
+    ];
+    for (name, c) in named {
+        if rest.starts_with(name) {
+            return Some((c, name.len()));
+        }
+    }
+    char_ref(rest)
+}
 
 /// A character reference after its `&`: `#233;` or `#xE9;`. Returns the character and the
 /// bytes used (through the `;`).
