@@ -157,10 +157,11 @@ fn parse_pieces(
     cuts: &[Range<usize>],
     keep: fn(&VmRecord) -> bool,
 ) -> Option<PageScan> {
-    let last = cuts.len() - 1;
+    let last = cuts.len().saturating_sub(1);
     let piece = |i: usize, r: &Range<usize>| -> Option<PageScan> {
         let raw = escaped.get(r.clone())?;
-        let mut xml = Vec::with_capacity(raw.len() + ROOT.len());
+        // unescape_into needs one word of room past the text.
+        let mut xml = Vec::with_capacity(ROOT.len() + raw.len() + 8);
         if i > 0 {
             xml.extend_from_slice(ROOT);
         }
