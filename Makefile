@@ -43,6 +43,7 @@ fmt:
 bench-stuck-vms:
 	$(CARGO) build --release --bins
 	bash tools/bench-stuck-vms.sh 100000 1000 200
+	bash tools/bench-stuck-vms.sh 100000 1000 1000
 
 clean:
 	$(CARGO) clean

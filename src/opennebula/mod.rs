@@ -4,20 +4,27 @@
 //! transient states forever. This module lists them with the `onevm recover` command that fits
 //! each: [`report_after_takeover`] for the agent, [`cli::run`] for `oneha stuck-vms`.
 //!
-//! Layers: [`auth`] (endpoint and session) -> [`xmlrpc`] (calls) -> [`pool`] (paging and
-//! streaming VM_POOL parse) -> [`states`] + [`advice`] (classification, commands) ->
-//! [`report`] (the report) -> [`takeover`] (the agent's hook).
+//! Layers: [`auth`] (endpoint and session) -> [`xmlrpc`] (calls; `envelope` and `reply`
+//! read oned's replies) -> [`pool`] (paging; each page is decoded by `unescape` and read by
+//! `parse`, which skips what the report ignores with `skip`, in pieces on several cores by
+//! `page`) -> [`states`] + [`advice`] (classification, commands) -> [`report`] (the report)
+//! -> [`takeover`] (the agent's hook).
 
 pub mod advice;
 pub mod auth;
 pub mod cli;
 mod config;
+mod envelope;
 pub mod error;
+mod page;
+mod parse;
 pub mod pool;
 mod reply;
 pub mod report;
+mod skip;
 pub mod states;
 pub mod takeover;
+mod unescape;
 pub mod xmlrpc;
 
 pub use cli::{StuckVmsArgs, run};

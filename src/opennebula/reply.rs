@@ -3,12 +3,13 @@
 //!
 //! dxr decodes any XML-RPC. Pool replies are large (a page of 200 VMs is about a megabyte of
 //! escaped XML), and dxr's serde path costs most of the report's time on them, so the exact
-//! shape oned (xmlrpc-c) writes is first read by a small scanner; anything else, or anything
-//! unusual inside (CDATA, comments, carriage returns), goes to dxr. Tests check that both give
-//! the same values.
+//! shape oned (xmlrpc-c) writes is first read by a small scanner ([`envelope`]); anything
+//! else, or anything unusual inside (CDATA, comments, carriage returns), goes to dxr. Tests
+//! check that both give the same values.
 
 use dxr::{FaultResponse, MethodResponse, Value};
 
+use super::envelope;
 use super::error::{ErrorCode, OnedError};
 
 fn protocol(method: &str, detail: String) -> OnedError {
@@ -136,138 +137,9 @@ pub fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// A cursor over the reply text.
-struct Scan<'a> {
-    rest: &'a str,
-}
-
-impl<'a> Scan<'a> {
-    fn ws(&mut self) {
-        self.rest = self.rest.trim_start_matches([' ', '\t', '\n', '\r']);
-    }
-    /// Skips whitespace, then `tag` (exactly).
-    fn tag(&mut self, tag: &str) -> Option<()> {
-        self.ws();
-        self.rest = self.rest.strip_prefix(tag)?;
-        Some(())
-    }
-    /// Unescaped text up to `end` (which is consumed), in one pass; refuses markup inside.
-    fn text_until(&mut self, end: &str) -> Option<String> {
-        let (text, used) = unescape_to_lt(self.rest)?;
-        self.rest = self.rest[used..].strip_prefix(end)?;
-        Some(text)
-    }
-    /// One value, after `<value>`, through `</value>`.
-    fn value(&mut self) -> Option<Value> {
-        let trimmed = self.rest.trim_start_matches([' ', '\t', '\n', '\r']);
-        if !trimmed.starts_with('<') || trimmed.starts_with("</value>") {
-            return Some(Value::String(self.text_until("</value>")?));
-        }
-        self.rest = trimmed;
-        let v = if let Some(r) = self.rest.strip_prefix("<string/>") {
-            self.rest = r;
-            Value::String(String::new())
-        } else {
-            let close = self.rest.find('>')?;
-            let name = self.rest.get(1..close)?;
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.') {
-                return None;
-            }
-            self.rest = &self.rest[close + 1..];
-            let raw = self.text_until(&format!("</{name}>"))?;
-            match name {
-                "string" => Value::String(raw),
-                "i4" | "int" => Value::Integer(raw.trim().parse().ok()?),
-                "i8" => Value::Long(raw.trim().parse().ok()?),
-                "boolean" => match raw.trim() {
-                    "1" => Value::Boolean(true),
-                    "0" => Value::Boolean(false),
-                    _ => return None,
-                },
-                _ => return None,
-            }
-        };
-        self.tag("</value>")?;
-        Some(v)
-    }
-}
-
-/// Decodes text up to the first `<`: the five predefined entities and character references.
-/// Returns the text and how many bytes were read; `None` for a carriage return (XML would
-/// normalise it), an unknown entity or no `<` at all.
-fn unescape_to_lt(s: &str) -> Option<(String, usize)> {
-    let bytes = s.as_bytes();
-    let mut out = String::with_capacity(s.len().min(1 << 20));
-    let mut from = 0;
-    while let Some(off) = memchr::memchr3(b'&', b'<', b'\r', &bytes[from..]) {
-        let i = from + off;
-        out.push_str(&s[from..i]);
-        match bytes[i] {
-            b'<' => return Some((out, i)),
-            b'\r' => return None,
-            _ => {}
-        }
-        let semi = i + bytes[i..].iter().take(12).position(|b| *b == b';')?;
-        let name = &s[i + 1..semi];
-        let c = match name {
-            "lt" => '<',
-            "gt" => '>',
-            "amp" => '&',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => {
-                let n = match name.strip_prefix("#x") {
-                    Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                    None => name.strip_prefix('#')?.parse().ok()?,
-                };
-                char::from_u32(n).filter(|c| *c != '\0')?
-            }
-        };
-        out.push(c);
-        from = semi + 1;
-    }
-    None
-}
-
 /// The values of a reply written exactly as oned writes it; `None` for anything else.
 fn fast_values(text: &str) -> Option<Vec<Value>> {
-    let mut s = Scan { rest: text };
-    s.ws();
-    if s.rest.starts_with("<?xml") {
-        let end = s.rest.find("?>")?;
-        s.rest = &s.rest[end + 2..];
-    }
-    for t in [
-        "<methodResponse>",
-        "<params>",
-        "<param>",
-        "<value>",
-        "<array>",
-        "<data>",
-    ] {
-        s.tag(t)?;
-    }
-    let mut values = Vec::with_capacity(5);
-    loop {
-        s.ws();
-        if let Some(r) = s.rest.strip_prefix("</data>") {
-            s.rest = r;
-            break;
-        }
-        s.tag("<value>")?;
-        values.push(s.value()?);
-    }
-    for t in [
-        "</array>",
-        "</value>",
-        "</param>",
-        "</params>",
-        "</methodResponse>",
-    ] {
-        s.tag(t)?;
-    }
-    s.ws();
-    s.rest.is_empty().then_some(values)
+    envelope::fast_values(text.as_bytes())
 }
 
 #[cfg(test)]

@@ -37,6 +37,14 @@ pub async fn cancelled(cancel: &mut Option<Cancel>) {
     }
 }
 
+/// Reads a reply body (the bytes oned sent) for `method`: the payload, or the error the reply
+/// reports.
+pub type Decode<T> = fn(Bytes, &str) -> Result<T, OnedError>;
+
+fn decode_value(body: Bytes, method: &str) -> Result<Value, OnedError> {
+    decode_reply(&body, method)
+}
+
 /// Retries while oned starts or elects: exponential backoff within a window.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
@@ -97,6 +105,17 @@ impl Client {
     /// Calls `method` with the session followed by `params`, once. Returns the second element
     /// of a successful reply (the payload).
     pub async fn call(&self, method: &str, params: &[Value]) -> Result<Value, OnedError> {
+        self.call_with(method, params, decode_value).await
+    }
+
+    /// Like [`Client::call`], but the reply's bytes go to `decode` (for example to read a
+    /// large payload later, elsewhere). Errors `decode` returns are reported as the call's.
+    pub async fn call_with<T>(
+        &self,
+        method: &str,
+        params: &[Value],
+        decode: Decode<T>,
+    ) -> Result<T, OnedError> {
         let mut all = Vec::with_capacity(params.len() + 1);
         all.push(Value::String(self.session.expose().to_string()));
         all.extend_from_slice(params);
@@ -120,7 +139,7 @@ impl Client {
                 });
             }
         };
-        decode_reply(&reply, method).map_err(|e| self.with_endpoint(e))
+        decode(reply, method).map_err(|e| self.with_endpoint(e))
     }
 
     /// Like [`Client::call`], retrying transient failures (see [`OnedError::is_transient`])
@@ -132,12 +151,26 @@ impl Client {
         retry: Retry,
         cancel: &mut Option<Cancel>,
     ) -> Result<Value, OnedError> {
+        self.call_retrying_with(method, params, retry, cancel, decode_value)
+            .await
+    }
+
+    /// [`Client::call_retrying`] with the reply's bytes going to `decode`, as in
+    /// [`Client::call_with`].
+    pub async fn call_retrying_with<T>(
+        &self,
+        method: &str,
+        params: &[Value],
+        retry: Retry,
+        cancel: &mut Option<Cancel>,
+        decode: Decode<T>,
+    ) -> Result<T, OnedError> {
         let start = Instant::now();
         let mut delay = retry.first_delay;
         let mut attempt = 1u32;
         loop {
             let result = tokio::select! {
-                r = self.call(method, params) => r,
+                r = self.call_with(method, params, decode) => r,
                 _ = cancelled(cancel) => return Err(OnedError::Cancelled),
             };
             match result {
@@ -160,7 +193,8 @@ impl Client {
         }
     }
 
-    fn with_endpoint(&self, e: OnedError) -> OnedError {
+    /// `e` with this client's endpoint in it, when it names one.
+    pub fn with_endpoint(&self, e: OnedError) -> OnedError {
         match e {
             OnedError::Protocol { method, detail, .. } => OnedError::Protocol {
                 endpoint: self.endpoint.url.clone(),

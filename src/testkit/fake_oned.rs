@@ -196,7 +196,7 @@ async fn serve_connection(mut stream: TcpStream, shared: &Shared) -> std::io::Re
             tokio::time::sleep(faults.delay).await;
         }
         let reply = if faults.malformed_reply {
-            "<?xml version=\"1.0\"?><methodResponse><params><param><value><array><data>".into()
+            b"<?xml version=\"1.0\"?><methodResponse><params><param><value><array><data>".to_vec()
         } else {
             answer(&body, shared)
         };
@@ -206,7 +206,7 @@ async fn serve_connection(mut stream: TcpStream, shared: &Shared) -> std::io::Re
             if close { "Connection: close\r\n" } else { "" }
         );
         stream.write_all(head.as_bytes()).await?;
-        stream.write_all(reply.as_bytes()).await?;
+        stream.write_all(&reply).await?;
         if close {
             return Ok(());
         }
@@ -254,38 +254,44 @@ enum Out<'a> {
     I8(i64),
 }
 
-fn response(values: &[Out<'_>]) -> String {
-    let mut s = String::with_capacity(
+/// The reply's bytes: a page is megabytes of escaped text, built as bytes (no re-checks).
+fn response(values: &[Out<'_>]) -> Vec<u8> {
+    let mut s = Vec::with_capacity(
         256 + values
             .iter()
             .map(|v| match v {
-                Out::Str(t) => t.len() + t.len() / 4,
+                // VM_POOL grows by about half when escaped (`<` is `&lt;`).
+                Out::Str(t) => t.len() + t.len() / 2 + 64,
                 _ => 16,
             })
             .sum::<usize>(),
     );
-    s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<methodResponse>\r\n<params>\r\n<param><value><array><data>\r\n");
+    s.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<methodResponse>\r\n<params>\r\n<param><value><array><data>\r\n");
     for v in values {
         match v {
-            Out::Bool(b) => s.push_str(if *b {
-                "<value><boolean>1</boolean></value>\r\n"
+            Out::Bool(b) => s.extend_from_slice(if *b {
+                b"<value><boolean>1</boolean></value>\r\n"
             } else {
-                "<value><boolean>0</boolean></value>\r\n"
+                b"<value><boolean>0</boolean></value>\r\n"
             }),
             Out::Str(t) => {
-                s.push_str("<value><string>");
-                vm_xml::escape_into(&mut s, t);
-                s.push_str("</string></value>\r\n");
+                s.extend_from_slice(b"<value><string>");
+                vm_xml::escape_bytes_into(&mut s, t);
+                s.extend_from_slice(b"</string></value>\r\n");
             }
-            Out::I4(i) => s.push_str(&format!("<value><i4>{i}</i4></value>\r\n")),
-            Out::I8(i) => s.push_str(&format!("<value><i8>{i}</i8></value>\r\n")),
+            Out::I4(i) => {
+                s.extend_from_slice(format!("<value><i4>{i}</i4></value>\r\n").as_bytes())
+            }
+            Out::I8(i) => {
+                s.extend_from_slice(format!("<value><i8>{i}</i8></value>\r\n").as_bytes())
+            }
         }
     }
-    s.push_str("</data></array></value></param>\r\n</params>\r\n</methodResponse>\r\n");
+    s.extend_from_slice(b"</data></array></value></param>\r\n</params>\r\n</methodResponse>\r\n");
     s
 }
 
-fn failure(method: &str, code: i64, msg: &str) -> String {
+fn failure(method: &str, code: i64, msg: &str) -> Vec<u8> {
     let m = format!("[{method}] {msg}");
     response(&[
         Out::Bool(false),
@@ -296,16 +302,17 @@ fn failure(method: &str, code: i64, msg: &str) -> String {
     ])
 }
 
-fn fault(code: i32, msg: &str) -> String {
+fn fault(code: i32, msg: &str) -> Vec<u8> {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<methodResponse>\r\n<fault>\r\n<value><struct>\r\n\
          <member><name>faultCode</name>\r\n<value><i4>{code}</i4></value></member>\r\n\
          <member><name>faultString</name>\r\n<value><string>{msg}</string></value></member>\r\n\
          </struct></value>\r\n</fault>\r\n</methodResponse>\r\n"
     )
+    .into_bytes()
 }
 
-fn answer(body: &str, shared: &Shared) -> String {
+fn answer(body: &str, shared: &Shared) -> Vec<u8> {
     let call = match MethodCall::from_xml(body) {
         Ok(c) => c,
         Err(_) => return fault(-503, "Call XML not a proper XML-RPC call"),
@@ -406,7 +413,11 @@ fn pool_page(shared: &Shared, start: i64, end: i64, state: i64, extended: bool) 
         (0, usize::MAX)
     };
     let wrong_type = shared.cfg.faults.wrong_type_pool;
-    let mut out = String::from("<VM_POOL>");
+    let positions = page_positions(shared, offset, limit, state, start, end);
+    // About 4 KB per extended VM body; sized once rather than grown by copies.
+    let per_vm = if extended { 4200 } else { 1200 };
+    let mut out = String::with_capacity(32 + positions.len() * per_vm);
+    out.push_str("<VM_POOL>");
     let mut emit = |rec: &VmRecord, raw: Option<&str>| {
         let before = out.len();
         match (extended, raw) {
@@ -418,32 +429,6 @@ fn pool_page(shared: &Shared, start: i64, end: i64, state: i64, extended: bool) 
             let at = before + p + "<LCM_STATE>".len();
             out.insert_str(at, "abc");
         }
-    };
-    let keep = |(id, st): &(usize, &(i64, i64))| {
-        let _ = id;
-        state_matches(st.1, state) && id_matches(st.0, start, end)
-    };
-    let positions: Vec<usize> = if shared.cfg.order == Order::Desc {
-        shared
-            .index
-            .iter()
-            .enumerate()
-            .rev()
-            .filter(keep)
-            .skip(offset)
-            .take(limit)
-            .map(|(i, _)| i)
-            .collect()
-    } else {
-        shared
-            .index
-            .iter()
-            .enumerate()
-            .filter(keep)
-            .skip(offset)
-            .take(limit)
-            .map(|(i, _)| i)
-            .collect()
     };
     for i in positions {
         match &shared.cfg.vms {
@@ -464,4 +449,41 @@ fn pool_page(shared: &Shared, start: i64, end: i64, state: i64, extended: bool) 
     }
     out.push_str("</VM_POOL>");
     out
+}
+
+/// Index positions of the VMs on the requested page, in list order.
+fn page_positions(
+    shared: &Shared,
+    offset: usize,
+    limit: usize,
+    state: i64,
+    start: i64,
+    end: i64,
+) -> Vec<usize> {
+    let keep = |(id, st): &(usize, &(i64, i64))| {
+        let _ = id;
+        state_matches(st.1, state) && id_matches(st.0, start, end)
+    };
+    if shared.cfg.order == Order::Desc {
+        shared
+            .index
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(keep)
+            .skip(offset)
+            .take(limit)
+            .map(|(i, _)| i)
+            .collect()
+    } else {
+        shared
+            .index
+            .iter()
+            .enumerate()
+            .filter(keep)
+            .skip(offset)
+            .take(limit)
+            .map(|(i, _)| i)
+            .collect()
+    }
 }
