@@ -197,11 +197,22 @@ pub fn run(camp: &Campaign, stop: &dyn Fn() -> bool, log: &mut dyn FnMut(&str)) 
         if stop() {
             break;
         }
-        let Some(before) = owner.clone() else {
-            // No owner: rebuild (the failure was recorded when it happened).
+        if owner.is_none() {
+            // No single owner after the last fault (recorded then): go on with a fresh
+            // cluster, so every planned fault is still injected.
             rig.finish(&mut out);
             rig = Rig::build(camp);
             owner = recover(&mut rig.c, camp.bound, None, stop).0;
+        }
+        let Some(before) = owner.clone() else {
+            out.liveness.push(Finding {
+                index: i,
+                fault: "(fresh cluster)".into(),
+                what: format!(
+                    "a fresh cluster had no single owner within {:?}",
+                    camp.bound
+                ),
+            });
             continue;
         };
         let desc = describe(&p.fault, &before, &rig.c);
