@@ -127,6 +127,9 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         stats.clone(),
         shutdown.clone(),
     );
+    // /run is emptied at boot: the marker tells an agent restart (keep a single-voter
+    // configuration forced in this boot) from a reboot (undo it).
+    let survivor_marker = survivor_marker(&cfg);
     let settings = NodeSettings {
         me,
         members: cfg.nodes.iter().map(|n| n.id).collect(),
@@ -135,6 +138,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         heartbeat_ticks: timers.heartbeat_ticks,
         election_ticks: timers.election_ticks,
         autostart: cfg.resources.autostart,
+        restore_voters: cfg.two_node && !survivor_marker.exists(),
     };
     let (handle, raft_thread) = node::start(settings, senders)?;
     let known: Vec<NodeId> = cfg.nodes.iter().map(|n| n.id).collect();
@@ -626,6 +630,15 @@ impl AdminHandler for Agent {
             }
         })
     }
+}
+
+/// The runtime marker written when this node becomes the single voter of a two-node
+/// cluster after fencing its peer (beside the admin socket, under /run: gone at reboot).
+pub fn survivor_marker(cfg: &Config) -> std::path::PathBuf {
+    cfg.admin_socket
+        .parent()
+        .unwrap_or(std::path::Path::new("/run/oneha"))
+        .join("two-node-single-voter")
 }
 
 /// Called after the group started on this node: once oned answers and a monitoring cycle

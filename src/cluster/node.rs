@@ -131,6 +131,10 @@ pub struct NodeSettings {
     pub election_ticks: usize,
     /// Group enabled when the cluster is first created.
     pub autostart: bool,
+    /// Two-node mode, first start since boot: a single-voter configuration forced after a
+    /// fence in an earlier boot is undone (both voters again), so a rebooted survivor never
+    /// acts alone on an old confirmation and two single-voter histories cannot fork.
+    pub restore_voters: bool,
 }
 
 /// Start of the error text for proposals caught in a leader change.
@@ -293,6 +297,9 @@ pub fn start(
     peers: HashMap<NodeId, PeerSender>,
 ) -> Result<(NodeHandle, std::thread::JoinHandle<()>), String> {
     let logger = raft_logger();
+    if s.restore_voters {
+        restore_voters(&s).map_err(|e| e.to_string())?;
+    }
     let (raw, state) = open_raw(&s, &logger).map_err(|e| e.to_string())?;
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let no_vote_until = raw
@@ -351,6 +358,22 @@ enum OpenError {
     Other(String),
 }
 
+/// Puts every configured member back as a voter if the stored configuration is this node
+/// alone (see [`NodeSettings::restore_voters`]).
+fn restore_voters(s: &NodeSettings) -> Result<(), StoreError> {
+    let mut store = DiskStorage::open(&s.dir, &s.members)?;
+    if store.conf_state().voters == [s.me] && s.members.len() > 1 {
+        let mut cs = store.conf_state().clone();
+        cs.voters = s.members.clone();
+        store.set_conf_state(&cs)?;
+        tracing::warn!(
+            "two-node: this node was the single voter before it restarted; back to both \
+             voters: it acts again only once it has seen its peer (wait-for-all)"
+        );
+    }
+    Ok(())
+}
+
 fn open_raw(
     s: &NodeSettings,
     logger: &slog::Logger,
@@ -363,6 +386,8 @@ fn open_raw(
         ReplicatedState::from_snapshot(&snap.data).map_err(OpenError::Other)?
     };
     state.applied = state.applied.max(snap.get_metadata().index);
+    // The stored configuration is authoritative for who votes.
+    state.voters = store.conf_state().voters.clone();
     let cfg = raft::Config {
         id: s.me,
         election_tick: s.election_ticks,

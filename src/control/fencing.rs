@@ -171,10 +171,16 @@ impl Loop {
                     .is_ok()
                 {
                     match rx.await {
-                        Ok(Ok(())) => self.propose(Command::Survivor {
-                            node: self.agent.me,
-                            fenced: target,
-                        }),
+                        Ok(Ok(())) => {
+                            let marker = crate::agent::survivor_marker(&self.agent.cfg);
+                            if let Err(e) = std::fs::write(&marker, format!("{target}\n")) {
+                                tracing::warn!("cannot write {}: {e}", marker.display());
+                            }
+                            self.propose(Command::Survivor {
+                                node: self.agent.me,
+                                fenced: target,
+                            })
+                        }
                         Ok(Err(e)) => tracing::error!("cannot continue alone: {e}"),
                         Err(_) => tracing::error!("cannot continue alone: the Raft loop stopped"),
                     }

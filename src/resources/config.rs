@@ -114,7 +114,8 @@ pub struct ResourceConfig {
     /// ip: delay before the second burst.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub garp_repeat_after: Option<Dur>,
-    /// ip: resend gratuitous ARP this often while held; `0s` disables.
+    /// ip: resend gratuitous ARP this often while held (default 10s, so a client whose
+    /// cache points elsewhere is repaired soon); `0s` disables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub garp_refresh: Option<Dur>,
     /// ip: probe for another holder (ARP duplicate address detection) before adding it.
@@ -246,7 +247,7 @@ impl ResourceConfig {
                     interface: self.interface.clone().ok_or("type ip needs `interface`")?,
                     garp_count: self.garp_count.unwrap_or(5),
                     garp_repeat_after: self.garp_repeat_after.unwrap_or(Dur::secs(5)).get(),
-                    garp_refresh: self.garp_refresh.unwrap_or_default().get(),
+                    garp_refresh: self.garp_refresh.unwrap_or(Dur::secs(10)).get(),
                     conflict_check: self.conflict_check.unwrap_or(true),
                     conflict_wait: self.conflict_wait.unwrap_or(Dur::ms(50)).get(),
                 }))
