@@ -139,6 +139,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         election_ticks: timers.election_ticks,
         autostart: cfg.resources.autostart,
         restore_voters: cfg.two_node && !survivor_marker.exists(),
+        relearn_commit: cfg.two_node,
     };
     let (handle, raft_thread) = node::start(settings, senders)?;
     let known: Vec<NodeId> = cfg.nodes.iter().map(|n| n.id).collect();

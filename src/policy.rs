@@ -100,6 +100,11 @@ pub struct Observations {
     pub peer_lost_for: Option<Duration>,
     /// The fence delay for the peer (two-node tie-break).
     pub peer_fence_delay: Duration,
+    /// This node's state is known to hold everything committed before the agent started
+    /// (its start-up barrier was applied). Until then it neither starts nor stops the group
+    /// on its own (an agent restarted on a running owner adopts the group rather than
+    /// stopping it on a stale view).
+    pub synced: bool,
 }
 
 /// What the control loop should do.
@@ -316,6 +321,12 @@ fn local_actions(
     let owner = g.owner == Some(me);
     let should_run = owner && g.enabled;
     if obs.busy {
+        return;
+    }
+    if !obs.synced {
+        out.push(Action::Notice(
+            "catching up with the cluster's state before acting".into(),
+        ));
         return;
     }
     // Not ours (or disabled): stop what runs here and journal the release.

@@ -161,7 +161,7 @@ fn a_node_that_comes_back_with_the_floating_ip_drops_it() {
     );
     assert_eq!(c.topo.addr_holders(c.vip()), vec![owner.clone()]);
     assert!(c.client_reaches(&owner, T));
-    assert!(c.agent_log(other).contains("this node is not the owner"));
+    assert!(c.agent_log(other).contains("stopping the group"));
 }
 
 #[test]

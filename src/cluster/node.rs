@@ -135,6 +135,12 @@ pub struct NodeSettings {
     /// fence in an earlier boot is undone (both voters again), so a rebooted survivor never
     /// acts alone on an old confirmation and two single-voter histories cannot fork.
     pub restore_voters: bool,
+    /// Two-node mode: forget the persisted commit index at start (Raft's commit index is
+    /// volatile state; persisting it is an optimisation) and re-learn it from the leader. A
+    /// node whose log holds entries it committed alone, before its peer fenced it and went on
+    /// with its own history, then takes the survivor's history instead of refusing it
+    /// forever as "conflicting with committed entries".
+    pub relearn_commit: bool,
 }
 
 /// Start of the error text for proposals caught in a leader change.
@@ -194,7 +200,7 @@ impl NodeHandle {
                     if (e.starts_with(LEADER_CHANGED) || e.starts_with("no leader"))
                         && tokio::time::Instant::now() < deadline =>
                 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 r => return r,
             }
@@ -300,6 +306,9 @@ pub fn start(
     if s.restore_voters {
         restore_voters(&s).map_err(|e| e.to_string())?;
     }
+    if s.relearn_commit {
+        relearn_commit(&s).map_err(|e| e.to_string())?;
+    }
     let (raw, state) = open_raw(&s, &logger).map_err(|e| e.to_string())?;
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let no_vote_until = raw
@@ -370,6 +379,17 @@ fn restore_voters(s: &NodeSettings) -> Result<(), StoreError> {
             "two-node: this node was the single voter before it restarted; back to both \
              voters: it acts again only once it has seen its peer (wait-for-all)"
         );
+    }
+    Ok(())
+}
+
+/// Lowers the persisted commit index to the last snapshot (see
+/// [`NodeSettings::relearn_commit`]); the state machine is then rebuilt as entries commit.
+fn relearn_commit(s: &NodeSettings) -> Result<(), StoreError> {
+    let mut store = DiskStorage::open(&s.dir, &s.members)?;
+    let floor = store.last_snapshot().get_metadata().index;
+    if store.hard_state().commit > floor {
+        store.set_commit(floor)?;
     }
     Ok(())
 }

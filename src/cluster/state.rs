@@ -117,6 +117,12 @@ pub enum Command {
     },
     /// A fence attempt finished (success or not).
     Fenced(FenceRecord),
+    /// No effect: a node that sees it applied knows its state holds everything committed
+    /// before it (the agent's start-up barrier).
+    Sync {
+        /// The node that proposed it.
+        node: NodeId,
+    },
     /// A node left two-node mode's tie-break as the survivor with a confirmed fence.
     Survivor {
         /// The survivor.
@@ -375,6 +381,7 @@ impl ReplicatedState {
                     self.fence_journal.pop_front();
                 }
             }
+            Command::Sync { .. } => {}
             Command::Survivor { node, fenced } => {
                 self.survivor = Some((*node, *fenced));
             }

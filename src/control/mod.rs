@@ -93,6 +93,11 @@ struct Loop {
     prop_done: mpsc::UnboundedSender<String>,
     claims: mpsc::UnboundedSender<(u64, Result<(), String>)>,
     hints: mpsc::UnboundedSender<(NodeId, Option<bool>)>,
+    sync_tx: mpsc::UnboundedSender<bool>,
+    /// The start-up barrier (a `Sync` command) was applied here.
+    synced: bool,
+    /// The barrier is in flight.
+    syncing: bool,
     /// Two-node: the lost peer's power state as its fence device reported it during this
     /// loss (`None`: not asked yet; `Some(None)`: asked, in flight or no answer).
     peer_hint: Option<Option<bool>>,
@@ -127,6 +132,7 @@ pub async fn run(
     let (prop_tx, mut prop_rx) = mpsc::unbounded_channel();
     let (claim_tx, mut claim_rx) = mpsc::unbounded_channel();
     let (hint_tx, mut hint_rx) = mpsc::unbounded_channel();
+    let (sync_tx, mut sync_rx) = mpsc::unbounded_channel();
     let mut l = Loop {
         pcfg: policy_config(&agent),
         ex: Executor::new(group, fencer, done_tx),
@@ -149,6 +155,9 @@ pub async fn run(
         prop_done: prop_tx,
         claims: claim_tx,
         hints: hint_tx,
+        sync_tx,
+        synced: false,
+        syncing: false,
         peer_hint: None,
         claim_prev: Held::Stopped,
         states: Vec::new(),
@@ -182,6 +191,7 @@ pub async fn run(
             Some(k) = prop_rx.recv() => Wake::Proposed(k),
             Some((g, r)) = claim_rx.recv() => Wake::Claimed(g, r),
             Some((n, h)) = hint_rx.recv() => Wake::PowerHint(n, h),
+            Some(ok) = sync_rx.recv() => Wake::Synced(ok),
             _ = leaving(&mut shutdown) => break,
         };
         match wake {
@@ -192,6 +202,13 @@ pub async fn run(
                 l.in_flight.remove(&k);
             }
             Wake::Claimed(generation, r) => l.on_claimed(generation, r),
+            Wake::Synced(ok) => {
+                l.syncing = false;
+                if ok && !l.synced {
+                    tracing::info!("caught up with the cluster's state");
+                    l.synced = true;
+                }
+            }
             Wake::PowerHint(node, hint) => {
                 if hint == Some(false) {
                     tracing::warn!(node, "the lost peer's fence device reports it powered off");
@@ -227,6 +244,7 @@ pub async fn run(
 
 enum Wake {
     Tick,
+    Synced(bool),
     PowerHint(NodeId, Option<bool>),
     Done(Done),
     Msg(ControlMsg),
@@ -308,6 +326,7 @@ impl Loop {
         if view.fatal.is_some() {
             return;
         }
+        self.start_up_barrier();
         self.agent
             .counters
             .observe_leader(view.leader.map(|l| self.agent.node_name(l)).as_deref());
@@ -325,6 +344,26 @@ impl Loop {
         for a in actions {
             self.act(a, &view.state);
         }
+    }
+
+    /// Until a `Sync` proposed by this agent is applied here, the state may lack what was
+    /// committed before the agent started: keep proposing one (each try bounded).
+    fn start_up_barrier(&mut self) {
+        if self.synced || self.syncing {
+            return;
+        }
+        self.syncing = true;
+        let node = self.agent.node.clone();
+        let me = self.agent.me;
+        let timeout = self.agent.cfg.timers().election() * 2 + Duration::from_secs(1);
+        let tx = self.sync_tx.clone();
+        tokio::spawn(async move {
+            let ok = node
+                .propose_idempotent(Command::Sync { node: me }, timeout)
+                .await
+                .is_ok();
+            let _ = tx.send(ok);
+        });
     }
 
     fn act(&mut self, a: Action, st: &ReplicatedState) {

@@ -153,6 +153,7 @@ impl Loop {
             fence_backoff,
             peer_lost_for,
             peer_fence_delay,
+            synced: self.synced,
         }
     }
 }

@@ -38,6 +38,7 @@ fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
 
 fn obs() -> Observations {
     Observations {
+        synced: true,
         live: set(&[1, 2, 3]),
         within_lease: set(&[1, 2, 3]),
         seen_all: true,
@@ -549,4 +550,34 @@ fn a_rebooted_two_node_survivor_waits_for_its_peer() {
         ..o
     };
     assert!(decide(&two_node_cfg(), &s, &o).contains(&Action::Start(4)));
+}
+
+#[test]
+fn nothing_local_happens_before_the_start_up_barrier() {
+    // Not the owner by a possibly stale view, with the group running here: wait.
+    let s = st(Some(2), &[(2, 9)], Phase::Started);
+    let o = Observations {
+        held: Held::Unknown,
+        synced: false,
+        ..obs()
+    };
+    let out = decide(&cfg(), &s, &o);
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::Stop { .. } | Action::Start(_))),
+        "{out:?}"
+    );
+    // Quorum loss still stops (S4), synced or not.
+    let lost = Observations {
+        held: Held::Running(4),
+        synced: false,
+        within_lease: set(&[1]),
+        ..obs()
+    };
+    let s = st(Some(1), &[(1, 7)], Phase::Started);
+    assert!(
+        decide(&cfg(), &s, &lost)
+            .iter()
+            .any(|a| matches!(a, Action::Stop { .. }))
+    );
 }
