@@ -121,7 +121,8 @@ pub struct ResourceConfig {
     /// ip: probe for another holder (ARP duplicate address detection) before adding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict_check: Option<bool>,
-    /// ip: how long to wait for an answer to the duplicate address probe (default `50ms`).
+    /// ip: how long to wait for an answer to the duplicate address probe (default `20ms`:
+    /// an ARP reply on a LAN takes well under a millisecond).
     /// Every takeover waits this long before adding the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict_wait: Option<Dur>,
@@ -249,7 +250,7 @@ impl ResourceConfig {
                     garp_repeat_after: self.garp_repeat_after.unwrap_or(Dur::secs(5)).get(),
                     garp_refresh: self.garp_refresh.unwrap_or(Dur::secs(10)).get(),
                     conflict_check: self.conflict_check.unwrap_or(true),
-                    conflict_wait: self.conflict_wait.unwrap_or(Dur::ms(50)).get(),
+                    conflict_wait: self.conflict_wait.unwrap_or(Dur::ms(20)).get(),
                 }))
             }
             ResourceType::Systemd => Ok(ResourceKind::Systemd(
