@@ -22,6 +22,8 @@ pub struct Vip {
     spec: IpSpec,
     /// Follow-up announcements (rest of the first burst, second burst, refresh).
     announcer: Mutex<Option<JoinHandle<()>>>,
+    /// Set once the start's bursts are out (the refresh may go on after).
+    bursts_done: Arc<std::sync::atomic::AtomicBool>,
     /// Kept open: closing a packet socket costs a kernel grace period.
     sender: Mutex<Option<Arc<ArpSocket>>>,
 }
@@ -53,6 +55,7 @@ impl Vip {
         Vip {
             spec,
             announcer: Mutex::new(None),
+            bursts_done: Arc::default(),
             sender: Mutex::new(None),
         }
     }
@@ -122,17 +125,15 @@ impl Vip {
         })
     }
 
-    /// Waits for the follow-up announcements of the last start, unless they go on forever
-    /// (periodic refresh).
+    /// Waits for the follow-up bursts of the last start (not for the periodic refresh,
+    /// which goes on while the address is held).
     pub async fn wait_announced(&self) {
-        if !self.spec.garp_refresh.is_zero() {
-            return;
-        }
         // Polled rather than awaited: the handle stays in place for `stop` to abort.
-        while self
-            .announcer
-            .lock()
-            .is_ok_and(|a| a.as_ref().is_some_and(|t| !t.is_finished()))
+        while !self.bursts_done.load(std::sync::atomic::Ordering::Relaxed)
+            && self
+                .announcer
+                .lock()
+                .is_ok_and(|a| a.as_ref().is_some_and(|t| !t.is_finished()))
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -183,10 +184,13 @@ impl Vip {
         sock.announce(&port, ip)
             .await
             .map_err(|e| format!("gratuitous ARP on {}: {e}", self.spec.interface))?;
+        self.bursts_done
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let plan = Plan {
             count: self.spec.garp_count,
             repeat_after: self.spec.garp_repeat_after,
             refresh: self.spec.garp_refresh,
+            bursts_done: self.bursts_done.clone(),
         };
         let task = tokio::spawn(plan.run(sock, port, ip));
         if let Ok(mut slot) = self.announcer.lock()
@@ -238,6 +242,7 @@ struct Plan {
     count: u32,
     repeat_after: Duration,
     refresh: Duration,
+    bursts_done: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Plan {
@@ -261,6 +266,8 @@ impl Plan {
             tokio::time::sleep(self.repeat_after).await;
             burst(self.count).await;
         }
+        self.bursts_done
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if self.refresh.is_zero() {
             return;
         }
