@@ -269,3 +269,41 @@ fn five_front_ends_survive_two_losses_and_not_three() {
     let s = c.status(up).expect("status");
     assert!(s.quorum.starts_with("NOT quorate"), "{}", s.quorum);
 }
+
+#[test]
+fn metrics_endpoint_serves_the_cluster_state() {
+    // Each agent gets its own metrics port next to its peer port.
+    let mut c = LocalCluster::start("metrics", &["frontend", "frontend", "witness"], "");
+    c.wait_leader(LONG).expect("leader");
+    // Rewrite node 1's config with a metrics address and restart it.
+    let cfg = std::fs::read_to_string(&c.agents[0].config).expect("config");
+    let peer = oneha::config::parse(std::path::Path::new("x"), &cfg)
+        .expect("config parses")
+        .node("n1")
+        .expect("n1")
+        .address;
+    let metrics = std::net::SocketAddr::new(peer.ip(), peer.port() + 1000);
+    std::fs::write(
+        &c.agents[0].config,
+        format!("{cfg}metrics: {{listen: \"{metrics}\"}}\n"),
+    )
+    .expect("write config");
+    c.term(0);
+    c.start_agent(0);
+    let body = wait_for(LONG, || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(metrics).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.contains("oneha_raft_has_leader 1").then_some(out)
+    })
+    .expect("metrics with a leader");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("oneha_member_up{"), "{body}");
+    assert!(
+        body.contains("oneha_peer_frames_rejected_total 0"),
+        "{body}"
+    );
+}
