@@ -146,6 +146,83 @@ fn duplicate_address_detection_refuses_to_add_a_held_address() {
     assert_eq!(topo.addr_holders(vip()), ["node1"]);
 }
 
+/// A floating IPv6 address (documentation prefix, inside the test's bridge only).
+const VIP6: &str = "2001:db8::100";
+
+const VIP6_RESOURCE: &str = "    - name: vip
+      type: ip
+      address: 2001:db8::100/64
+      interface: eth0
+      garp_repeat_after: 200ms
+      conflict_wait: 200ms
+";
+
+fn vip6() -> IpAddr {
+    VIP6.parse().expect("VIP6 constant parses")
+}
+
+#[test]
+fn ipv6_floating_ip_moves_and_the_clients_neighbour_entry_follows_the_advertisement() {
+    let topo = Topology::new("vip6_move");
+    let client = topo.add_host("client", 10);
+    let n1 = topo.add_node("node1", 1, spec(VIP6_RESOURCE));
+    let n2 = topo.add_node("node2", 2, spec(VIP6_RESOURCE));
+    client.exec_ok(&[
+        "ip",
+        "addr",
+        "add",
+        "2001:db8::10/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+
+    resource(&n1, &["start", "vip"]).expect_ok();
+    assert_eq!(topo.addr_holders(vip6()), ["node1"]);
+    assert_eq!(resource(&n1, &["monitor", "vip"]).stdout, "vip: running\n");
+    // Usable at once (added without the kernel's DAD wait): the client resolves and
+    // reaches it.
+    client.exec_ok(&["ping", "-6", "-c", "1", "-W", "2", VIP6]);
+    assert_eq!(client.neigh_mac(vip6()), Some(n1.mac()));
+
+    resource(&n1, &["stop", "vip"]).expect_ok();
+    assert!(topo.addr_holders(vip6()).is_empty());
+
+    // The client has not sent anything since: only node2's unsolicited advertisement can
+    // have changed its entry from node1's MAC.
+    resource(&n2, &["start", "vip"]).expect_ok();
+    assert_eq!(client.neigh_mac(vip6()), Some(n2.mac()));
+    client.exec_ok(&["ping", "-6", "-c", "1", "-W", "2", VIP6]);
+    assert_eq!(topo.addr_holders(vip6()), ["node2"]);
+}
+
+#[test]
+fn ipv6_duplicate_address_detection_refuses_to_add_a_held_address() {
+    let topo = Topology::new("vip6_dad");
+    let rogue = topo.add_host("rogue", 9);
+    let n1 = topo.add_node("node1", 1, spec(VIP6_RESOURCE));
+    rogue.exec_ok(&[
+        "ip",
+        "addr",
+        "add",
+        "2001:db8::100/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+
+    let alarm = format!(
+        "split-brain alarm: MAC {} answers for VIP {VIP6}",
+        rogue.mac()
+    );
+    resource(&n1, &["start", "vip"]).expect_failure(1, &alarm);
+    assert_eq!(topo.addr_holders(vip6()), ["rogue"], "not added");
+
+    rogue.exec_ok(&["ip", "addr", "del", "2001:db8::100/64", "dev", "eth0"]);
+    resource(&n1, &["start", "vip"]).expect_ok();
+    assert_eq!(topo.addr_holders(vip6()), ["node1"]);
+}
+
 /// `opennebula.service` with `Restart=always`, which oneha's drop-in must override.
 fn restarting_unit() -> String {
     serve_name_unit("OpenNebula oned", ONED_PORT) + "Restart=always\nRestartSec=100ms\n"

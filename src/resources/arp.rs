@@ -7,13 +7,15 @@
 
 use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
+
+use super::ndp;
 
 /// EtherType of ARP.
 const ETH_P_ARP: u16 = 0x0806;
@@ -162,28 +164,29 @@ pub struct Port {
     pub mac: Mac,
 }
 
-/// A raw `AF_PACKET` socket for ARP frames.
+/// A raw `AF_PACKET` socket for ARP frames and IPv6 neighbour discovery frames.
 ///
 /// Closing a packet socket waits for an RCU grace period in the kernel (about 10 ms), so
-/// keep a [`ArpSocket::sender`] for as long as it is useful, and close a
-/// [`ArpSocket::listener`] off the hot path ([`ArpSocket::close_in_background`]).
-pub struct ArpSocket {
+/// keep a [`LinkSocket::sender`] for as long as it is useful, and close a
+/// [`LinkSocket::listener`] off the hot path ([`LinkSocket::close_in_background`]).
+pub struct LinkSocket {
     fd: AsyncFd<OwnedFd>,
 }
 
-impl ArpSocket {
+impl LinkSocket {
     /// A socket that only sends, on any interface. It has no protocol hook, so it receives
     /// nothing and costs nothing to keep open. Needs CAP_NET_RAW and a tokio runtime.
-    pub fn sender() -> io::Result<ArpSocket> {
+    pub fn sender() -> io::Result<LinkSocket> {
         Self::raw()
     }
 
-    /// A socket that also receives every ARP frame of interface `ifindex`.
-    pub fn listener(ifindex: u32) -> io::Result<ArpSocket> {
+    /// A socket that also receives the frames of interface `ifindex` that can answer for
+    /// `ip`: every ARP frame for IPv4, every IPv6 frame for IPv6.
+    pub fn listener(ifindex: u32, ip: IpAddr) -> io::Result<LinkSocket> {
         let sock = Self::raw()?;
-        let addr = link_addr(ifindex_i32(ifindex)?, Mac::ZERO);
+        let addr = link_addr(ifindex_i32(ifindex)?, Mac::ZERO, ethertype(ip));
         // SAFETY: `addr` is a valid sockaddr_ll and the length passed is its size. The
-        // socket was created without a protocol, so this bind registers the ARP hook once
+        // socket was created without a protocol, so this bind registers the hook once
         // (no re-registration, which would wait for a grace period).
         let rc = unsafe {
             libc::bind(
@@ -198,7 +201,7 @@ impl ArpSocket {
         Ok(sock)
     }
 
-    fn raw() -> io::Result<ArpSocket> {
+    fn raw() -> io::Result<LinkSocket> {
         // SAFETY: plain socket(2) call; the result is checked before use.
         let raw = unsafe {
             libc::socket(
@@ -214,7 +217,7 @@ impl ArpSocket {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // SAFETY: the AsyncFd owns the OwnedFd, which stays open as long as it does.
         let fd = unsafe { AsyncFd::register(fd) }?;
-        Ok(ArpSocket { fd })
+        Ok(LinkSocket { fd })
     }
 
     /// Closes the socket on a blocking thread, so the kernel's grace period delays nobody.
@@ -224,8 +227,19 @@ impl ArpSocket {
 
     /// Sends `packet` out of `port` in a frame to `dst`.
     pub async fn send(&self, port: &Port, packet: &ArpPacket, dst: Mac) -> io::Result<()> {
-        let frame = packet.frame(dst);
-        let addr = link_addr(ifindex_i32(port.ifindex)?, dst);
+        self.send_frame(port, &packet.frame(dst), dst, ETH_P_ARP)
+            .await
+    }
+
+    /// Sends a whole Ethernet `frame` (of EtherType `proto`) out of `port` to `dst`.
+    pub async fn send_frame(
+        &self,
+        port: &Port,
+        frame: &[u8],
+        dst: Mac,
+        proto: u16,
+    ) -> io::Result<()> {
+        let addr = link_addr(ifindex_i32(port.ifindex)?, dst, proto);
         self.fd
             .async_io(Interest::WRITABLE, |fd| {
                 // SAFETY: `frame` and `addr` outlive the call; lengths are theirs.
@@ -248,9 +262,10 @@ impl ArpSocket {
             .await
     }
 
-    /// The next ARP packet a listener sees that another host than `me` sent.
-    pub async fn recv_from_others(&self, me: Mac) -> io::Result<ArpPacket> {
-        let mut buf = [0u8; 128];
+    /// The hardware address of the next host other than `me` that a listener hears
+    /// answering for `ip` (an ARP packet from `ip`, or a neighbour advertisement of it).
+    async fn next_answer_for(&self, me: Mac, ip: IpAddr) -> io::Result<Mac> {
+        let mut buf = [0u8; 256];
         loop {
             let n = self
                 .fd
@@ -262,48 +277,82 @@ impl ArpSocket {
                     usize::try_from(n).map_err(|_| io::Error::last_os_error())
                 })
                 .await?;
-            match buf.get(..n).and_then(ArpPacket::parse) {
-                Some(p) if p.sender_mac != me => return Ok(p),
-                _ => continue, // our own frames, looped back, or garbage
+            let frame = buf.get(..n).unwrap_or_default();
+            let from = match ip {
+                IpAddr::V4(ip) => ArpPacket::parse(frame)
+                    .filter(|p| p.sender_ip == ip)
+                    .map(|p| p.sender_mac),
+                IpAddr::V6(ip) => ndp::parse_advert(frame)
+                    .filter(|a| a.target == ip)
+                    .map(|a| a.sender_mac),
+            };
+            match from {
+                Some(mac) if mac != me => return Ok(mac),
+                _ => continue, // our own frames, looped back, other traffic, or garbage
             }
         }
     }
 
-    /// Sends one announcement pair for `ip` out of `port`: an unsolicited request and a
-    /// gratuitous reply, both to the broadcast address.
-    pub async fn announce(&self, port: &Port, ip: Ipv4Addr) -> io::Result<()> {
-        let request = ArpPacket::announcement(port.mac, ip);
-        self.send(port, &request, Mac::BROADCAST).await?;
-        let reply = ArpPacket::gratuitous_reply(port.mac, ip);
-        self.send(port, &reply, Mac::BROADCAST).await
+    /// Sends one announcement of `ip` out of `port`. IPv4: an unsolicited request and a
+    /// gratuitous reply, both to the broadcast address. IPv6: an unsolicited neighbour
+    /// advertisement with the override flag, to all nodes.
+    pub async fn announce(&self, port: &Port, ip: IpAddr) -> io::Result<()> {
+        match ip {
+            IpAddr::V4(ip) => {
+                let request = ArpPacket::announcement(port.mac, ip);
+                self.send(port, &request, Mac::BROADCAST).await?;
+                let reply = ArpPacket::gratuitous_reply(port.mac, ip);
+                self.send(port, &reply, Mac::BROADCAST).await
+            }
+            IpAddr::V6(ip) => {
+                let (frame, dst) = ndp::unsolicited_advert(port.mac, ip);
+                self.send_frame(port, &frame, dst, ndp::ETH_P_IPV6).await
+            }
+        }
     }
 
-    /// Duplicate address detection on a listener: probes for `ip` twice (at once and after
-    /// half of `wait`) and returns the hardware address of the first other host that
-    /// answers for it within `wait`, or `None` if nobody does.
+    /// Duplicate address detection on a listener (opened for `ip`): probes for `ip` twice
+    /// (at once and after half of `wait`) and returns the hardware address of the first
+    /// other host that answers for it within `wait`, or `None` if nobody does.
     pub async fn find_holder(
         &self,
         port: &Port,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         wait: Duration,
     ) -> io::Result<Option<Mac>> {
-        let probe = ArpPacket::probe(port.mac, ip);
+        let (probe, dst) = match ip {
+            IpAddr::V4(v4) => (
+                ArpPacket::probe(port.mac, v4)
+                    .frame(Mac::BROADCAST)
+                    .to_vec(),
+                Mac::BROADCAST,
+            ),
+            IpAddr::V6(v6) => ndp::dad_probe(port.mac, v6),
+        };
+        let proto = ethertype(ip);
         let start = Instant::now();
         let deadline = start + wait;
         let mut second_probe = Some(start + wait / 2);
-        self.send(port, &probe, Mac::BROADCAST).await?;
+        self.send_frame(port, &probe, dst, proto).await?;
         loop {
             let until = second_probe.unwrap_or(deadline);
-            match tokio::time::timeout_at(until, self.recv_from_others(port.mac)).await {
-                Ok(Ok(p)) if p.sender_ip == ip => return Ok(Some(p.sender_mac)),
-                Ok(Ok(_)) => {}
+            match tokio::time::timeout_at(until, self.next_answer_for(port.mac, ip)).await {
+                Ok(Ok(mac)) => return Ok(Some(mac)),
                 Ok(Err(e)) => return Err(e),
                 Err(_) if second_probe.take().is_some() => {
-                    self.send(port, &probe, Mac::BROADCAST).await?
+                    self.send_frame(port, &probe, dst, proto).await?
                 }
                 Err(_) => return Ok(None),
             }
         }
+    }
+}
+
+/// The EtherType of the frames that announce or defend `ip`.
+fn ethertype(ip: IpAddr) -> u16 {
+    match ip {
+        IpAddr::V4(_) => ETH_P_ARP,
+        IpAddr::V6(_) => ndp::ETH_P_IPV6,
     }
 }
 
@@ -312,12 +361,12 @@ fn ifindex_i32(ifindex: u32) -> io::Result<i32> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface index too large"))
 }
 
-fn link_addr(ifindex: i32, dst: Mac) -> libc::sockaddr_ll {
+fn link_addr(ifindex: i32, dst: Mac, proto: u16) -> libc::sockaddr_ll {
     let mut sll_addr = [0u8; 8];
     sll_addr[..6].copy_from_slice(&dst.0);
     libc::sockaddr_ll {
         sll_family: libc::AF_PACKET as u16,
-        sll_protocol: ETH_P_ARP.to_be(),
+        sll_protocol: proto.to_be(),
         sll_ifindex: ifindex,
         sll_hatype: 0,
         sll_pkttype: 0,

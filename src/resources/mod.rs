@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod group;
 pub mod lsb;
+pub mod ndp;
 pub mod systemd;
 pub mod vip;
 

@@ -1,17 +1,18 @@
-//! The floating IP: added and removed over rtnetlink, announced with gratuitous ARP, and
-//! never added while another host answers for it.
+//! The floating IP: added and removed over rtnetlink, announced with gratuitous ARP (IPv4)
+//! or unsolicited neighbour advertisements (IPv6), and never added while another host
+//! answers for it.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::TryStreamExt;
 use rtnetlink::Handle;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use tokio::task::JoinHandle;
 
-use super::arp::{ArpSocket, Mac, Port};
+use super::arp::{LinkSocket, Mac, Port};
 use super::{Fault, IpSpec, ResourceState};
 
 /// Pause between the frames of one gratuitous ARP burst.
@@ -25,7 +26,7 @@ pub struct Vip {
     /// Set once the start's bursts are out (the refresh may go on after).
     bursts_done: Arc<std::sync::atomic::AtomicBool>,
     /// Kept open: closing a packet socket costs a kernel grace period.
-    sender: Mutex<Option<Arc<ArpSocket>>>,
+    sender: Mutex<Option<Arc<LinkSocket>>>,
 }
 
 /// What netlink says about an interface.
@@ -69,16 +70,20 @@ impl Vip {
             if self.spec.conflict_check {
                 self.check_conflict(&link).await?;
             }
-            nl.address()
-                .add(link.index, self.spec.address, self.spec.prefix)
-                .execute()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "cannot add {}/{} to {}: {e}",
-                        self.spec.address, self.spec.prefix, self.spec.interface
-                    )
-                })?;
+            let mut add = nl
+                .address()
+                .add(link.index, self.spec.address, self.spec.prefix);
+            if self.spec.address.is_ipv6() {
+                // oneha probed for a holder itself: without NODAD the kernel's own DAD
+                // would keep the address tentative (unusable) for one to two seconds.
+                add.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+            }
+            add.execute().await.map_err(|e| {
+                format!(
+                    "cannot add {}/{} to {}: {e}",
+                    self.spec.address, self.spec.prefix, self.spec.interface
+                )
+            })?;
         }
         self.announce(&link).await
     }
@@ -154,11 +159,10 @@ impl Vip {
     }
 
     async fn check_conflict(&self, link: &LinkInfo) -> Result<(), Fault> {
-        let (IpAddr::V4(ip), Some(port)) = (self.spec.address, link.port()) else {
-            // IPv6: the kernel runs its own duplicate address detection on the address.
-            return Ok(());
+        let (ip, Some(port)) = (self.spec.address, link.port()) else {
+            return Ok(()); // no hardware address: no neighbours to ask
         };
-        let sock = ArpSocket::listener(port.ifindex).map_err(raw_socket_error)?;
+        let sock = LinkSocket::listener(port.ifindex, ip).map_err(raw_socket_error)?;
         let holder = sock.find_holder(&port, ip, self.spec.conflict_wait).await;
         sock.close_in_background();
         let holder = holder
@@ -174,7 +178,7 @@ impl Vip {
 
     /// Sends the first announcement pair now and leaves the rest to a background task.
     async fn announce(&self, link: &LinkInfo) -> Result<(), Fault> {
-        let (IpAddr::V4(ip), Some(port)) = (self.spec.address, link.port()) else {
+        let (ip, Some(port)) = (self.spec.address, link.port()) else {
             return Ok(());
         };
         if self.spec.garp_count == 0 {
@@ -202,7 +206,7 @@ impl Vip {
     }
 
     /// The sending socket, opened on first use.
-    fn sender(&self) -> Result<Arc<ArpSocket>, Fault> {
+    fn sender(&self) -> Result<Arc<LinkSocket>, Fault> {
         let mut slot = self
             .sender
             .lock()
@@ -210,7 +214,7 @@ impl Vip {
         if let Some(sock) = slot.as_ref() {
             return Ok(sock.clone());
         }
-        let sock = Arc::new(ArpSocket::sender().map_err(raw_socket_error)?);
+        let sock = Arc::new(LinkSocket::sender().map_err(raw_socket_error)?);
         *slot = Some(sock.clone());
         Ok(sock)
     }
@@ -246,7 +250,7 @@ struct Plan {
 }
 
 impl Plan {
-    async fn run(self, sock: Arc<ArpSocket>, port: Port, ip: Ipv4Addr) {
+    async fn run(self, sock: Arc<LinkSocket>, port: Port, ip: IpAddr) {
         let burst = |frames: u32| {
             let sock = &sock;
             async move {
@@ -255,7 +259,7 @@ impl Plan {
                         tokio::time::sleep(BURST_SPACING).await;
                     }
                     if let Err(e) = sock.announce(&port, ip).await {
-                        tracing::warn!("gratuitous ARP for {ip}: {e}");
+                        tracing::warn!("{} for {ip}: {e}", announcement(ip));
                     }
                 }
             }
@@ -278,9 +282,17 @@ impl Plan {
     }
 }
 
+/// What announces `ip`, in words.
+fn announcement(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "gratuitous ARP",
+        IpAddr::V6(_) => "unsolicited neighbour advertisement",
+    }
+}
+
 fn raw_socket_error(e: std::io::Error) -> Fault {
     Fault::Failed(format!(
-        "cannot open an ARP socket (needs CAP_NET_RAW): {e}"
+        "cannot open a packet socket for ARP/neighbour discovery (needs CAP_NET_RAW): {e}"
     ))
 }
 
