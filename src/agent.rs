@@ -104,6 +104,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         cluster: cfg.cluster.clone(),
         me,
         key,
+        source: Some(me_cfg.address.ip()).filter(|ip| !ip.is_unspecified()),
     };
     let peers: Vec<(NodeId, std::net::SocketAddr)> = cfg
         .nodes

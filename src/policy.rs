@@ -105,6 +105,8 @@ pub struct Observations {
     /// on its own (an agent restarted on a running owner adopts the group rather than
     /// stopping it on a stale view).
     pub synced: bool,
+    /// How long this agent has been waiting for its start-up barrier (zero once synced).
+    pub unsynced_for: Duration,
 }
 
 /// What the control loop should do.
@@ -324,6 +326,21 @@ fn local_actions(
         return;
     }
     if !obs.synced {
+        // Resources found running that even this node's own (possibly stale) view gives
+        // to no one or to another node: after a lease without catching up (the cluster
+        // unreachable, or reachable one way only), stop them. Nobody else would: the
+        // cluster does not know this node runs anything (S1). A restarted owner, by its
+        // own view, keeps adopting: if it is cut off, the others fence it first (S3).
+        if !should_run && obs.held.may_hold() && obs.unsynced_for >= cfg.lease {
+            out.push(Action::Stop {
+                reason: format!(
+                    "found running at start, not ours by this node's view, and not caught                      up with the cluster within {:.1}s: stopping what runs here",
+                    obs.unsynced_for.as_secs_f64()
+                ),
+                release: None,
+            });
+            return;
+        }
         out.push(Action::Notice(
             "catching up with the cluster's state before acting".into(),
         ));

@@ -67,6 +67,11 @@ pub struct TransportIdentity {
     pub me: NodeId,
     /// The cluster key.
     pub key: ClusterKey,
+    /// Source address of outgoing peer connections: this node's own peer address, so
+    /// that peers (and firewalls) always see it, never a floating IP that the kernel
+    /// might otherwise pick (the primary address of the subnet). `None`: the kernel's
+    /// choice (own address configured as unspecified).
+    pub source: Option<std::net::IpAddr>,
 }
 
 struct PeerService {
@@ -335,6 +340,7 @@ impl PeerClientTask {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
             .map_err(|e| format!("bad address: {e}"))?
             .connect_timeout(self.timing.connect_timeout)
+            .local_address(self.id.source)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(3))

@@ -98,6 +98,8 @@ struct Loop {
     synced: bool,
     /// The barrier is in flight.
     syncing: bool,
+    /// When this control loop started (the barrier's wait counts from here).
+    started_at: Instant,
     /// Two-node: the lost peer's power state as its fence device reported it during this
     /// loss (`None`: not asked yet; `Some(None)`: asked, in flight or no answer).
     peer_hint: Option<Option<bool>>,
@@ -158,6 +160,7 @@ pub async fn run(
         sync_tx,
         synced: false,
         syncing: false,
+        started_at: Instant::now(),
         peer_hint: None,
         claim_prev: Held::Stopped,
         states: Vec::new(),

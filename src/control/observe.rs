@@ -114,7 +114,8 @@ impl Loop {
         };
         // Steady (everyone heard, nothing in flight, nothing waited for): sleep until the
         // first moment a member could turn lost or out of lease; otherwise every tick.
-        let steady = !self.busy
+        let steady = self.synced
+            && !self.busy
             && self.fencing.is_none()
             && waiting.is_empty()
             && peer_lost_for.is_none()
@@ -154,6 +155,11 @@ impl Loop {
             peer_lost_for,
             peer_fence_delay,
             synced: self.synced,
+            unsynced_for: if self.synced {
+                Duration::ZERO
+            } else {
+                self.started_at.elapsed()
+            },
         }
     }
 }

@@ -567,6 +567,29 @@ fn nothing_local_happens_before_the_start_up_barrier() {
             .any(|a| matches!(a, Action::Stop { .. } | Action::Start(_))),
         "{out:?}"
     );
+    // Still not caught up after a lease: what runs here and is not ours by this node's
+    // own view stops (nobody else knows it runs here).
+    let late = Observations {
+        held: Held::Unknown,
+        synced: false,
+        unsynced_for: cfg().lease,
+        ..obs()
+    };
+    assert!(
+        decide(&cfg(), &s, &late)
+            .iter()
+            .any(|a| matches!(a, Action::Stop { release: None, .. })),
+        "{:?}",
+        decide(&cfg(), &s, &late)
+    );
+    // But a restarted owner by its own view keeps adopting the group (the others fence it
+    // before taking over if it is really cut off).
+    let mine = st(Some(1), &[(1, 9)], Phase::Started);
+    assert!(
+        !decide(&cfg(), &mine, &late)
+            .iter()
+            .any(|a| matches!(a, Action::Stop { .. }))
+    );
     // Quorum loss still stops (S4), synced or not.
     let lost = Observations {
         held: Held::Running(4),
