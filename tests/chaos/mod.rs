@@ -282,6 +282,7 @@ pub fn run(camp: &Campaign, stop: &dyn Fn() -> bool, log: &mut dyn FnMut(&str)) 
         let moved = after.as_ref().is_some_and(|a| *a != before);
         if moved {
             s.failovers += 1;
+            s.failover_unavailable.push(unavailable);
             out.failovers += 1;
         }
         for (node, why) in healed.agent_exited {

@@ -20,6 +20,17 @@ pub struct TypeStats {
     pub worst_recovery: Duration,
     /// Nodes found powered off after the fault (fenced by the cluster) and booted again.
     pub fenced_nodes: usize,
+    /// Unavailability of each fault after which the serving node changed.
+    pub failover_unavailable: Vec<Duration>,
+}
+
+impl TypeStats {
+    /// Median unavailability over the faults that moved the group, if any did.
+    pub fn median_failover(&self) -> Option<Duration> {
+        let mut v = self.failover_unavailable.clone();
+        v.sort();
+        v.get(v.len() / 2).copied()
+    }
 }
 
 /// One thing that went wrong, with what replays it.
@@ -91,17 +102,19 @@ impl Outcome {
         );
         let _ = writeln!(
             o,
-            "| fault | injected | failovers | nodes fenced | unavailable (total) | worst unavailable | worst recovery after heal |"
+            "| fault | injected | failovers | nodes fenced | unavailable (total) | median unavailable (failovers) | worst unavailable | worst recovery after heal |"
         );
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
         for (kind, s) in &self.by_type {
             let _ = writeln!(
                 o,
-                "| {kind} | {} | {} | {} | {:.1} s | {:.2} s | {:.2} s |",
+                "| {kind} | {} | {} | {} | {:.1} s | {} | {:.2} s | {:.2} s |",
                 s.injected,
                 s.failovers,
                 s.fenced_nodes,
                 s.unavailable.as_secs_f64(),
+                s.median_failover()
+                    .map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64())),
                 s.worst_unavailable.as_secs_f64(),
                 s.worst_recovery.as_secs_f64()
             );
