@@ -41,6 +41,14 @@ fn owner_power_off_survivor_fences_and_continues_alone_then_readmits_it() {
         vec![survivor.to_string()],
         "single voter after the fence"
     );
+    // The survivor asked the fence device and learned the owner is off: the passive side
+    // did not have to wait its handicap.
+    assert!(
+        c.agent_log(survivor)
+            .contains("the lost peer's fence device reports it powered off"),
+        "{}",
+        c.agent_log(survivor)
+    );
     assert!(
         s.fencing
             .journal

@@ -83,10 +83,21 @@ fn power_off_kills_everything_and_boot_brings_the_node_back() {
     client
         .exec(&[hook, "off", "nodeX"])
         .expect_failure(1, "no node named nodeX");
+    client.exec(&[hook, "status", "node1"]).expect_ok();
+    client
+        .exec(&[hook, "status", "nodeX"])
+        .expect_failure(1, "no node named nodeX");
     client.exec_ok(&[hook, "off", "node1"]);
     assert!(!node.is_on(), "a power-off from outside is noticed");
     assert!(!node.cgroup().exists());
     assert!(client.tcp_get(node.ip().into(), ONED_PORT).is_err());
+    assert_eq!(client.exec(&[hook, "status", "node1"]).code, Some(2), "off");
+    node.boot();
+    client.exec(&[hook, "status", "node1"]).expect_ok();
+    // Powered off by the harness itself (not the hook): the hook still reports it off,
+    // as libvirt would for a guest that died.
+    node.power_off();
+    assert_eq!(client.exec(&[hook, "status", "node1"]).code, Some(2), "off");
     node.boot();
     assert!(node.is_active("opennebula.service"));
     assert!(node.unit_log("opennebula.service").contains("listening"));

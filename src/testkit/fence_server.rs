@@ -48,9 +48,10 @@ pub struct FenceDaemonArgs {
     /// Program run as `HOOK ACTION DOMAIN` for off, on and reboot; success iff it exits 0.
     #[arg(long)]
     pub hook: Option<PathBuf>,
-    /// The hook knows the real power state (as fence_virtd asks libvirt): `off` and `reboot`
-    /// run it even for a domain this daemon powered off before, which a test may have booted
-    /// again since.
+    /// The hook knows the real power state (as fence_virtd asks libvirt): `status` asks it
+    /// (`HOOK status DOMAIN` exits 0 for on, 2 for off, as fence agents report), and `off`
+    /// and `reboot` run it even for a domain this daemon powered off before, which a test
+    /// may have booted again since.
     #[arg(long)]
     pub always_run_hook: bool,
 }
@@ -247,6 +248,16 @@ impl FenceServer {
             (Op::List, _) => RESP_HOSTLIST,
             // Like fence_virtd: an unknown domain reads as off. Never proof of fencing.
             (Op::Status, None) => RESP_OFF,
+            (Op::Status, Some(i)) if self.args.always_run_hook && self.args.hook.is_some() => {
+                let name = self.domains[i].name.clone();
+                match self.hook_status(&name).await {
+                    Some(on) => {
+                        self.domains[i].on = on;
+                        if on { RESP_SUCCESS } else { RESP_OFF }
+                    }
+                    None => RESP_FAIL,
+                }
+            }
             (Op::Status, Some(i)) => {
                 if self.domains[i].on {
                     RESP_SUCCESS
@@ -268,6 +279,28 @@ impl FenceServer {
                 }
                 self.domains[i].on = op != Op::Off;
                 RESP_SUCCESS
+            }
+        }
+    }
+
+    /// `HOOK status DOMAIN`: `Some(true)` on exit 0, `Some(false)` on exit 2, else `None`.
+    async fn hook_status(&self, domain: &str) -> Option<bool> {
+        let hook = self.args.hook.as_ref()?;
+        match tokio::process::Command::new(hook)
+            .arg("status")
+            .arg(domain)
+            .status()
+            .await
+        {
+            Ok(st) if st.code() == Some(0) => Some(true),
+            Ok(st) if st.code() == Some(2) => Some(false),
+            Ok(st) => {
+                eprintln!("fence-daemon: hook status {domain}: {st}");
+                None
+            }
+            Err(e) => {
+                eprintln!("fence-daemon: cannot run hook {}: {e}", hook.display());
+                None
             }
         }
     }

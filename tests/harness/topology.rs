@@ -90,7 +90,9 @@ impl Topology {
 
     /// A script for the test fence daemon's `--hook`, called as `HOOK ACTION DOMAIN`:
     /// `off` and `reboot` power off the node named DOMAIN (it stays off until the test
-    /// calls [`Node::boot`]); `on` and unknown names fail.
+    /// calls [`Node::boot`]); `status` exits 0 while the node's PID 1 lives, 2 when it is
+    /// off (however it was powered off, as libvirt would report); `on` and unknown names
+    /// fail.
     pub fn fence_hook(&self) -> PathBuf {
         self.dir.path().join("fence-hook.sh")
     }
@@ -101,6 +103,12 @@ impl Topology {
              # Test fence daemon hook: ACTION DOMAIN (DOMAIN = node name).\n\
              case \"$1\" in\n\
              off|reboot) ;;\n\
+             status)\n\
+             \x20 [ -d \"{dir}/$2\" ] || {{ echo \"fence hook: no node named $2\" >&2; exit 1; }}\n\
+             \x20 pid=$(cat \"{dir}/$2/pid1\" 2>/dev/null) || exit 2\n\
+             \x20 state=$(sed 's/^.*) //' \"/proc/$pid/stat\" 2>/dev/null | cut -c1)\n\
+             \x20 [ -n \"$state\" ] && [ \"$state\" != Z ] && exit 0\n\
+             \x20 exit 2 ;;\n\
              *) echo \"fence hook: $1 is not supported; the test boots nodes itself\" >&2; exit 1 ;;\n\
              esac\n\
              script=\"{dir}/$2/poweroff.sh\"\n\
