@@ -34,6 +34,7 @@ impl Loop {
         }
         tracing::warn!(target = %name, epoch, "fencing {name} ({action})");
         self.fencing = Some(target);
+        self.fence_began = Instant::now();
         self.ex.fence(target, name, epoch, Duration::ZERO, action);
     }
 
@@ -71,8 +72,16 @@ impl Loop {
             tracing::warn!("{report}");
             self.fence_retry.remove(&target);
             self.recently_fenced.insert(target, Instant::now());
-            self.confirmed_fence(target, epoch, method, report.action.to_string(), detail)
-                .await;
+            let during = self.fence_began.elapsed();
+            self.confirmed_fence(
+                target,
+                epoch,
+                method,
+                report.action.to_string(),
+                detail,
+                during,
+            )
+            .await;
         } else {
             tracing::error!("{report}");
             let (_, fails, _) = self.fence_retry.get(&target).cloned().unwrap_or((
@@ -140,7 +149,9 @@ impl Loop {
     }
 
     /// A node is confirmed off (fence success or operator acknowledgement): journal it and,
-    /// in two-node mode, continue as the single voter.
+    /// in two-node mode, continue as the single voter, unless the node was heard from
+    /// within `heard_within` (since the fence operation began): then it still runs, whatever
+    /// its device said, and this node does not go on alone.
     pub(super) async fn confirmed_fence(
         &mut self,
         target: NodeId,
@@ -148,6 +159,7 @@ impl Loop {
         method: String,
         action: String,
         detail: String,
+        heard_within: Duration,
     ) {
         let view = self.agent.node.view();
         let epoch = if epoch == 0 {
@@ -156,13 +168,19 @@ impl Loop {
             epoch
         };
         if self.agent.cfg.two_node && view.state.voters != [self.agent.me] {
-            let peer_up = self
-                .agent
-                .node
-                .members()
-                .iter()
-                .any(|m| m.id == target && m.last_contact_ms.is_some_and(|ms| ms < 200));
-            if !peer_up {
+            let peer_up = self.agent.node.members().iter().any(|m| {
+                m.id == target
+                    && m.last_contact_ms
+                        .is_some_and(|ms| u128::from(ms) < heard_within.as_millis())
+            });
+            if peer_up {
+                tracing::error!(
+                    "{} was heard from within the last {} ms, although confirmed off: not \
+                     continuing as the single voter",
+                    self.agent.node_name(target),
+                    heard_within.as_millis()
+                );
+            } else {
                 let (reply, rx) = oneshot::channel();
                 if self
                     .agent
@@ -231,6 +249,9 @@ impl Loop {
                     "manual".into(),
                     "ack".into(),
                     format!("operator acknowledged that {name} is off"),
+                    // A peer heard within the loss timeout is not off, whatever the
+                    // operator believes.
+                    self.agent.cfg.timers().lost_after(),
                 )
                 .await;
             }

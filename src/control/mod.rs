@@ -72,6 +72,8 @@ struct Loop {
     held: Held,
     busy: bool,
     fencing: Option<NodeId>,
+    /// When the current (or last) fence operation began.
+    fence_began: Instant,
     monitor_failed: Vec<(String, String)>,
     restarts: VecDeque<Instant>,
     restarts_served: Option<u64>,
@@ -142,6 +144,7 @@ pub async fn run(
         held: Held::Unknown,
         busy: true,
         fencing: None,
+        fence_began: Instant::now(),
         monitor_failed: Vec::new(),
         restarts: VecDeque::new(),
         restarts_served: None,
