@@ -105,6 +105,9 @@ pub struct Observations {
     /// on its own (an agent restarted on a running owner adopts the group rather than
     /// stopping it on a stale view).
     pub synced: bool,
+    /// A start of the current generation failed here and its report is not applied yet:
+    /// starting again now would run the group under a generation about to be marked failed.
+    pub start_failure_pending: bool,
     /// How long this agent has been waiting for its start-up barrier (zero once synced).
     pub unsynced_for: Duration,
 }
@@ -395,7 +398,11 @@ fn local_actions(
                 return;
             }
             if g.may_start(me) {
-                if g.phase != Phase::Failed || !g.start_failed.contains_key(&me) {
+                if obs.start_failure_pending {
+                    out.push(Action::Notice(
+                        "the start failed here: waiting for the cluster to record it".into(),
+                    ));
+                } else if g.phase != Phase::Failed || !g.start_failed.contains_key(&me) {
                     out.push(Action::Start(g.generation));
                 }
                 return;

@@ -327,6 +327,11 @@ impl ReplicatedState {
                         g.blockers(*node)
                     ));
                 }
+                // The claimant holds resources from now on, also when a fence or release
+                // cleared its mark since the assignment (a fenced owner that boots and
+                // claims again): without the mark, the next owner could start before this
+                // one has stopped (S3).
+                g.dirty.entry(*node).or_insert(index);
             }
             Command::Started { node, generation } => {
                 if g.owner != Some(*node) || g.generation != *generation {

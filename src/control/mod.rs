@@ -102,6 +102,8 @@ struct Loop {
     syncing: bool,
     /// When this control loop started (the barrier's wait counts from here).
     started_at: Instant,
+    /// A start of this generation failed here and its `StartFailed` is not applied yet.
+    failed_start: Option<(u64, Instant)>,
     /// Two-node: the lost peer's power state as its fence device reported it during this
     /// loss (`None`: not asked yet; `Some(None)`: asked, in flight or no answer).
     peer_hint: Option<Option<bool>>,
@@ -164,6 +166,7 @@ pub async fn run(
         synced: false,
         syncing: false,
         started_at: Instant::now(),
+        failed_start: None,
         peer_hint: None,
         claim_prev: Held::Stopped,
         states: Vec::new(),
@@ -590,6 +593,7 @@ impl Loop {
     /// A start (or the start half of a restart) failed and was rolled back cleanly.
     fn start_failed(&mut self, generation: u64, reason: String) {
         self.held = Held::Stopped;
+        self.failed_start = Some((generation, Instant::now()));
         self.set_states("stopped");
         self.propose(Command::StartFailed {
             node: self.agent.me,

@@ -155,11 +155,31 @@ impl Loop {
             peer_lost_for,
             peer_fence_delay,
             synced: self.synced,
+            start_failure_pending: self.start_failure_pending(g),
             unsynced_for: if self.synced {
                 Duration::ZERO
             } else {
                 self.started_at.elapsed()
             },
+        }
+    }
+
+    /// A start of the current generation failed here and the cluster has not applied the
+    /// report yet (bounded: a report that never commits stops blocking after 10 s).
+    fn start_failure_pending(&mut self, g: &crate::cluster::state::GroupState) -> bool {
+        let me = self.agent.me;
+        match self.failed_start {
+            Some((generation, at))
+                if generation == g.generation
+                    && !g.start_failed.contains_key(&me)
+                    && at.elapsed() < Duration::from_secs(10) =>
+            {
+                true
+            }
+            _ => {
+                self.failed_start = None;
+                false
+            }
         }
     }
 }

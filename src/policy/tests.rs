@@ -604,3 +604,25 @@ fn nothing_local_happens_before_the_start_up_barrier() {
             .any(|a| matches!(a, Action::Stop { .. }))
     );
 }
+
+/// Found by the fault campaign: a failed restart's report was still in flight when the
+/// owner started the same generation again; the report then marked it failed while it ran,
+/// the group went to the other node, and both ended up recorded as failed.
+#[test]
+fn no_new_start_while_the_last_failure_is_not_recorded() {
+    let s = st(Some(1), &[(1, 9)], Phase::Starting);
+    let o = Observations {
+        held: Held::Stopped,
+        ..obs()
+    };
+    assert!(decide(&cfg(), &s, &o).contains(&Action::Start(4)));
+    let pending = Observations {
+        start_failure_pending: true,
+        ..o
+    };
+    let out = decide(&cfg(), &s, &pending);
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Start(_))),
+        "{out:?}"
+    );
+}

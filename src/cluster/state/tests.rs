@@ -258,3 +258,27 @@ fn claims_commit_only_for_the_current_clean_owner() {
     s.apply(7, &prop(Command::Released { node: 1, epoch: 1 }));
     assert_eq!(s.apply(8, &claim(2, 2)), Applied::Done);
 }
+
+/// Found by the fault campaign (two-node, seed 1795309285318299263, fault #198): the owner
+/// was fenced (clearing its mark), booted and claimed again while still the owner; it then
+/// ran without a mark, so after the group was assigned elsewhere the next owner's claim
+/// committed while it still ran.
+#[test]
+fn a_claim_marks_the_claimant_again_after_its_mark_was_cleared() {
+    let mut s = ReplicatedState::new(true, vec![1, 2]);
+    assign(&mut s, 1, Some(1));
+    let claim = |node, generation| prop(Command::Claim { node, generation });
+    assert_eq!(s.apply(2, &claim(1, 1)), Applied::Done);
+    s.apply(3, &prop(fence(1, 1, true)));
+    assert!(!s.group.dirty.contains_key(&1), "fenced: holds nothing");
+    // Booted again, still the owner: it claims and runs the group.
+    assert_eq!(s.apply(4, &claim(1, 1)), Applied::Done);
+    assert_eq!(s.group.dirty.get(&1), Some(&4));
+    assign(&mut s, 5, Some(2));
+    assert!(
+        matches!(s.apply(6, &claim(2, 2)), Applied::Ignored(ref w) if w.contains("[1]")),
+        "node 1 runs the group until it releases or is fenced"
+    );
+    s.apply(7, &prop(Command::Released { node: 1, epoch: 4 }));
+    assert_eq!(s.apply(8, &claim(2, 2)), Applied::Done);
+}
