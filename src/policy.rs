@@ -232,8 +232,13 @@ fn leader_actions(
                 }
             } else if g.phase == Phase::Failed && g.start_failed.contains_key(&o) {
                 let failed: Vec<NodeId> = g.start_failed.keys().copied().collect();
-                if let Some(n) = best(cfg, obs, None, &failed) {
-                    out.push(assign(st, Some(n), format!("start failed on {o}")));
+                match best(cfg, obs, None, &failed) {
+                    Some(n) => out.push(assign(st, Some(n), format!("start failed on {o}"))),
+                    None => out.push(Action::Notice(format!(
+                        "the group failed to start on node(s) {failed:?} and no other eligible node \
+                         is online: fix the cause (see the start failures in `oneha status`), \
+                         then run `oneha enable` to try again"
+                    ))),
                 }
             } else if cfg.failback && g.phase == Phase::Started {
                 let more = best(cfg, obs, g.preferred, &[]);

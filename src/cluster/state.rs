@@ -338,7 +338,9 @@ impl ReplicatedState {
                     return Applied::Ignored("start report for an old generation".into());
                 }
                 g.phase = Phase::Started;
-                g.start_failed.remove(node);
+                // The group runs again: earlier start failures (elsewhere too) were of their
+                // moment (a link down, a peer still stopping); they no longer rule nodes out.
+                g.start_failed.clear();
             }
             Command::StartFailed {
                 node,

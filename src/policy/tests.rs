@@ -626,3 +626,20 @@ fn no_new_start_while_the_last_failure_is_not_recorded() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_group_failed_everywhere_tells_the_operator_what_to_do() {
+    let mut s = st(Some(2), &[(2, 3)], Phase::Failed);
+    s.group.start_failed.insert(1, "boom".into());
+    s.group.start_failed.insert(2, "boom".into());
+    let o = Observations {
+        leader: true,
+        ..obs()
+    };
+    let mut out = Vec::new();
+    leader_actions(&cfg(), &s, &o, &mut out);
+    assert!(
+        matches!(out.as_slice(), [Action::Notice(n)] if n.contains("oneha enable")),
+        "{out:?}"
+    );
+}

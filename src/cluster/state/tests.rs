@@ -282,3 +282,42 @@ fn a_claim_marks_the_claimant_again_after_its_mark_was_cleared() {
     s.apply(7, &prop(Command::Released { node: 1, epoch: 4 }));
     assert_eq!(s.apply(8, &claim(2, 2)), Applied::Done);
 }
+
+/// Found by the fault campaign (two-node, fault #58 of the replay): node 1's start failed
+/// during a link flap, the group ran on node 2, whose restart then failed during another
+/// flap; node 1's old failure still ruled it out, and the group stayed failed although
+/// node 1 was fine again.
+#[test]
+fn a_successful_start_forgets_earlier_start_failures() {
+    let mut s = ReplicatedState::new(true, vec![1, 2]);
+    assign(&mut s, 1, Some(1));
+    let failed = |node, generation| {
+        prop(Command::StartFailed {
+            node,
+            generation,
+            reason: "interface eth0 is down".into(),
+        })
+    };
+    s.apply(2, &failed(1, 1));
+    assert_eq!(s.group.phase, Phase::Failed);
+    assign(&mut s, 3, Some(2));
+    s.apply(4, &prop(Command::Released { node: 1, epoch: 1 }));
+    s.apply(
+        5,
+        &prop(Command::Started {
+            node: 2,
+            generation: 2,
+        }),
+    );
+    assert!(
+        s.group.start_failed.is_empty(),
+        "{:?}",
+        s.group.start_failed
+    );
+    s.apply(6, &failed(2, 2));
+    assert_eq!(
+        s.group.start_failed.keys().copied().collect::<Vec<_>>(),
+        [2],
+        "only the latest failure rules a node out"
+    );
+}
