@@ -485,13 +485,23 @@ impl Node {
             Event::Inbound(m) => {
                 let amnesia = self.no_vote_until.is_some_and(|t| Instant::now() < t);
                 for msg in m.msgs {
-                    if amnesia
-                        && matches!(
-                            msg.get_msg_type(),
-                            raft::eraftpb::MessageType::MsgRequestVote
-                                | raft::eraftpb::MessageType::MsgRequestPreVote
-                        )
-                    {
+                    let vote = matches!(
+                        msg.get_msg_type(),
+                        raft::eraftpb::MessageType::MsgRequestVote
+                            | raft::eraftpb::MessageType::MsgRequestPreVote
+                    );
+                    // No vote for a node outside this node's configuration: above all a
+                    // two-node survivor's vote for the peer it fenced, which boots with both
+                    // voters and would otherwise lead next to the survivor's single-voter
+                    // configuration (two leaders, two histories). The survivor re-admits it
+                    // as a voter first; it then follows the survivor.
+                    let outsider = !self
+                        .raw
+                        .store()
+                        .conf_state()
+                        .voters
+                        .contains(&msg.get_from());
+                    if vote && (amnesia || outsider) {
                         continue;
                     }
                     // Errors here are stale or foreign messages; raft logs them.
