@@ -342,7 +342,8 @@ fn local_actions(
         if !should_run && obs.held.may_hold() && obs.unsynced_for >= cfg.lease {
             out.push(Action::Stop {
                 reason: format!(
-                    "found running at start, not ours by this node's view, and not caught                      up with the cluster within {:.1}s: stopping what runs here",
+                    "found running at start, not ours by this node's view, and not caught \
+                     up with the cluster within {:.1}s: stopping what runs here",
                     obs.unsynced_for.as_secs_f64()
                 ),
                 release: None,

@@ -303,13 +303,14 @@ pub fn start(
     peers: HashMap<NodeId, PeerSender>,
 ) -> Result<(NodeHandle, std::thread::JoinHandle<()>), String> {
     let logger = raft_logger();
+    let mut store = DiskStorage::open(&s.dir, &s.members).map_err(|e| e.to_string())?;
     if s.restore_voters {
-        restore_voters(&s).map_err(|e| e.to_string())?;
+        restore_voters(&mut store, &s).map_err(|e| e.to_string())?;
     }
     if s.relearn_commit {
-        relearn_commit(&s).map_err(|e| e.to_string())?;
+        relearn_commit(&mut store).map_err(|e| e.to_string())?;
     }
-    let (raw, state) = open_raw(&s, &logger).map_err(|e| e.to_string())?;
+    let (raw, state) = open_raw(&s, store, &logger).map_err(|e| e.to_string())?;
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let no_vote_until = raw
         .store()
@@ -369,8 +370,7 @@ enum OpenError {
 
 /// Puts every configured member back as a voter if the stored configuration is this node
 /// alone (see [`NodeSettings::restore_voters`]).
-fn restore_voters(s: &NodeSettings) -> Result<(), StoreError> {
-    let mut store = DiskStorage::open(&s.dir, &s.members)?;
+fn restore_voters(store: &mut DiskStorage, s: &NodeSettings) -> Result<(), StoreError> {
     if store.conf_state().voters == [s.me] && s.members.len() > 1 {
         let mut cs = store.conf_state().clone();
         cs.voters = s.members.clone();
@@ -385,8 +385,7 @@ fn restore_voters(s: &NodeSettings) -> Result<(), StoreError> {
 
 /// Lowers the persisted commit index to the last snapshot (see
 /// [`NodeSettings::relearn_commit`]); the state machine is then rebuilt as entries commit.
-fn relearn_commit(s: &NodeSettings) -> Result<(), StoreError> {
-    let mut store = DiskStorage::open(&s.dir, &s.members)?;
+fn relearn_commit(store: &mut DiskStorage) -> Result<(), StoreError> {
     let floor = store.last_snapshot().get_metadata().index;
     if store.hard_state().commit > floor {
         store.set_commit(floor)?;
@@ -396,9 +395,9 @@ fn relearn_commit(s: &NodeSettings) -> Result<(), StoreError> {
 
 fn open_raw(
     s: &NodeSettings,
+    store: DiskStorage,
     logger: &slog::Logger,
 ) -> Result<(RawNode<DiskStorage>, ReplicatedState), OpenError> {
-    let store = DiskStorage::open(&s.dir, &s.members)?;
     let snap = store.last_snapshot();
     let mut state = if snap.data.is_empty() {
         ReplicatedState::new(s.autostart, store.conf_state().voters.clone())
@@ -495,13 +494,15 @@ impl Node {
                     // voters and would otherwise lead next to the survivor's single-voter
                     // configuration (two leaders, two histories). The survivor re-admits it
                     // as a voter first; it then follows the survivor.
-                    let outsider = !self
-                        .raw
-                        .store()
-                        .conf_state()
-                        .voters
-                        .contains(&msg.get_from());
-                    if vote && (amnesia || outsider) {
+                    let outsider = || {
+                        !self
+                            .raw
+                            .store()
+                            .conf_state()
+                            .voters
+                            .contains(&msg.get_from())
+                    };
+                    if vote && (amnesia || outsider()) {
                         continue;
                     }
                     // Errors here are stale or foreign messages; raft logs them.
@@ -578,7 +579,8 @@ impl Node {
             .map_err(|e| e.to_string())?;
         tracing::warn!("two-node: continuing as the single voter after a confirmed fence");
         // Rebuild the Raft node from disk with the new membership.
-        let (raw, _) = open_raw(&self.s, &self.logger).map_err(|e| e.to_string())?;
+        let store = DiskStorage::open(&self.s.dir, &self.s.members).map_err(|e| e.to_string())?;
+        let (raw, _) = open_raw(&self.s, store, &self.logger).map_err(|e| e.to_string())?;
         self.raw = raw;
         self.state.voters = vec![me];
         self.raw.campaign().map_err(|e| e.to_string())

@@ -187,7 +187,7 @@ impl Vip {
         let sock = self.sender()?;
         sock.announce(&port, ip)
             .await
-            .map_err(|e| format!("gratuitous ARP on {}: {e}", self.spec.interface))?;
+            .map_err(|e| format!("{} on {}: {e}", announcement(ip), self.spec.interface))?;
         self.bursts_done
             .store(false, std::sync::atomic::Ordering::Relaxed);
         let plan = Plan {

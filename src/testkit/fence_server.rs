@@ -285,40 +285,39 @@ impl FenceServer {
 
     /// `HOOK status DOMAIN`: `Some(true)` on exit 0, `Some(false)` on exit 2, else `None`.
     async fn hook_status(&self, domain: &str) -> Option<bool> {
-        let hook = self.args.hook.as_ref()?;
-        match tokio::process::Command::new(hook)
-            .arg("status")
-            .arg(domain)
-            .status()
-            .await
-        {
-            Ok(st) if st.code() == Some(0) => Some(true),
-            Ok(st) if st.code() == Some(2) => Some(false),
-            Ok(st) => {
+        let st = self.hook("status", domain).await?;
+        match st.code() {
+            Some(0) => Some(true),
+            Some(2) => Some(false),
+            _ => {
                 eprintln!("fence-daemon: hook status {domain}: {st}");
-                None
-            }
-            Err(e) => {
-                eprintln!("fence-daemon: cannot run hook {}: {e}", hook.display());
                 None
             }
         }
     }
 
     async fn run_hook(&self, action: &str, domain: &str) -> bool {
-        let Some(hook) = &self.args.hook else {
+        if self.args.hook.is_none() {
             return true;
-        };
+        }
+        self.hook(action, domain)
+            .await
+            .is_some_and(|st| st.success())
+    }
+
+    /// Runs `HOOK ACTION DOMAIN`; `None` if there is no hook or it cannot be run.
+    async fn hook(&self, action: &str, domain: &str) -> Option<std::process::ExitStatus> {
+        let hook = self.args.hook.as_ref()?;
         match tokio::process::Command::new(hook)
             .arg(action)
             .arg(domain)
             .status()
             .await
         {
-            Ok(st) => st.success(),
+            Ok(st) => Some(st),
             Err(e) => {
                 eprintln!("fence-daemon: cannot run hook {}: {e}", hook.display());
-                false
+                None
             }
         }
     }
