@@ -23,3 +23,4 @@ pub mod resources;
 pub mod status;
 #[doc(hidden)]
 pub mod testkit;
+pub mod vmha;

@@ -17,7 +17,7 @@ mod config;
 mod envelope;
 pub mod error;
 mod page;
-mod parse;
+pub(crate) mod parse;
 pub mod pool;
 mod reply;
 pub mod report;

@@ -113,7 +113,8 @@ pub fn pool_err(context: String, detail: String) -> OnedError {
     OnedError::Pool { context, detail }
 }
 
-fn resolve_ref(r: &BytesRef<'_>) -> Result<char, String> {
+/// Resolves a character or predefined entity reference (`&#60;`, `&lt;`).
+pub(crate) fn resolve_ref(r: &BytesRef<'_>) -> Result<char, String> {
     if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
         return Ok(c);
     }
