@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::fence::xvm_client::{self, XvmParams};
 use crate::fence::{
     Action, AgentDevice, Answer, Attempt, AttemptResult, CheckResult, DeviceConfig, FenceError,
-    FenceReport, SshDevice, agent, find_agent, ssh,
+    FenceReport, NodeFencing, SshDevice, agent, find_agent, ssh,
 };
 
 /// How one device is driven from this node.
@@ -92,15 +92,27 @@ impl Fencer {
                 "this node `{local_node}` is not in nodes[]; fix the node name"
             )));
         }
+        Fencer::for_targets(cfg, local_node, "fencing.nodes", &cfg.fencing.nodes)
+    }
+
+    /// A fencer for `targets` (name -> levels, devices from `cfg.fencing.devices`), run from
+    /// `local_node` (its xvm source address). `section` names where the levels come from in
+    /// messages. Used for cluster nodes and, by VM HA, for hypervisor hosts.
+    pub fn for_targets(
+        cfg: &Config,
+        local_node: &str,
+        section: &str,
+        targets: &BTreeMap<String, NodeFencing>,
+    ) -> Result<Fencer, FenceError> {
         let mut levels = BTreeMap::new();
         let mut delays = BTreeMap::new();
-        for (target, nf) in &cfg.fencing.nodes {
+        for (target, nf) in targets {
             delays.insert(target.clone(), nf.delay.get());
             let mut v = Vec::new();
             for (i, l) in nf.levels.iter().enumerate() {
                 let dev = cfg.fencing.devices.get(&l.device).ok_or_else(|| {
                     FenceError::Config(format!(
-                        "fencing.nodes.{target}.levels[{i}]: unknown device `{}`",
+                        "{section}.{target}.levels[{i}]: unknown device `{}`",
                         l.device
                     ))
                 })?;

@@ -188,21 +188,15 @@ pub enum Event {
         /// VM id -> (name, plan).
         vms: BTreeMap<i64, (String, Plan)>,
     },
-    /// An action is about to be sent (written before the call).
-    Intent {
-        /// VM id.
-        vm: i64,
+    /// Outcomes of actions that ended, then actions about to be sent (journaled before the
+    /// calls). One event per turn, so a thousand VMs cost a few dozen journal writes.
+    Progress {
         /// When (ms).
         at: u64,
-    },
-    /// The action's outcome.
-    Outcome {
-        /// VM id.
-        vm: i64,
-        /// The outcome.
-        outcome: VmOutcome,
-        /// When (ms).
-        at: u64,
+        /// VM id -> how its action ended.
+        outcomes: Vec<(i64, VmOutcome)>,
+        /// VMs whose action is about to be sent.
+        intents: Vec<i64>,
     },
     /// The case ended.
     Closed {
@@ -308,23 +302,41 @@ impl Case {
                     })
                     .collect();
             }
-            Event::Intent { vm, at } => {
-                let e = self.entry(*vm)?;
-                e.intent_at = Some(*at);
-                e.tries += 1;
-            }
-            Event::Outcome { vm, outcome, .. } => {
-                let e = self.entry(*vm)?;
-                e.outcome = Some(outcome.clone());
+            Event::Progress {
+                at,
+                outcomes,
+                intents,
+            } => {
+                // Check everything first: an event applies whole or not at all.
+                let mut seen = std::collections::BTreeSet::new();
+                for vm in outcomes.iter().map(|(vm, _)| vm).chain(intents) {
+                    self.open_entry(*vm)?;
+                    if !seen.insert(*vm) {
+                        return Err(format!("case {}: VM {vm} twice in one event", self.id));
+                    }
+                }
+                for (vm, outcome) in outcomes {
+                    if let Some(e) = self.vms.get_mut(vm) {
+                        e.outcome = Some(outcome.clone());
+                    }
+                }
+                for vm in intents {
+                    if let Some(e) = self.vms.get_mut(vm)
+                        && e.outcome.is_none()
+                    {
+                        e.intent_at = Some(*at);
+                        e.tries += 1;
+                    }
+                }
             }
             Event::Closed { how, at } => self.closed = Some((how.clone(), *at)),
         }
         Ok(())
     }
 
-    fn entry(&mut self, vm: i64) -> Result<&mut VmEntry, String> {
+    fn open_entry(&self, vm: i64) -> Result<&VmEntry, String> {
         let id = self.id;
-        match self.vms.get_mut(&vm) {
+        match self.vms.get(&vm) {
             Some(e) if e.outcome.is_none() && matches!(e.plan, Plan::Act { .. }) => Ok(e),
             Some(_) => Err(format!("case {id}: VM {vm} already has an outcome")),
             None => Err(format!("case {id}: VM {vm} is not in the plan")),

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::case::{Case, Closed, Event, Fenced, Plan, VmOp};
+use super::case::{Case, Closed, Event, Fenced, Plan, VmOp, VmOutcome};
 use super::host::state as host_state;
 use super::input::{Flags, Mode};
 use super::vm::{VmFacts, vm_state};
@@ -111,7 +111,8 @@ pub enum Step {
     },
     /// Journal an event.
     Record(Event),
-    /// Journal the intent, send the action, journal the outcome.
+    /// Send the action. The interpreter journals the intents of one turn's sends (with the
+    /// outcomes that arrived since) in one `Progress` event before making the calls.
     Send {
         /// VM id.
         vm: i64,
@@ -322,6 +323,7 @@ fn act(case: &Case, facts: &Facts, rules: &Rules) -> Vec<Step> {
     todo.sort_by_key(|(priority, id, _)| (std::cmp::Reverse(*priority), *id));
     let mut steps = Vec::new();
     let mut reads = Vec::new();
+    let mut outcomes = Vec::new();
     let mut busy = facts.in_flight.len();
     for (_, id, op) in todo {
         if facts.in_flight.contains(&id) {
@@ -333,25 +335,21 @@ fn act(case: &Case, facts: &Facts, rules: &Rules) -> Vec<Step> {
             match facts.vms.get(&id) {
                 Some(r) if r.read_at > intent => {
                     if applied(case, op, r.vm.as_ref()) {
-                        let outcome = super::case::VmOutcome::Done {
-                            detail: "oned shows it applied (resumed)".into(),
-                        };
-                        steps.push(Step::Record(Event::Outcome {
-                            vm: id,
-                            outcome,
-                            at: facts.now,
-                        }));
+                        outcomes.push((
+                            id,
+                            VmOutcome::Done {
+                                detail: "oned shows it applied (resumed)".into(),
+                            },
+                        ));
                         continue;
                     }
                     if entry.tries >= rules.max_tries {
-                        let outcome = super::case::VmOutcome::Failed {
-                            detail: format!("no answer from oned after {} tries", entry.tries),
-                        };
-                        steps.push(Step::Record(Event::Outcome {
-                            vm: id,
-                            outcome,
-                            at: facts.now,
-                        }));
+                        outcomes.push((
+                            id,
+                            VmOutcome::Failed {
+                                detail: format!("no answer from oned after {} tries", entry.tries),
+                            },
+                        ));
                         continue;
                     }
                 }
@@ -365,6 +363,16 @@ fn act(case: &Case, facts: &Facts, rules: &Rules) -> Vec<Step> {
             busy += 1;
             steps.push(Step::Send { vm: id, op });
         }
+    }
+    if !outcomes.is_empty() {
+        steps.insert(
+            0,
+            Step::Record(Event::Progress {
+                at: facts.now,
+                outcomes,
+                intents: Vec::new(),
+            }),
+        );
     }
     if !reads.is_empty() {
         steps.insert(

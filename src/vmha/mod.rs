@@ -6,9 +6,12 @@
 //! (the pure policy: facts in, steps out).
 
 pub mod case;
+pub mod config;
 pub mod decide;
+pub mod fencing;
 pub mod host;
 pub mod input;
+pub mod oned;
 pub mod vm;
 pub mod xml_tree;
 
