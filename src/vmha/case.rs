@@ -233,6 +233,40 @@ pub struct Case {
 }
 
 impl Case {
+    /// A new case.
+    pub fn new(
+        id: u64,
+        host_id: i64,
+        host_name: &str,
+        flags: &Flags,
+        at: u64,
+        wait_until: u64,
+    ) -> Case {
+        Case {
+            id,
+            host_id,
+            host_name: host_name.to_string(),
+            flags: flags.clone(),
+            opened_at: at,
+            wait_until,
+            fence: FenceState::default(),
+            planned_at: None,
+            vms: BTreeMap::new(),
+            closed: None,
+        }
+    }
+
+    /// The event that opens this case (what the journal records first).
+    pub fn opened_event(&self) -> Event {
+        Event::Opened {
+            host_id: self.host_id,
+            host_name: self.host_name.clone(),
+            flags: self.flags.clone(),
+            at: self.opened_at,
+            wait_until: self.wait_until,
+        }
+    }
+
     /// A case from its `Opened` event; `None` for any other event.
     pub fn open(id: u64, ev: &Event) -> Option<Case> {
         match ev {
@@ -242,18 +276,7 @@ impl Case {
                 flags,
                 at,
                 wait_until,
-            } => Some(Case {
-                id,
-                host_id: *host_id,
-                host_name: host_name.clone(),
-                flags: flags.clone(),
-                opened_at: *at,
-                wait_until: *wait_until,
-                fence: FenceState::default(),
-                planned_at: None,
-                vms: BTreeMap::new(),
-                closed: None,
-            }),
+            } => Some(Case::new(id, *host_id, host_name, flags, *at, *wait_until)),
             _ => None,
         }
     }

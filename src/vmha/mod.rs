@@ -11,7 +11,10 @@ pub mod decide;
 pub mod fencing;
 pub mod host;
 pub mod input;
+pub mod journal;
+pub mod log;
 pub mod oned;
+pub mod run;
 pub mod vm;
 pub mod xml_tree;
 
