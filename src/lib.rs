@@ -21,5 +21,3 @@ pub mod opennebula;
 pub mod policy;
 pub mod resources;
 pub mod status;
-#[doc(hidden)]
-pub mod testkit;
