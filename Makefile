@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all build release test lint fmt deps demo bench-election bench-relocation bench-stuck-vms bench-failover chaos clean test-fence harness-cleanup deb
+.PHONY: all build build-release release test lint fmt deps demo bench-election bench-relocation bench-stuck-vms bench-failover chaos clean test-fence harness-cleanup deb
 
 all: build
 
@@ -10,18 +10,24 @@ all: build
 deps:
 	bash tools/install-deps.sh
 
+## The workspace's programs: `oneha` and the test kit `oneha-testkit` (the tests run both).
 build:
-	$(CARGO) build --bins
+	$(CARGO) build --workspace --bins
 
+## The same in release, for the benches (cargo bench does not build the test kit's binary).
+build-release:
+	$(CARGO) build --release --workspace --bins
+
+## The product alone (the test kit is another package of the workspace).
 release:
-	$(CARGO) build --release --bins
+	$(CARGO) build --release -p oneha --bins
 
 ## The test command (README, .ci/run): unit tests, then the real-host integration tests.
 test: deps build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --no-fail-fast; \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
-		$(CARGO) test --no-fail-fast; \
+		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
 ## Election and re-election times, idle footprint (docs/benchmarks.md).
@@ -29,19 +35,18 @@ bench-election:
 	$(CARGO) bench --bench election
 
 ## Planned relocation downtime as a client sees it (docs/benchmarks.md).
-bench-relocation: deps
+bench-relocation: deps build-release
 	$(CARGO) bench --bench relocation
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 ## Stuck-VM report over a 100,000-VM pool from the fake oned on loopback (time, peak RSS).
-bench-stuck-vms:
-	$(CARGO) build --release --bins
+bench-stuck-vms: build-release
 	bash tools/bench-stuck-vms.sh 100000 1000 200
 	bash tools/bench-stuck-vms.sh 100000 1000 1000
 
@@ -49,7 +54,7 @@ clean:
 	$(CARGO) clean
 
 ## Fencing only: unit tests, then the real fence_virtd and test-daemon interop tests.
-test-fence:
+test-fence: build
 	bash tools/install-fence-virtd.sh
 	$(CARGO) test --lib fence
 	$(CARGO) test --test fence_virtd --test fence_testkit
@@ -60,7 +65,7 @@ harness-cleanup:
 
 .PHONY: bench-resources
 ## Resource driver and node boot timings on real hosts (root); see docs/benchmarks.md.
-bench-resources:
+bench-resources: build-release
 	$(CARGO) bench --bench resources
 
 ## Debian package target/debian/oneha_VERSION_ARCH.deb: release binary, unit, example config,
@@ -76,19 +81,19 @@ deb:
 ## ONEHA_DEMO_TOPOLOGY=two-node for two front-ends without a witness.
 ## The bench binary is exec'd (not run under cargo) so that Ctrl-C reaches it alone and
 ## make waits for its teardown.
-demo: deps
+demo: deps build-release
 	$(CARGO) bench --bench demo --no-run
 	exec $$(CARGO=$(CARGO) bash tools/bench-exe.sh demo)
 
 ## Failover times and footprint, oneha (default/fast, witness/two-node) against keepalived
 ## (VRRPv2 advert 1s, VRRPv3 advert 0.1s), same topology, same run (docs/benchmarks.md).
 ## ONEHA_BENCH_QUICK=1 for 3 runs per configuration instead of 20.
-bench-failover: deps
+bench-failover: deps build-release
 	$(CARGO) bench --bench failover --no-run
 	exec $$(CARGO=$(CARGO) bash tools/bench-exe.sh failover)
 
 ## Fault campaign: >= 200 random faults per topology with the invariant sampler; prints the
 ## seed (ONEHA_SEED=N replays a schedule; ONEHA_CHAOS_FAULTS, ONEHA_CHAOS_TOPOLOGY).
-chaos: deps
+chaos: deps build-release
 	$(CARGO) bench --bench chaos --no-run
 	exec $$(CARGO=$(CARGO) bash tools/bench-exe.sh chaos)

@@ -9,7 +9,7 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use harness::{NodeSpec, TESTKIT, Topology};
+use harness::{NodeSpec, Topology, testkit};
 
 const ROUNDS: usize = 20;
 
@@ -59,7 +59,7 @@ fn main() {
 
     let rounds = ROUNDS.to_string();
     let cycle = node.run_ok(&[
-        TESTKIT,
+        testkit(),
         "resource-cycle",
         "--config",
         "/etc/oneha/oneha.yaml",

@@ -29,8 +29,6 @@ pub enum Done {
     },
     /// A group stop finished.
     Stopped {
-        /// Dirty epoch to release if it succeeded.
-        release: Option<u64>,
         /// Error text, if it failed (the node must then be fenced, S8).
         error: Option<String>,
     },
@@ -185,13 +183,13 @@ impl Executor {
         }
     }
 
-    /// Stops the group; `release` is journaled by the control loop on success.
-    pub fn stop(&mut self, release: Option<u64>) {
+    /// Stops the group (the policy has the release journaled once it sees it stopped).
+    pub fn stop(&mut self) {
         self.stop_monitors();
         let (g, tx) = (self.group.clone(), self.tx.clone());
         tokio::spawn(async move {
             let error = g.stop().await.err().map(|e| e.to_string());
-            let _ = tx.send(Done::Stopped { release, error }).await;
+            let _ = tx.send(Done::Stopped { error }).await;
         });
     }
 

@@ -21,6 +21,4 @@ pub mod opennebula;
 pub mod policy;
 pub mod resources;
 pub mod status;
-#[doc(hidden)]
-pub mod testkit;
 pub mod vmha;

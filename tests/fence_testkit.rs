@@ -11,8 +11,12 @@ use oneha::fence::xvm::HashType;
 use oneha::fence::xvm_client;
 use oneha::fence::{Action, Answer, AttemptResult, FenceError, Fencer};
 
+#[allow(dead_code)]
+#[path = "harness/bins.rs"]
+mod bins;
+
 fn testkit() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_oneha-testkit"))
+    PathBuf::from(bins::testkit())
 }
 
 /// Starts the test daemon in the host namespace with a hook logging to `hook.log`; the hook

@@ -6,7 +6,7 @@ mod harness;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use harness::{Host, Node, NodeSpec, ONED_PORT, TESTKIT, Topology, process_alive, wait_until};
+use harness::{Host, Node, NodeSpec, ONED_PORT, Topology, process_alive, testkit, wait_until};
 
 const VIP: &str = "192.0.2.100";
 
@@ -108,7 +108,14 @@ fn partitions_loss_and_cable_pulls_cut_traffic() {
     let topo = Topology::new("faults");
     let client = topo.add_host("client", 10);
     let server = topo.add_host("server", 2);
-    let _serve = server.spawn(&[TESTKIT, "serve-name", "--port", "2633", "--name", "server"]);
+    let _serve = server.spawn(&[
+        testkit(),
+        "serve-name",
+        "--port",
+        "2633",
+        "--name",
+        "server",
+    ]);
     let server_ip: IpAddr = server.ip().into();
     assert!(
         wait_until(Duration::from_secs(5), || client

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use dxr::Value;
 use oneha::opennebula::pool::{VmRecord, parse_pool};
-use oneha::testkit::fake_oned::{Faults, Order};
+use oneha_testkit::fake_oned::{Faults, Order};
 use serde::Deserialize;
 use support::*;
 
@@ -99,7 +99,7 @@ async fn fake_replies_validate_against_the_xsds() {
     validate(&short, "vm_pool.xsd", "fixture info");
 }
 
-async fn fake_fixture() -> oneha::testkit::fake_oned::Running {
+async fn fake_fixture() -> oneha_testkit::fake_oned::Running {
     fake(
         fixture_vms("pool_after_failover.xml"),
         Faults::default(),

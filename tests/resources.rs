@@ -7,7 +7,7 @@ mod harness;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use harness::{CmdOutput, Node, NodeSpec, ONED_PORT, TESTKIT, Topology, serve_name_unit};
+use harness::{CmdOutput, Node, NodeSpec, ONED_PORT, Topology, serve_name_unit, testkit};
 
 const VIP: &str = "192.0.2.100";
 const CONFIG: &str = "/etc/oneha/oneha.yaml";
@@ -52,7 +52,7 @@ fn resource(node: &Node, args: &[&str]) -> CmdOutput {
 }
 
 fn resource_with(node: &Node, config: &str, args: &[&str]) -> CmdOutput {
-    let mut argv = vec![TESTKIT, "resource"];
+    let mut argv = vec![testkit(), "resource"];
     argv.extend_from_slice(args);
     argv.extend_from_slice(&["--config", config]);
     node.run(&argv)

@@ -10,7 +10,7 @@ use oneha::opennebula::pool::{FILTER_ALL, INFOEXTENDED, STATE_NOT_DONE};
 use oneha::opennebula::report::{self, Report};
 use oneha::opennebula::xmlrpc::Retry;
 use oneha::opennebula::{OnedError, OpennebulaConfig, load_last_report, report_after_takeover};
-use oneha::testkit::fake_oned::{Faults, Order};
+use oneha_testkit::fake_oned::{Faults, Order};
 use support::*;
 
 async fn report_from(endpoint: &str, page_size: u32, wait: Duration) -> Result<Report, OnedError> {
@@ -274,7 +274,7 @@ async fn connection_refused_is_retried_within_the_window_then_reported() {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
-        oneha::testkit::fake_oned::FakeOned {
+        oneha_testkit::fake_oned::FakeOned {
             session: SESSION.into(),
             order: Order::Desc,
             faults: Faults::default(),

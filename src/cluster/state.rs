@@ -123,7 +123,9 @@ pub enum Command {
         /// The node that proposed it.
         node: NodeId,
     },
-    /// A node left two-node mode's tie-break as the survivor with a confirmed fence.
+    /// A node left two-node mode's tie-break as the survivor with a confirmed fence. No
+    /// effect and no longer proposed (nothing read what it recorded); kept so that logs
+    /// written by earlier versions still decode.
     Survivor {
         /// The survivor.
         node: NodeId,
@@ -224,8 +226,6 @@ pub struct ReplicatedState {
     pub group: GroupState,
     /// The last fence records, oldest first.
     pub fence_journal: VecDeque<FenceRecord>,
-    /// Two-node mode: the node that continued alone after fencing its peer, if any.
-    pub survivor: Option<(NodeId, NodeId)>,
 }
 
 /// What applying a command changed, for logs and waiters.
@@ -388,10 +388,7 @@ impl ReplicatedState {
                     self.fence_journal.pop_front();
                 }
             }
-            Command::Sync { .. } => {}
-            Command::Survivor { node, fenced } => {
-                self.survivor = Some((*node, *fenced));
-            }
+            Command::Sync { .. } | Command::Survivor { .. } => {}
         }
         Applied::Done
     }

@@ -194,10 +194,6 @@ impl Loop {
                             if let Err(e) = std::fs::write(&marker, format!("{target}\n")) {
                                 tracing::warn!("cannot write {}: {e}", marker.display());
                             }
-                            self.propose(Command::Survivor {
-                                node: self.agent.me,
-                                fenced: target,
-                            })
                         }
                         Ok(Err(e)) => tracing::error!("cannot continue alone: {e}"),
                         Err(_) => tracing::error!("cannot continue alone: the Raft loop stopped"),

@@ -46,7 +46,7 @@ impl Loop {
             }
         }
         if self.held.may_hold() && !matches!(self.held, Held::StopFailed(_)) {
-            self.ex.stop(None);
+            self.ex.stop();
             self.busy = true;
             self.held = Held::Stopping;
             while self.busy && Instant::now() < deadline {

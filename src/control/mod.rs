@@ -405,12 +405,12 @@ impl Loop {
                     let _ = tx.send((generation, r));
                 });
             }
-            Action::Stop { reason, release } => {
+            Action::Stop { reason, .. } => {
                 tracing::warn!("stopping the group: {reason}");
                 crate::agent::before_stop(&self.agent);
                 self.busy = true;
                 self.held = Held::Stopping;
-                self.ex.stop(release);
+                self.ex.stop();
             }
             Action::Restart(reason) => {
                 tracing::warn!("restarting the group in place: {reason}");
@@ -523,7 +523,7 @@ impl Loop {
                     }
                 }
             }
-            Done::Stopped { error, .. } => {
+            Done::Stopped { error } => {
                 self.busy = false;
                 match error {
                     None => {

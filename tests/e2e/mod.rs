@@ -13,7 +13,7 @@ pub mod oned;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::harness::{Host, Node, NodeSpec, Proc, TESTKIT, Topology, wait_until};
+use crate::harness::{Host, Node, NodeSpec, Proc, Topology, testkit, wait_until};
 use oneha::status::StatusReport;
 
 /// The floating IP of every e2e cluster.
@@ -198,7 +198,7 @@ impl Cluster {
         std::fs::write(&key, key_bytes(7)).expect("fence key");
         let hook = self.topo.fence_hook();
         let argv = [
-            TESTKIT,
+            testkit(),
             "fence-daemon",
             "--listen",
             "192.0.2.20",

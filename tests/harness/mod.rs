@@ -9,6 +9,7 @@
 //! nothing leaves the bridge, which has no address and no route out.
 #![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
 
+mod bins;
 mod client;
 mod cmd;
 mod faults;
@@ -25,6 +26,7 @@ mod usage;
 
 use std::time::{Duration, Instant};
 
+pub use bins::{ONEHA, testkit};
 pub use cmd::{CmdOutput, run_cmd};
 pub use host::{Host, Proc};
 pub use leftovers::leftovers;
@@ -35,11 +37,6 @@ pub use spec::NodeSpec;
 pub use topology::{Topology, prefixes_claimed};
 pub use units::{ONED_PORT, SUNSTONE_PORT, serve_name_unit};
 pub use usage::Usage;
-
-/// The `oneha` binary of this build.
-pub const ONEHA: &str = env!("CARGO_BIN_EXE_oneha");
-/// The `oneha-testkit` binary of this build.
-pub const TESTKIT: &str = env!("CARGO_BIN_EXE_oneha-testkit");
 
 /// True if process `pid` exists and is not a zombie.
 pub fn process_alive(pid: u32) -> bool {

@@ -106,10 +106,15 @@ impl Node {
     pub(super) fn create(host: Host, root: &Path, cgroup: PathBuf, spec: &NodeSpec) -> Node {
         let dirs = NodeDirs::create(root);
         let fill = |text: &str| {
-            text.replace("{{node}}", host.name())
+            let text = text
+                .replace("{{node}}", host.name())
                 .replace("{{ip}}", &host.ip().to_string())
-                .replace("{{oneha}}", super::ONEHA)
-                .replace("{{testkit}}", super::TESTKIT)
+                .replace("{{oneha}}", super::ONEHA);
+            if text.contains("{{testkit}}") {
+                text.replace("{{testkit}}", super::testkit())
+            } else {
+                text
+            }
         };
         let write = |path: PathBuf, text: &str| {
             fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));

@@ -9,8 +9,8 @@ use std::time::Duration;
 use oneha::opennebula::auth::{Session, parse_endpoint};
 use oneha::opennebula::pool::VmRecord;
 use oneha::opennebula::xmlrpc::Client;
-use oneha::testkit::fake_oned::{FakeOned, Faults, Order, Running, Vms};
-use oneha::testkit::vm_xml;
+use oneha_testkit::fake_oned::{FakeOned, Faults, Order, Running, Vms};
+use oneha_testkit::vm_xml;
 
 /// The session the fakes accept. Its secret must never show up in any message.
 pub const SESSION: &str = "oneadmin:Sup3r-S3cret-Pw";

@@ -321,3 +321,19 @@ fn a_successful_start_forgets_earlier_start_failures() {
         "only the latest failure rules a node out"
     );
 }
+
+#[test]
+fn logs_and_snapshots_of_earlier_versions_with_a_survivor_record_still_read() {
+    let mut s = ReplicatedState::new(true, vec![1, 2]);
+    assign(&mut s, 1, Some(1));
+    let mut old = serde_json::to_value(&s).expect("json");
+    old["survivor"] = serde_json::json!([1, 2]);
+    let bytes = serde_json::to_vec(&old).expect("bytes");
+    assert_eq!(ReplicatedState::from_snapshot(&bytes), Ok(s.clone()));
+    let before = s.clone();
+    let entry = prop(Command::Survivor { node: 1, fenced: 2 }).encode();
+    let cmd = Proposal::decode(&entry).expect("a Survivor entry decodes");
+    assert_eq!(s.apply(2, &cmd), Applied::Done);
+    assert_eq!(s.group, before.group);
+    assert_eq!(s.voters, before.voters);
+}

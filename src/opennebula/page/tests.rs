@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::opennebula::report::is_stuck;
-use crate::testkit::vm_xml;
+use oneha_testkit::vm_xml;
 
 const NOW: i64 = 1_700_000_000;
 

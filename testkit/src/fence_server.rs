@@ -14,11 +14,11 @@ use clap::Parser;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::fence::xvm::{
+use oneha::fence::xvm::{
     self, CHALLENGE_LEN, DEFAULT_GROUP_V4, DEFAULT_PORT, HashType, HostEntry, Op, PowerState,
     REQUEST_LEN, RESP_FAIL, RESP_HOSTLIST, RESP_OFF, RESP_SUCCESS, Request,
 };
-use crate::fence::xvm_client::read_full;
+use oneha::fence::xvm_client::read_full;
 
 /// `oneha-testkit fence-daemon` options.
 #[derive(Debug, Clone, Parser)]

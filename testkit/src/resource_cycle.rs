@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::config;
-use crate::resources::Resource;
+use oneha::config;
+use oneha::resources::Resource;
 
 /// Arguments of `oneha-testkit resource-cycle`.
 #[derive(Debug, Clone, Args)]

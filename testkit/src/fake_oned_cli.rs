@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::fake_oned::{FakeOned, Faults, Order, Vms};
 use super::vm_xml::{self, FakeVm};
-use crate::config::parse_duration;
+use oneha::config::parse_duration;
 
 /// Stuck LCM states `--stuck-every` cycles through (a mix of transient and failure states).
 const STUCK_CYCLE: [i64; 8] = [1, 2, 17, 12, 39, 4, 16, 36];

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::opennebula::pool::{History, VmRecord, parse_pool};
+use oneha::opennebula::pool::{History, VmRecord, parse_pool};
 
 /// One VM of the fake's pool.
 #[derive(Debug, Clone)]

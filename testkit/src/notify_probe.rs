@@ -60,11 +60,11 @@ pub fn probe(bus: &str) -> String {
 pub fn run(args: &NotifyProbeArgs) -> i32 {
     let status = probe(&args.bus);
     eprintln!("notify-probe: {status}");
-    if let Err(e) = crate::notify::notify(&format!("READY=1\nSTATUS={status}")) {
+    if let Err(e) = oneha::notify::notify(&format!("READY=1\nSTATUS={status}")) {
         eprintln!("notify-probe: cannot notify systemd: {e}");
         return 1;
     }
-    let interval = crate::notify::watchdog_interval();
+    let interval = oneha::notify::watchdog_interval();
     let mut left = args.pings;
     loop {
         let Some(iv) = interval else {
@@ -77,7 +77,7 @@ pub fn run(args: &NotifyProbeArgs) -> i32 {
             Some(n) => left = Some(n - 1),
             None => {}
         }
-        if let Err(e) = crate::notify::notify("WATCHDOG=1") {
+        if let Err(e) = oneha::notify::notify("WATCHDOG=1") {
             eprintln!("notify-probe: watchdog ping failed: {e}");
         }
     }

@@ -18,8 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::vm_xml::{self, FakeVm};
-use crate::opennebula::pool::VmRecord;
-use crate::opennebula::xmlrpc::int_of;
+use oneha::opennebula::pool::VmRecord;
+use oneha::opennebula::xmlrpc::int_of;
 
 /// Which injected fault, if any, answers a call.
 #[derive(Debug, Clone, Default)]
