@@ -80,7 +80,8 @@ pub enum Cmd {
         action: String,
     },
     /// Record that NODE has been verified powered off by hand (like fence_ack_manual),
-    /// so a takeover blocked on fencing it can proceed.
+    /// so a takeover blocked on fencing it can proceed. A name that is not a cluster member
+    /// is taken as an OpenNebula host whose VM-HA case is blocked on fencing.
     FenceAck {
         /// Node that is off.
         node: String,
@@ -96,6 +97,9 @@ pub enum Cmd {
     /// Drive resources on this node directly, bypassing the cluster (like
     /// crm_resource --force-*): for debugging only.
     Resource(crate::resources::cli::ResourceArgs),
+    /// OpenNebula's host-failure hook (drop-in for ft/host_error.rb): wait for the host to
+    /// come back, fence it, then migrate, recreate or delete its VMs (docs/vm-ha.md).
+    HostError(crate::vmha::cli::HostErrorArgs),
     /// Translate an rgmanager/CMAN cluster.conf into oneha.yaml (see
     /// docs/migrating-from-rgmanager.md); what cannot be translated is listed on stderr.
     ImportClusterConf(crate::import::ImportArgs),
@@ -157,6 +161,24 @@ async fn run(cli: Cli) -> i32 {
                 );
                 return 2;
             }
+            // A name that is not a cluster member is a hypervisor host of a VM-HA case.
+            let is_member = config::load(&config_path).is_ok_and(|c| c.node(&node).is_some());
+            if !is_member {
+                return match crate::vmha::cli::ack_host(&node) {
+                    Ok(p) => {
+                        println!(
+                            "acknowledged: host {node} is off ({}); a VM-HA case blocked on \
+                             fencing it goes on",
+                            p.display()
+                        );
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("oneha fence-ack: {e}");
+                        2
+                    }
+                };
+            }
             simple(&config_path, AdminRequest::FenceAck { node }).await
         }
         Cmd::FenceCheck(args) => {
@@ -187,6 +209,7 @@ async fn run(cli: Cli) -> i32 {
             }
             simple(&config_path, AdminRequest::ForceWaitForAll).await
         }
+        Cmd::HostError(args) => crate::vmha::cli::run(&args, &config_path).await,
         Cmd::StuckVms(args) => {
             // The oneha config is optional here: OpenNebula's own conventions suffice.
             let cfg = config::load(&config_path).ok();

@@ -20,6 +20,7 @@ pub use locate::locate;
 use crate::fence::FencingConfig;
 use crate::opennebula::OpennebulaConfig;
 use crate::resources::ResourcesConfig;
+use crate::vmha::config::VmHaConfig;
 
 /// Where the agent and the CLI look for the config unless `--config` or `ONEHA_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/oneha/oneha.yaml";
@@ -63,6 +64,9 @@ pub struct Config {
     /// The Prometheus metrics endpoint (off unless `listen` is set).
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// VM HA (`oneha host-error`): how hypervisor hosts are fenced, the guard, limits.
+    #[serde(default)]
+    pub vm_ha: VmHaConfig,
 }
 
 /// The `metrics:` section.
@@ -509,6 +513,9 @@ fn validate(c: &Config, p: &mut Problems) {
     c.resources.validate(c, p);
     c.fencing.validate(c, p);
     c.opennebula.validate(c, p);
+    let devices: Vec<&str> = c.fencing.devices.keys().map(String::as_str).collect();
+    c.vm_ha
+        .check(&devices, &mut |k, m| p.push(format!("vm_ha.{k}"), m));
 }
 
 #[cfg(test)]

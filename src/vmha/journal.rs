@@ -49,7 +49,10 @@ impl MemoryJournal {
 
 impl Journal for MemoryJournal {
     async fn record(&self, ev: Event) -> Result<Case, String> {
-        let mut c = self.case.lock().map_err(|_| "journal lock poisoned".to_string())?;
+        let mut c = self
+            .case
+            .lock()
+            .map_err(|_| "journal lock poisoned".to_string())?;
         c.apply(&ev)?;
         Ok(c.clone())
     }
@@ -77,10 +80,14 @@ impl Journal for MemoryJournal {
 /// when no agent runs here).
 pub fn write_ack(dir: &std::path::Path, host: &str) -> Result<PathBuf, String> {
     if host.is_empty() || host.contains(['/', '\0']) || host == "." || host == ".." {
-        return Err(format!("`{}` is not a host name", super::sanitize(host, 60)));
+        return Err(format!(
+            "`{}` is not a host name",
+            super::sanitize(host, 60)
+        ));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let p = dir.join(host);
-    std::fs::write(&p, b"acknowledged\n").map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    std::fs::write(&p, b"acknowledged\n")
+        .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     Ok(p)
 }

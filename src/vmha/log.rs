@@ -88,7 +88,11 @@ mod tests {
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].ends_with("][HOST 7][I] Hook launched"), "{}", lines[0]);
+        assert!(
+            lines[0].ends_with("][HOST 7][I] Hook launched"),
+            "{}",
+            lines[0]
+        );
         assert!(lines[2].ends_with("][HOST 7][E] lines"), "{}", lines[2]);
         assert!(lines[0].starts_with('[') && lines[0].contains(" +0000]"));
     }

@@ -69,7 +69,8 @@ pub async fn work<J: Journal>(
                 fenced: Some(Fenced::Acked),
                 error: None,
             };
-            ctx.log.info("Fencing acknowledged by an operator (oneha fence-ack)");
+            ctx.log
+                .info("Fencing acknowledged by an operator (oneha fence-ack)");
             case = record(ctx, &case, ev).await;
             continue;
         }
@@ -180,7 +181,8 @@ async fn record<J: Journal>(ctx: &Ctx<'_, J>, case: &Case, ev: Event) -> Case {
             Ok(c) => return c,
             Err(e) if ctx.journal.durable() => {
                 // The cluster may be electing: nothing proceeds unjournaled.
-                ctx.log.error(&format!("cannot journal the case yet: {e}; retrying"));
+                ctx.log
+                    .error(&format!("cannot journal the case yet: {e}; retrying"));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
@@ -242,7 +244,13 @@ async fn read_vms<J: Journal>(
     while let Some((id, r)) = reads.next().await {
         match r {
             Ok(vm) => {
-                facts.vms.insert(id, VmRead { vm, read_at: now_ms() });
+                facts.vms.insert(
+                    id,
+                    VmRead {
+                        vm,
+                        read_at: now_ms(),
+                    },
+                );
             }
             Err(e) => {
                 first_err.get_or_insert(e);
@@ -291,7 +299,10 @@ fn log_event(log: &HookLog, case: &Case, ev: &Event) {
             "WARNING: Fencing disabled (-u): VMs are recovered without proof that the host is \
              off; if it still runs them, they run twice and their disks may be corrupted",
         ),
-        Event::FenceResult { fenced: Some(Fenced::Acked), .. } => {}
+        Event::FenceResult {
+            fenced: Some(Fenced::Acked),
+            ..
+        } => {}
         Event::FenceResult { error, .. } => log.error(&format!(
             "Fencing error: {}; no VM is touched; retrying with backoff (release with \
              `oneha fence-ack {} --yes` once you have checked it is off)",
@@ -333,17 +344,19 @@ fn log_event(log: &HookLog, case: &Case, ev: &Event) {
                         "VM {vm}: refused, the VM is locked ({detail}); `onevm unlock {vm}`, \
                          then recover it by hand"
                     )),
-                    VmOutcome::WrongState { detail } => log.error(&format!(
-                        "VM {vm}: refused in its state ({detail})"
-                    )),
-                    VmOutcome::Failed { detail } => log.error(&format!("VM {vm}: failed: {detail}")),
+                    VmOutcome::WrongState { detail } => {
+                        log.error(&format!("VM {vm}: refused in its state ({detail})"))
+                    }
+                    VmOutcome::Failed { detail } => {
+                        log.error(&format!("VM {vm}: failed: {detail}"))
+                    }
                 }
             }
         }
         Event::Closed { how, .. } => match how {
-            Closed::HostBack { state } => {
-                log.info(&format!("Exiting. Host came back ({state}): nothing fenced, no VM touched."))
-            }
+            Closed::HostBack { state } => log.info(&format!(
+                "Exiting. Host came back ({state}): nothing fenced, no VM touched."
+            )),
             Closed::Guard { failing, limit } => log.error(&format!(
                 "Mass-failure guard: {failing} hosts failing, more than {limit}: nothing fenced, \
                  no VM touched. A front-end cut off from the hypervisors sees every host fail; \
@@ -367,6 +380,13 @@ pub fn open_case(
     let wait = u64::try_from(interval.as_millis())
         .unwrap_or(u64::MAX)
         .saturating_mul(u64::from(flags.pause));
-    let case = Case::new(id, host.id, &host.name, flags, now, now.saturating_add(wait));
+    let case = Case::new(
+        id,
+        host.id,
+        &host.name,
+        flags,
+        now,
+        now.saturating_add(wait),
+    );
     (case.clone(), case.opened_event())
 }
