@@ -185,6 +185,13 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     // The control loop stops first (handing the group over while the transport still
     // runs), then Raft leadership moves, then everything else stops.
     let (leave_tx, leave) = watch::channel(false);
+    let vm_ha = tokio::spawn(crate::vmha_ops::service::serve(
+        handle.clone(),
+        me,
+        agent.name.clone(),
+        Arc::new(agent.cfg.clone()),
+        leave.clone(),
+    ));
     let control = tokio::spawn(crate::control::run(agent.clone(), control_rx, local, leave));
 
     let metrics_task = match agent.cfg.metrics.listen {
@@ -211,6 +218,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let _ = crate::notify::notify("STOPPING=1");
     let _ = leave_tx.send(true);
     let _ = control.await;
+    let _ = vm_ha.await;
     graceful_leave(&agent, election).await;
     let _ = shutdown_tx.send(true);
     let _ = handle.send(Event::Shutdown);
@@ -628,6 +636,12 @@ impl AdminHandler for Agent {
                 AdminRequest::ForceWaitForAll => {
                     self.ask_control(|reply| ControlMsg::ForceWaitForAll { reply })
                         .await
+                }
+                AdminRequest::VmHa(req) => {
+                    match crate::vmha_ops::service::handle(&self.node, req).await {
+                        Ok(v) => AdminResponse::ok(v),
+                        Err(e) => AdminResponse::err(e),
+                    }
                 }
             }
         })

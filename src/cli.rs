@@ -99,7 +99,9 @@ pub enum Cmd {
     Resource(crate::resources::cli::ResourceArgs),
     /// OpenNebula's host-failure hook (drop-in for ft/host_error.rb): wait for the host to
     /// come back, fence it, then migrate, recreate or delete its VMs (docs/vm-ha.md).
-    HostError(crate::vmha::cli::HostErrorArgs),
+    HostError(crate::vmha_ops::cli::HostErrorArgs),
+    /// VM-HA cases (host failures) in progress and past, each VM's outcome.
+    VmHa(crate::vmha_ops::cases_cli::VmHaArgs),
     /// Translate an rgmanager/CMAN cluster.conf into oneha.yaml (see
     /// docs/migrating-from-rgmanager.md); what cannot be translated is listed on stderr.
     ImportClusterConf(crate::import::ImportArgs),
@@ -162,9 +164,16 @@ async fn run(cli: Cli) -> i32 {
                 return 2;
             }
             // A name that is not a cluster member is a hypervisor host of a VM-HA case.
-            let is_member = config::load(&config_path).is_ok_and(|c| c.node(&node).is_some());
+            let cfg = config::load(&config_path).ok();
+            let is_member = cfg.as_ref().is_some_and(|c| c.node(&node).is_some());
+            if !is_member && cfg.is_some() {
+                let req = AdminRequest::VmHa(crate::vmha_ops::service::VmHaRequest::Ack {
+                    host: node.clone(),
+                });
+                return simple(&config_path, req).await;
+            }
             if !is_member {
-                return match crate::vmha::cli::ack_host(&node) {
+                return match crate::vmha_ops::cli::ack_host(&node) {
                     Ok(p) => {
                         println!(
                             "acknowledged: host {node} is off ({}); a VM-HA case blocked on \
@@ -209,7 +218,8 @@ async fn run(cli: Cli) -> i32 {
             }
             simple(&config_path, AdminRequest::ForceWaitForAll).await
         }
-        Cmd::HostError(args) => crate::vmha::cli::run(&args, &config_path).await,
+        Cmd::HostError(args) => crate::vmha_ops::cli::run(&args, &config_path).await,
+        Cmd::VmHa(args) => crate::vmha_ops::cases_cli::run_vm_ha(&args, &config_path).await,
         Cmd::StuckVms(args) => {
             // The oneha config is optional here: OpenNebula's own conventions suffice.
             let cfg = config::load(&config_path).ok();

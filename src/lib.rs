@@ -22,3 +22,4 @@ pub mod policy;
 pub mod resources;
 pub mod status;
 pub mod vmha;
+pub mod vmha_ops;

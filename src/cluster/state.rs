@@ -123,6 +123,8 @@ pub enum Command {
         /// The node that proposed it.
         node: NodeId,
     },
+    /// VM HA: open a host-failure case, or record an event of one.
+    VmHa(crate::vmha::cases::CaseCommand),
     /// A node left two-node mode's tie-break as the survivor with a confirmed fence. No
     /// effect and no longer proposed (nothing read what it recorded); kept so that logs
     /// written by earlier versions still decode.
@@ -226,6 +228,9 @@ pub struct ReplicatedState {
     pub group: GroupState,
     /// The last fence records, oldest first.
     pub fence_journal: VecDeque<FenceRecord>,
+    /// VM-HA cases (`oneha host-error`).
+    #[serde(default)]
+    pub vm_ha: crate::vmha::cases::Cases,
 }
 
 /// What applying a command changed, for logs and waiters.
@@ -386,6 +391,11 @@ impl ReplicatedState {
                 self.fence_journal.push_back(rec.clone());
                 while self.fence_journal.len() > FENCE_JOURNAL_LEN {
                     self.fence_journal.pop_front();
+                }
+            }
+            Command::VmHa(cmd) => {
+                if let Err(why) = self.vm_ha.apply(index, cmd) {
+                    return Applied::Ignored(why);
                 }
             }
             Command::Sync { .. } | Command::Survivor { .. } => {}

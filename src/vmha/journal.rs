@@ -9,10 +9,33 @@ use std::sync::Mutex;
 
 use super::case::{Case, Event};
 
+/// Why an event was not journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalError {
+    /// The case refused it (e.g. the host was acknowledged off meanwhile): go on with the
+    /// case as journaled.
+    Refused(String),
+    /// The journal cannot be written now (the cluster is electing, this node is cut off):
+    /// retry; nothing proceeds unjournaled.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JournalError::Refused(e) => write!(f, "refused: {e}"),
+            JournalError::Unavailable(e) => write!(f, "journal unavailable: {e}"),
+        }
+    }
+}
+
 /// A case's journal.
 pub trait Journal: Send + Sync {
-    /// Journals `ev` and returns the case after it. An `Err` means it was not journaled.
-    fn record(&self, ev: Event) -> impl Future<Output = Result<Case, String>> + Send;
+    /// Journals `ev` and returns the case after it.
+    fn record(&self, ev: Event) -> impl Future<Output = Result<Case, JournalError>> + Send;
+    /// The case as journaled now (others, e.g. an operator's acknowledgement, may have
+    /// added events).
+    fn current(&self) -> impl Future<Output = Option<Case>> + Send;
     /// Hosts (names) other than this case's with a case opened at or after `since` (ms).
     fn recent_hosts(&self, since: u64) -> impl Future<Output = Vec<String>> + Send;
     /// True once an operator has acknowledged that this case's host is off.
@@ -48,13 +71,17 @@ impl MemoryJournal {
 }
 
 impl Journal for MemoryJournal {
-    async fn record(&self, ev: Event) -> Result<Case, String> {
+    async fn record(&self, ev: Event) -> Result<Case, JournalError> {
         let mut c = self
             .case
             .lock()
-            .map_err(|_| "journal lock poisoned".to_string())?;
-        c.apply(&ev)?;
+            .map_err(|_| JournalError::Unavailable("journal lock poisoned".into()))?;
+        c.apply(&ev).map_err(JournalError::Refused)?;
         Ok(c.clone())
+    }
+
+    async fn current(&self) -> Option<Case> {
+        self.case()
     }
 
     async fn recent_hosts(&self, _since: u64) -> Vec<String> {

@@ -6,7 +6,7 @@
 //! (the pure policy: facts in, steps out).
 
 pub mod case;
-pub mod cli;
+pub mod cases;
 pub mod config;
 pub mod decide;
 pub mod fencing;

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use super::case::{Case, Closed, Event, Fenced, Plan, VmOp, VmOutcome};
 use super::decide::{self, Facts, HostFacts, Rules, Step, VmRead};
 use super::host::{HostInfo, state as host_state};
-use super::journal::Journal;
+use super::journal::{Journal, JournalError};
 use super::log::HookLog;
 use super::oned;
 use crate::fence::{Action, Fencer};
@@ -63,6 +63,12 @@ pub async fn work<J: Journal>(
     let mut oned_failing_since: Option<u64> = None;
     while case.closed.is_none() {
         facts.now = now_ms();
+        if let Some(c) = ctx.journal.current().await {
+            case = c;
+            if case.closed.is_some() {
+                break;
+            }
+        }
         if case.fence.done.is_none() && !facts.fencing && ctx.journal.acked().await {
             let ev = Event::FenceResult {
                 at: facts.now,
@@ -179,16 +185,16 @@ async fn record<J: Journal>(ctx: &Ctx<'_, J>, case: &Case, ev: Event) -> Case {
     loop {
         match ctx.journal.record(ev.clone()).await {
             Ok(c) => return c,
-            Err(e) if ctx.journal.durable() => {
+            Err(JournalError::Unavailable(e)) => {
                 // The cluster may be electing: nothing proceeds unjournaled.
                 ctx.log
                     .error(&format!("cannot journal the case yet: {e}; retrying"));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(e) => {
-                ctx.log.error(&format!("case {}: {e}", case.id));
-                return case.clone();
+            Err(JournalError::Refused(e)) => {
+                tracing::info!(case = case.id, "event not applied: {e}");
+                return ctx.journal.current().await.unwrap_or_else(|| case.clone());
             }
         }
     }

@@ -5,17 +5,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::case::{Case, Closed, Plan};
-use super::config::VmHaConfig;
-use super::decide::{self, Facts, HostFacts, VmRead};
-use super::input::{self, Flags, HookInput};
-use super::journal::{ACK_DIR, MemoryJournal};
-use super::log::HookLog;
-use super::run::{self, Ctx};
-use super::{fencing, oned, sanitize};
+use crate::admin::{self, AdminRequest};
 use crate::config::{self, Config, parse_duration};
 use crate::opennebula::auth::{self, Env};
 use crate::opennebula::xmlrpc::Client;
+use crate::vmha::case::{Case, Closed, Plan};
+use crate::vmha::config::VmHaConfig;
+use crate::vmha::decide::{self, Facts, HostFacts, VmRead};
+use crate::vmha::input::{self, Flags, HookInput};
+use crate::vmha::journal::{ACK_DIR, MemoryJournal};
+use crate::vmha::log::HookLog;
+use crate::vmha::run::{self, Ctx};
+use crate::vmha::{fencing, oned, sanitize};
+use crate::vmha_ops::service::VmHaRequest;
 
 /// Exit code when the case ended well (as the stock hook: also when the host came back).
 pub const EXIT_OK: i32 = 0;
@@ -158,7 +160,7 @@ pub async fn run(args: &HostErrorArgs, config_path: &Path) -> i32 {
         Err((host_id, e)) => {
             let log_path = config::load(config_path)
                 .map(|c| c.vm_ha.log_file)
-                .unwrap_or_else(|_| PathBuf::from(super::config::DEFAULT_LOG));
+                .unwrap_or_else(|_| PathBuf::from(crate::vmha::config::DEFAULT_LOG));
             let log = match host_id {
                 Some(id) => HookLog::open(&log_path, id),
                 None => HookLog::journal_only(-1),
@@ -219,8 +221,7 @@ async fn run_inner(args: &HostErrorArgs, config_path: &Path) -> Result<i32, Fail
     log.info("Hook launched");
     log.info(&format!("hostname: {}", input.host.name));
     log.info(&format!(
-        "oneha {}: config {source}; monitoring interval {}s ({from}); standalone: this case \
-         is not journaled in a cluster and ends with this process",
+        "oneha {}: config {source}; monitoring interval {}s ({from})",
         env!("CARGO_PKG_VERSION"),
         interval.as_secs()
     ));
@@ -231,6 +232,15 @@ async fn run_inner(args: &HostErrorArgs, config_path: &Path) -> Result<i32, Fail
             interval.as_secs() * u64::from(input.flags.pause),
             vmha.poll_interval.get().as_secs()
         ));
+    }
+    if source.contains("cluster config") {
+        match follow_in_cluster(&cfg, &input, interval, &log).await {
+            Some(code) => return Ok(code),
+            None => log.error(
+                "no oneha agent answers on this node: working the case here, standalone (not \
+                 journaled: a front-end failover ends it)",
+            ),
+        }
     }
     let local = this_node(&cfg);
     let fencer = fencing::host_fencer(&cfg, vmha, &local, &input.host).map(Arc::new);
@@ -260,6 +270,66 @@ async fn run_inner(args: &HostErrorArgs, config_path: &Path) -> Result<i32, Fail
     Ok(summary(&log, &end))
 }
 
+/// The admin socket: `$ONEHA_ADMIN_SOCKET`, else the config's.
+pub fn admin_socket(cfg: &Config) -> PathBuf {
+    std::env::var_os("ONEHA_ADMIN_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cfg.admin_socket.clone())
+}
+
+/// Opens the case in the cluster and follows it until it closes: the group's owner works
+/// it, and a new owner resumes it after a failover. `None` when no agent answers here.
+async fn follow_in_cluster(
+    cfg: &Config,
+    input: &HookInput,
+    interval: Duration,
+    log: &HookLog,
+) -> Option<i32> {
+    let socket = admin_socket(cfg);
+    let (_, event) = run::open_case(0, &input.host, &input.flags, interval);
+    let open = AdminRequest::VmHa(VmHaRequest::Open { event });
+    let r = admin::call(&socket, &open, Duration::from_secs(30))
+        .await
+        .ok()?;
+    let id = match (r.ok, r.result.as_ref().and_then(serde_json::Value::as_u64)) {
+        (true, Some(id)) => id,
+        _ => {
+            log.error(&format!(
+                "the cluster did not open the case: {}",
+                r.error.unwrap_or_default()
+            ));
+            return Some(EXIT_ERROR);
+        }
+    };
+    log.info(&format!(
+        "case {id} is journaled in the cluster; the group's owner works it (a front-end \
+         failover resumes it on the new owner)"
+    ));
+    let mut unreachable = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let get = AdminRequest::VmHa(VmHaRequest::Get { id });
+        let case: Option<Case> = match admin::call(&socket, &get, Duration::from_secs(10)).await {
+            Ok(r) if r.ok => r.result.and_then(|v| serde_json::from_value(v).ok()),
+            _ => None,
+        };
+        match case {
+            Some(c) if c.closed.is_some() => return Some(summary(log, &c)),
+            Some(_) => unreachable = 0,
+            None => {
+                unreachable += 1;
+                if unreachable == 30 {
+                    log.error(&format!(
+                        "the agent has not answered for 30s; case {id} goes on in the cluster \
+                         (`oneha vm-ha` on any node shows it)"
+                    ));
+                    return Some(EXIT_ERROR);
+                }
+            }
+        }
+    }
+}
+
 fn summary(log: &HookLog, c: &Case) -> i32 {
     let problems = c.problems();
     if problems > 0 {
@@ -286,7 +356,7 @@ async fn dry_run(cfg: &Config, client: &Client, input: &HookInput) -> Result<i32
         "host {} (id {}) is {}\n",
         sanitize(&host.name, 80),
         host.id,
-        super::host::state::name(host.state)
+        crate::vmha::host::state::name(host.state)
     ));
     let f: &Flags = &input.flags;
     out.push_str(&format!(
@@ -315,7 +385,7 @@ async fn dry_run(cfg: &Config, client: &Client, input: &HookInput) -> Result<i32
         }),
         ..Facts::default()
     };
-    if f.mode == super::input::Mode::Migrate {
+    if f.mode == crate::vmha::input::Mode::Migrate {
         facts.datastores = Some(oned::datastores(client).await.map_err(|e| e.to_string())?);
     }
     for id in &host.vms {
@@ -365,7 +435,7 @@ async fn dry_run(cfg: &Config, client: &Client, input: &HookInput) -> Result<i32
 
 /// The standalone `oneha fence-ack HOST`: lets a case blocked on fencing this host go on.
 pub fn ack_host(host: &str) -> Result<PathBuf, String> {
-    super::journal::write_ack(Path::new(ACK_DIR), host)
+    crate::vmha::journal::write_ack(Path::new(ACK_DIR), host)
 }
 
 /// A serde message without the values it quotes (a secret of the wrong type would be
