@@ -9,6 +9,9 @@ use crate::fence::DeviceConfig;
 pub(crate) fn config_text(dir: &Path, fencing: &str) -> String {
     let key = dir.join("cluster.key");
     std::fs::write(&key, b"k").unwrap();
+    // The agent and check-config refuse a cluster key others can read.
+    let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(&key, private).unwrap();
     std::fs::write(dir.join("fence_xvm.key"), b"fence key").unwrap();
     format!(
         "cluster: opennebula\n\
