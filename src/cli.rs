@@ -231,6 +231,9 @@ async fn run(cli: Cli) -> i32 {
 fn check_config(path: &Path) -> i32 {
     match config::load(path) {
         Ok(c) => {
+            for w in config::warnings(&c) {
+                eprintln!("{}: warning: {w}", path.display());
+            }
             print!("{}", c.to_yaml());
             0
         }

@@ -114,6 +114,9 @@ fn test_daemon_speaks_the_protocol_like_fence_virtd() {
 
 fn fencer_config(lab: &Lab, plug_first: &str) -> oneha::config::Config {
     std::fs::write(lab.path("cluster.key"), b"k").unwrap();
+    // The agent and check-config refuse a cluster key others can read.
+    let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(lab.path("cluster.key"), private).unwrap();
     let text = format!(
         "cluster: test
 key_file: {dir}/cluster.key

@@ -420,3 +420,140 @@ fn arguments_parse_as_the_cli_will_take_them() {
     assert_eq!(c.args.port, 7500);
     assert!(Cli::try_parse_from(["x", "--port", "seventy"]).is_err());
 }
+
+/// A minimal cluster.conf around `rm` (the `<rm>` section) with cluster attributes `attrs`.
+fn conf_with(attrs: &str, fence: &str, rm: &str) -> String {
+    format!(
+        r#"<?xml version="1.0"?>
+<cluster {attrs}>
+  <cman two_node="1" expected_votes="1"/>
+  <clusternodes>
+    <clusternode name="a" nodeid="1"><fence><method name="1"><device name="{fence}" port="a"/></method></fence></clusternode>
+    <clusternode name="b" nodeid="2"/>
+  </clusternodes>
+  <fencedevices>
+    <fencedevice name="{fence}" agent="fence_ipmilan" ipaddr="192.0.2.9" login="x{fence}"/>
+  </fencedevices>
+  <rm>{rm}</rm>
+</cluster>
+"#
+    )
+}
+
+/// Found by fuzzing: strings from cluster.conf (cluster name, config_version, service, device
+/// and script names, option values) were written with their line breaks, so a cluster.conf
+/// could add keys such as `data_dir` or `key_file` to the generated YAML.
+#[test]
+fn line_breaks_in_names_cannot_inject_keys() {
+    for br in [
+        "&#10;",
+        "&#13;",
+        "&#133;",
+        "&#8232;",
+        "&#8233;",
+        "&#13;&#10;",
+    ] {
+        let evil = format!("x{br}data_dir: /tmp/evil{br}key_file: /tmp/evil.key{br}y");
+        let text = conf_with(
+            &format!(r#"name="c{evil}" config_version="1{evil}""#),
+            &format!("ipmi{evil}"),
+            &format!(
+                r#"<service name="s{evil}" domain="d{evil}" recovery="x{evil}">
+                   <ip address="192.0.2.100/24" prefer_interface="eth0{evil}"/>
+                   <script name="n{evil}" file="/etc/init.d/opennebula{evil}"/>
+                   <other name="o{evil}"/>
+                 </service>"#
+            ),
+        );
+        let out = import::import(&text, &Options::default(), &FixedHost::default())
+            .unwrap_or_else(|e| panic!("{br}: {e}"));
+        let v: serde_norway::Value = serde_norway::from_str(&out.yaml)
+            .unwrap_or_else(|e| panic!("{br}: the YAML does not parse: {e}\n{}", out.yaml));
+        let keys: Vec<&str> = v
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "cluster",
+                "two_node",
+                "key_file",
+                "nodes",
+                "resources",
+                "fencing"
+            ],
+            "{br}: {}",
+            out.yaml
+        );
+        assert_eq!(
+            v["key_file"].as_str(),
+            Some(import::DEFAULT_KEY_FILE),
+            "{br}"
+        );
+        let expected_cluster = format!("c{evil}")
+            .replace("&#10;", "\n")
+            .replace("&#13;", "\r")
+            .replace("&#133;", "\u{85}")
+            .replace("&#8232;", "\u{2028}")
+            .replace("&#8233;", "\u{2029}");
+        assert_eq!(
+            v["cluster"].as_str(),
+            Some(expected_cluster.as_str()),
+            "{br}"
+        );
+        let devices = v["fencing"]["devices"].as_mapping().unwrap();
+        let name = devices.keys().next().and_then(|k| k.as_str()).unwrap();
+        assert!(
+            name.starts_with("ipmi") && name.ends_with('y'),
+            "{br}: {name:?}"
+        );
+        assert_eq!(
+            devices[name]["options"]["login"].as_str(),
+            Some(format!("x{name}").as_str()),
+            "{br}"
+        );
+    }
+}
+
+/// Found by fuzzing: 4,000 levels of nested `<ip>`/`<script>` in a service took over 30 s and
+/// 2.9 GB (each level copied the subtree below it; each name was searched among all before).
+/// Deep nesting is now refused by the parser; wide services translate in linear time.
+#[test]
+fn nested_and_wide_services_are_bounded() {
+    let service = |inner: String| {
+        conf_with(
+            r#"name="c""#,
+            "ipmi",
+            &format!(r#"<service name="s">{inner}</service>"#),
+        )
+    };
+    let nested = |levels: usize| {
+        service(format!(
+            "{}{}",
+            r#"<ip address="192.0.2.100/24"><script file="/etc/init.d/x">"#.repeat(levels),
+            "</script></ip>".repeat(levels)
+        ))
+    };
+    let e = import::import(&nested(2_000), &Options::default(), &FixedHost::default()).unwrap_err();
+    assert!(e.to_string().contains("nested more than 64"), "{e}");
+    // Within the depth limit, the whole nesting is translated in start order.
+    let levels = 28;
+    let out = import::import(&nested(levels), &Options::default(), &FixedHost::default()).unwrap();
+    let group = out.plan.resources.group.unwrap();
+    assert_eq!(group.len(), 2 * levels);
+    assert_eq!(
+        (group[0].name.as_str(), group[2].name.as_str()),
+        ("vip", "vip2")
+    );
+    // 20,000 resources side by side: each gets its own name (the old search was cubic, and
+    // the line of each element was counted from the start of the file).
+    let n = 20_000;
+    let wide = service(r#"<ip address="192.0.2.100/24"/>"#.repeat(n));
+    let out = import::import(&wide, &Options::default(), &FixedHost::default()).unwrap();
+    let group = out.plan.resources.group.unwrap();
+    assert_eq!(group.len(), n);
+    assert_eq!(group[n - 1].name, format!("vip{n}"));
+}

@@ -505,3 +505,95 @@ async fn takeover_hook_stops_when_cancelled() {
     .unwrap();
     assert!(matches!(r, Err(OnedError::Cancelled)), "{r:?}");
 }
+
+/// Found by fuzzing: an endpoint answering every offset with the same full page made the
+/// report page forever (`--timeout` did not stop it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_does_not_page_stops_the_report() {
+    let faults = Faults {
+        ignore_offset: true,
+        ..Faults::default()
+    };
+    let fake = fake(generated(30, &[(3, 3, 1, 0)]), faults, Order::Desc).await;
+    // The bound only turns a regression into a failure instead of a hang.
+    let e = tokio::time::timeout(
+        Duration::from_secs(300),
+        report_from(&fake.endpoint(), 10, Duration::ZERO),
+    )
+    .await
+    .expect("the report must stop")
+    .expect_err("a page that does not advance is an error");
+    let text = no_secret(&e);
+    assert!(
+        text.contains("offset 10 does not advance") && text.contains("already read"),
+        "{text}"
+    );
+}
+
+/// `oneha stuck-vms` against `endpoint` with the test session and `extra` arguments.
+async fn stuck_vms_cli(endpoint: &str, extra: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = auth_file(dir.path());
+    let mut args = vec!["stuck-vms", "--endpoint", endpoint, "--auth-file"];
+    args.push(auth.to_str().unwrap());
+    args.extend_from_slice(extra);
+    testkit(&args).await
+}
+
+/// A page size of 1 would ask oned for `end` -1, which it reads as "no limit": it is read as 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_size_one_still_pages() {
+    let fake = fake(
+        generated(30, &[(3, 3, 1, 0)]),
+        Faults::default(),
+        Order::Desc,
+    )
+    .await;
+    let r = report_from(&fake.endpoint(), 1, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(ids(&r), [3]);
+    let pages = fake.calls();
+    let pages = pages.iter().filter(|c| c.method == INFOEXTENDED);
+    assert!(pages.map(|c| c.ints[2]).all(|end| end == -2));
+}
+
+/// Found by fuzzing: an error text from oned that echoed the session was printed as is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_that_echoes_the_session_is_redacted() {
+    let faults = Faults {
+        auth_error: true,
+        echo_session: true,
+        ..Faults::default()
+    };
+    let fake = fake(generated(5, &[]), faults, Order::Desc).await;
+    let e = report_from(&fake.endpoint(), 10, Duration::ZERO)
+        .await
+        .expect_err("refused");
+    let text = no_secret(&e);
+    assert!(
+        text.contains("AUTHENTICATION") && text.contains("<redacted>"),
+        "{text}"
+    );
+    let (code, _, err) = stuck_vms_cli(&fake.endpoint(), &["--wait", "0s"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains(SECRET) && err.contains("<redacted>"), "{err}");
+}
+
+/// `--timeout` bounds the whole report, not only each request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_bounds_the_whole_report() {
+    // 16 requests of at least 300 ms each: longer than 2 s in all, each well within it.
+    let faults = Faults {
+        delay: Duration::from_millis(300),
+        ..Faults::default()
+    };
+    let fake = fake(generated(30, &[]), faults, Order::Desc).await;
+    let (code, out, err) =
+        stuck_vms_cli(&fake.endpoint(), &["--page-size", "2", "--timeout", "2s"]).await;
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(
+        err.contains("did not complete within --timeout 2s"),
+        "{err}"
+    );
+}

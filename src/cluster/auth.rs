@@ -74,18 +74,26 @@ pub enum KeyError {
     },
 }
 
+/// Checks that group and others cannot read or write the key file at `path` (the agent
+/// refuses such a key, and `oneha check-config` reports it).
+pub fn check_private(path: &Path) -> Result<(), KeyError> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| KeyError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Permissions { path: shown, mode });
+    }
+    Ok(())
+}
+
 impl ClusterKey {
     /// Loads a key file, refusing one that group or others can read.
     pub fn load(path: &Path) -> Result<ClusterKey, KeyError> {
         let shown = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| KeyError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions { path: shown, mode });
-        }
+        check_private(path)?;
         let bytes = std::fs::read(path).map_err(|source| KeyError::Io {
             path: shown.clone(),
             source,

@@ -47,6 +47,7 @@ struct Line<'a> {
     text: &'a str,
 }
 
+/// The lines that carry content (not blank, comments or `---`), with their numbers.
 fn content_lines(text: &str) -> Vec<Line<'_>> {
     text.lines()
         .enumerate()
@@ -73,10 +74,9 @@ fn key_of(text: &str) -> Option<&str> {
     Some(text[..colon].trim().trim_matches(|c| c == '"' || c == '\''))
 }
 
-/// The 1-based line where `path` is written in `text` (with `- key:` items already split
-/// onto two lines by [`locate`]).
-fn line_of(text: &str, path: &str) -> Option<usize> {
-    let lines = content_lines(text);
+/// The 1-based line where `path` is written in `lines` (with `- key:` items already split
+/// onto two lines by [`Locator::new`]).
+fn line_of(lines: &[Line<'_>], path: &str) -> Option<usize> {
     let steps = parse_path(path);
     // The current block: a range of lines whose children sit at its first line's indent.
     let (mut start, mut end) = (0usize, lines.len());
@@ -111,35 +111,78 @@ fn line_of(text: &str, path: &str) -> Option<usize> {
     found
 }
 
-/// Like [`line_of`], but also understands keys written on a `- ` line.
-pub fn locate(text: &str, path: &str) -> Option<usize> {
-    // Rewrite `- key: v` into two lines (`-` and `  key: v`) so the walker sees the key at
-    // its real indentation; remember the original line numbers.
-    let mut rewritten = String::new();
-    let mut origin = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let trimmed = raw.trim_start();
-        let indent = raw.len() - trimmed.len();
-        if let Some(after) = trimmed.strip_prefix("- ") {
-            let after_trim = after.trim_start();
-            if key_of(after_trim).is_some() {
-                rewritten.push_str(&" ".repeat(indent));
-                rewritten.push_str("-\n");
-                origin.push(i + 1);
-                let inner = indent + (trimmed.len() - after_trim.len());
-                rewritten.push_str(&" ".repeat(inner));
-                rewritten.push_str(after_trim);
-                rewritten.push('\n');
-                origin.push(i + 1);
-                continue;
+/// Finds the lines of key paths in one text: the text is prepared once for all lookups.
+pub struct Locator {
+    /// The text with `- key: v` rewritten into two lines (`-` and `  key: v`), so the walker
+    /// sees the key at its real indentation.
+    rewritten: String,
+    /// The original line of each rewritten line.
+    origin: Vec<usize>,
+    /// Where each content line of `rewritten` is: (line number, indent, byte range).
+    lines: Vec<(usize, usize, std::ops::Range<usize>)>,
+}
+
+impl Locator {
+    /// Prepares `text`.
+    pub fn new(text: &str) -> Locator {
+        let mut rewritten = String::new();
+        let mut origin = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let trimmed = raw.trim_start();
+            let indent = raw.len() - trimmed.len();
+            if let Some(after) = trimmed.strip_prefix("- ") {
+                let after_trim = after.trim_start();
+                if key_of(after_trim).is_some() {
+                    rewritten.push_str(&" ".repeat(indent));
+                    rewritten.push_str("-\n");
+                    origin.push(i + 1);
+                    let inner = indent + (trimmed.len() - after_trim.len());
+                    rewritten.push_str(&" ".repeat(inner));
+                    rewritten.push_str(after_trim);
+                    rewritten.push('\n');
+                    origin.push(i + 1);
+                    continue;
+                }
             }
+            rewritten.push_str(raw);
+            rewritten.push('\n');
+            origin.push(i + 1);
         }
-        rewritten.push_str(raw);
-        rewritten.push('\n');
-        origin.push(i + 1);
+        let base = rewritten.as_ptr() as usize;
+        let lines = content_lines(&rewritten)
+            .into_iter()
+            .map(|l| {
+                let start = l.text.as_ptr() as usize - base;
+                (l.number, l.indent, start..start + l.text.len())
+            })
+            .collect();
+        Locator {
+            rewritten,
+            origin,
+            lines,
+        }
     }
-    let line = line_of(&rewritten, path)?;
-    origin.get(line - 1).copied()
+
+    /// The line of `path` (see [`locate`]).
+    pub fn line(&self, path: &str) -> Option<usize> {
+        let lines: Vec<Line<'_>> = self
+            .lines
+            .iter()
+            .map(|(number, indent, r)| Line {
+                number: *number,
+                indent: *indent,
+                text: self.rewritten.get(r.clone()).unwrap_or_default(),
+            })
+            .collect();
+        let line = line_of(&lines, path)?;
+        self.origin.get(line - 1).copied()
+    }
+}
+
+/// The 1-based line where `path` (`nodes[1].address`) is written in `text`, or the line of
+/// the deepest part of it found; also understands keys written on a `- ` line.
+pub fn locate(text: &str, path: &str) -> Option<usize> {
+    Locator::new(text).line(path)
 }
 
 #[cfg(test)]

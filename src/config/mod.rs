@@ -6,6 +6,7 @@
 
 mod duration;
 mod locate;
+mod redact;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,7 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use duration::{Dur, parse_duration};
-pub use locate::locate;
+pub use locate::{Locator, locate};
+use redact::Redactor;
 
 use crate::fence::FencingConfig;
 use crate::opennebula::OpennebulaConfig;
@@ -299,18 +301,41 @@ impl Problems {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+    /// The problems with their lines, secrets scrubbed; past [`MAX_ERRORS`], one line that
+    /// counts the rest (finding the line of each of 20,000 duplicates took minutes).
     fn into_errors(self, file: &Path, text: &str) -> Vec<ConfigError> {
-        self.items
+        let locator = Locator::new(text);
+        let redactor = Redactor::new(text);
+        let total = self.items.len();
+        let mut errors: Vec<ConfigError> = self
+            .items
             .into_iter()
+            .take(MAX_ERRORS)
             .map(|(key, message)| ConfigError {
                 file: file.to_path_buf(),
-                line: locate(text, &key),
-                key,
-                message,
+                line: locator.line(&key),
+                key: redact::shown_path(&key),
+                message: redactor.scrub(&message),
             })
-            .collect()
+            .collect();
+        if total > MAX_ERRORS {
+            errors.push(ConfigError {
+                file: file.to_path_buf(),
+                line: None,
+                key: String::new(),
+                message: format!(
+                    "and {} more problems not listed; fix these and run `oneha check-config` \
+                     again",
+                    total - MAX_ERRORS
+                ),
+            });
+        }
+        errors
     }
 }
+
+/// Most problems listed for one file.
+pub const MAX_ERRORS: usize = 100;
 
 /// Which config file to read: `--config`, else `$ONEHA_CONFIG`, else [`DEFAULT_PATH`].
 pub fn resolve_path(explicit: Option<&Path>) -> PathBuf {
@@ -321,6 +346,31 @@ pub fn resolve_path(explicit: Option<&Path>) -> PathBuf {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => PathBuf::from(DEFAULT_PATH),
     }
+}
+
+/// What a valid config allows but an operator should know, one message each (`oneha
+/// check-config` prints them): a front-end without a fence level cannot be fenced, so if it
+/// is lost while running the group, nobody takes over until an operator confirms it is off.
+pub fn warnings(c: &Config) -> Vec<String> {
+    c.nodes
+        .iter()
+        .filter(|n| n.role == Role::Frontend)
+        .filter(|n| {
+            c.fencing
+                .nodes
+                .get(&n.name)
+                .is_none_or(|f| f.levels.is_empty())
+        })
+        .map(|n| {
+            format!(
+                "fencing.nodes.{name}: front-end {name} has no fence level; if it is lost while \
+                 running the group, the others cannot fence it and do not take over until an \
+                 operator checks it is off and runs `oneha fence-ack {name}`: add a level \
+                 (see docs/fencing.md)",
+                name = n.name
+            )
+        })
+        .collect()
 }
 
 /// Reads, parses and validates a config file.
@@ -351,16 +401,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             } else {
                 key
             };
+            let shown = redact::serde_path(e.path());
             let inner = e.into_inner();
             let line = inner
                 .location()
                 .map(|l| l.line())
                 .or_else(|| locate(text, &key));
+            let message = redact::serde_message(&strip_location(&inner.to_string()), &key);
             return Err(ConfigErrors(vec![ConfigError {
                 file: path.to_path_buf(),
                 line,
-                key,
-                message: strip_location(&inner.to_string()),
+                key: shown,
+                message: Redactor::new(text).scrub(&message),
             }]));
         }
     };
@@ -509,6 +561,8 @@ fn validate(c: &Config, p: &mut Problems) {
                 c.key_file.display()
             ),
         );
+    } else if let Err(e) = crate::cluster::auth::check_private(&c.key_file) {
+        p.push("key_file", e.to_string());
     }
     c.resources.validate(c, p);
     c.fencing.validate(c, p);

@@ -282,3 +282,92 @@ fn the_owner_lease_is_shorter_than_loss_detection_in_every_profile() {
         assert!(t.lease() <= t.election(), "{profile}: {t:?}");
     }
 }
+
+/// Found by fuzzing: a secret of the wrong type was shown (``invalid type: integer
+/// `987654321` ``), and so was what a stray quote swallowed into another value.
+#[test]
+fn secrets_never_reach_error_messages() {
+    let device = |agent: &str, password: &str| {
+        format!(
+            "{BASE}fencing:\n  devices:\n    ipmi:\n      type: agent\n      agent: {agent}\n      \
+             options:\n        ipaddr: 192.0.2.9\n        password: {password}\n        \
+             login: admin\"\n"
+        )
+    };
+    let e = errors(&device("/bin/true", "987654321")).remove(0);
+    assert!(e.message.contains("invalid type: integer"), "{e}");
+    assert!(!e.to_string().contains("987654321"), "{e}");
+    // A stray quote: the agent's value swallows the options, password included.
+    let v = errors(&device("\"fence_nowhere", "hunter2pw"));
+    let all: Vec<String> = v.iter().map(ToString::to_string).collect();
+    let all = all.join("\n");
+    assert!(all.contains("fence agent <"), "{all}");
+    assert!(
+        !all.contains("hunter2pw") && !all.contains("192.0.2.9"),
+        "{all}"
+    );
+}
+
+/// Found by fuzzing: pointed at a file that is not a config, check-config showed its first
+/// line.
+#[test]
+fn other_files_are_not_shown() {
+    for text in [
+        "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/sbin/nologin\n",
+        "root:$6$salt$hash:20228:0:99999:7:::\n",
+        "s3cret-token-line\n",
+        "[section]\npassword = x\n",
+    ] {
+        let e = one_error(text);
+        let shown = e.to_string();
+        for word in ["root", "s3cret", "$6$", "section", "password"] {
+            assert!(!shown.contains(word), "{shown}");
+        }
+    }
+}
+
+/// Found by fuzzing: 20,000 duplicate addresses took over 10 s (the line of every error was
+/// searched from the start). Past 100, the rest are counted.
+#[test]
+fn many_problems_are_listed_up_to_a_limit() {
+    let mut text = String::from("cluster: c\nkey_file: {KEY}\nnodes:\n");
+    for i in 0..20_000 {
+        text.push_str(&format!(
+            "  - name: n{i}\n    id: {}\n    address: 192.0.2.1:7400\n",
+            i + 1
+        ));
+    }
+    let v = errors(&text);
+    assert_eq!(v.len(), MAX_ERRORS + 1);
+    assert_eq!(v[0].key, "nodes[1].address");
+    assert_eq!(v[0].line, Some(9));
+    assert!(
+        v[MAX_ERRORS].message.starts_with("and 19899 more problems"),
+        "{}",
+        v[MAX_ERRORS]
+    );
+}
+
+/// check-config accepts what the agent accepts: a cluster key others can read is refused.
+#[test]
+fn readable_cluster_key_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let key = key_file();
+    std::fs::set_permissions(key.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = parse(Path::new("c.yaml"), &with_key(BASE, &key)).unwrap_err();
+    assert_eq!(e.0[0].key, "key_file");
+    assert!(e.0[0].message.contains("chmod 600"), "{e}");
+}
+
+#[test]
+fn frontends_without_fence_levels_are_warned_about() {
+    let key = key_file();
+    let c = parse(Path::new("c.yaml"), &with_key(BASE, &key)).unwrap();
+    let w = warnings(&c);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].contains("front-end one-server1 has no fence level"),
+        "{w:?}"
+    );
+    assert!(w[0].contains("oneha fence-ack one-server1"), "{w:?}");
+}

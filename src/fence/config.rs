@@ -374,7 +374,7 @@ impl FencingConfig {
             return;
         };
         if let Some(plug) = &l.plug
-            && (plug.is_empty() || plug.len() > DOMAIN_MAX || plug.contains(['\n', '\0']))
+            && (plug.is_empty() || plug.len() > DOMAIN_MAX || !is_one_line(plug))
         {
             p.push(
                 format!("{at}.plug"),
@@ -425,15 +425,8 @@ fn validate_xvm(c: &Config, x: &XvmDevice, at: &str, floating: &[IpAddr], p: &mu
             "expected a port other than 0 (fence_virtd uses 1229)",
         );
     }
-    if !x.key_file.is_file() {
-        p.push(
-            format!("{at}.key_file"),
-            format!(
-                "the key file {} does not exist; copy fence_virtd's key_file from the \
-                 hypervisor to this path on every node",
-                x.key_file.display()
-            ),
-        );
+    if let Err(e) = check_xvm_key_file(&x.key_file) {
+        p.push(format!("{at}.key_file"), e);
     }
     if x.timeout.get().is_zero() || x.retransmit.get().is_zero() {
         p.push(
@@ -506,15 +499,82 @@ fn validate_agent(a: &AgentDevice, at: &str, p: &mut Problems) {
                 format!("`{k}` is set by oneha for each operation; remove it (use levels[].plug)"),
             );
         }
-        if k.is_empty() || k.contains(['=', '\n', ' ']) || v.contains('\n') {
+        if k.is_empty() || k.contains(['=', ' ']) || !is_one_line(k) {
             p.push(
                 format!("{at}.options.{k}"),
-                "option names and values must be single-line `key: value` without `=` in keys",
+                "option names must be one word without `=`, spaces or control characters",
+            );
+        } else if !is_one_line(v) {
+            // The value is not shown: it may be a password.
+            p.push(
+                format!("{at}.options.{k}"),
+                format!(
+                    "option `{k}` of device `{name}` has a line break, NUL or other control \
+                     character in its value; fence agents read options as `key=value` lines on \
+                     stdin, so it would pass other options: put the value on one line",
+                    name = device_name(at)
+                ),
             );
         }
     }
     if a.timeout.get().is_zero() {
         p.push(format!("{at}.timeout"), "expected a timeout longer than 0");
+    }
+}
+
+/// True when `s` can travel as one `key=value` line on a fence agent's stdin: no line break
+/// (LF, CR, NEL, U+2028, U+2029), NUL or other control character.
+pub fn is_one_line(s: &str) -> bool {
+    !s.chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
+/// The device name in a `fencing.devices.NAME` key path.
+fn device_name(at: &str) -> &str {
+    at.strip_prefix("fencing.devices.").unwrap_or(at)
+}
+
+/// Checks that `path` is a usable fence_xvm key file: a regular file (symbolic links
+/// followed), not empty (fence_virtd and oneha use its first
+/// [`MAX_KEY_LEN`](crate::fence::xvm::MAX_KEY_LEN) bytes).
+/// The error says what is wrong with it and what to do; the key itself is never read here.
+pub fn check_xvm_key_file(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let copy = "copy fence_virtd's key_file from the hypervisor to this path on every node";
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("the key file {shown} does not exist; {copy}"));
+        }
+        Err(e) => return Err(format!("cannot read the key file {shown}: {e}; {copy}")),
+    };
+    if !meta.is_file() {
+        return Err(format!(
+            "the key file {shown} is not a regular file (it is {}); {copy}",
+            file_kind(&meta.file_type())
+        ));
+    }
+    if meta.len() == 0 {
+        return Err(format!("the key file {shown} is empty; {copy}"));
+    }
+    Ok(())
+}
+
+/// What kind of file `t` is, for messages.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
     }
 }
 

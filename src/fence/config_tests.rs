@@ -9,6 +9,9 @@ use crate::fence::DeviceConfig;
 pub(crate) fn config_text(dir: &Path, fencing: &str) -> String {
     let key = dir.join("cluster.key");
     std::fs::write(&key, b"k").unwrap();
+    // The agent and check-config refuse a cluster key others can read.
+    let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(&key, private).unwrap();
     std::fs::write(dir.join("fence_xvm.key"), b"fence key").unwrap();
     format!(
         "cluster: opennebula\n\
@@ -266,5 +269,78 @@ fn secret_option_names() {
     }
     for k in ["password_script", "ip", "username", "login", "ipport"] {
         assert!(!is_secret_option(k), "{k}");
+    }
+}
+
+/// A device `ipmi` running /bin/true with one option line.
+fn agent_with_option(option: &str) -> String {
+    format!(
+        "fencing:
+  devices:
+    ipmi:
+      type: agent
+      agent: /bin/true
+      options:
+        {option}
+"
+    )
+}
+
+/// Found by fuzzing: option values with a line break or NUL were accepted, and agents read
+/// options as `key=value` lines, so one option could pass others.
+#[test]
+fn option_values_with_line_breaks_or_nul_are_refused_without_showing_them() {
+    for (raw, what) in [
+        ("\"pw\\naction=on\"", "LF"),
+        ("\"pw\\raction=on\"", "CR"),
+        ("\"pw\\0x\"", "NUL"),
+        ("\"pw\\u2028ipaddr=x\"", "U+2028"),
+        ("\"pw\\Nipaddr=x\"", "NEL"),
+    ] {
+        let e = errors(&agent_with_option(&format!("password: {raw}")));
+        assert!(
+            e.contains("fencing.devices.ipmi.options.password: option `password` of device `ipmi` has a line break"),
+            "{what}: {e}"
+        );
+        assert!(!e.contains("pw"), "{what}: the value is shown: {e}");
+    }
+    let e = errors(&agent_with_option("\"ip\\raction\": x"));
+    assert!(e.contains("option names must be one word"), "{e}");
+    assert!(crate::fence::config::is_one_line("s3cret pw=x"));
+}
+
+/// Found by fuzzing: a key_file of /dev/zero was reported as "does not exist" (and reading it
+/// would never end).
+#[test]
+fn key_file_that_exists_but_is_not_a_key_file_says_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.key");
+    std::fs::write(&empty, b"").unwrap();
+    for (path, expected) in [
+        (
+            "/dev/zero".to_string(),
+            "is not a regular file (it is a character device)",
+        ),
+        (
+            dir.path().display().to_string(),
+            "is not a regular file (it is a directory)",
+        ),
+        (empty.display().to_string(), "is empty"),
+    ] {
+        let e = errors(&format!(
+            "fencing:
+  devices:
+    kvm:
+      type: xvm
+      key_file: {path}
+"
+        ));
+        assert!(
+            e.contains(&format!("the key file {path} {expected}")),
+            "{e}"
+        );
+        assert!(!e.contains("does not exist"), "{e}");
+        let read = crate::fence::xvm::read_key(Path::new(&path)).unwrap_err();
+        assert!(read.contains(expected), "{read}");
     }
 }

@@ -498,20 +498,25 @@ fn c_string(field: &[u8], name: &'static str) -> Result<String, WireError> {
 /// Reads a fence_xvm key file (at most [`MAX_KEY_LEN`] bytes are used). The key is never
 /// logged or shown.
 pub fn read_key(path: &Path) -> Result<Vec<u8>, String> {
-    let mut key = std::fs::read(path).map_err(|e| {
-        format!(
-            "cannot read the fence_xvm key file {}: {e}; copy the hypervisor's key \
-             (fence_virtd's key_file) to this path",
-            path.display()
-        )
-    })?;
+    use std::io::Read as _;
+    // A device such as /dev/zero would never end: check what the path is first.
+    crate::fence::config::check_xvm_key_file(path)?;
+    let mut key = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEY_LEN as u64).read_to_end(&mut key))
+        .map_err(|e| {
+            format!(
+                "cannot read the fence_xvm key file {}: {e}; copy the hypervisor's key \
+                 (fence_virtd's key_file) to this path",
+                path.display()
+            )
+        })?;
     if key.is_empty() {
         return Err(format!(
             "the fence_xvm key file {} is empty; copy the hypervisor's key to this path",
             path.display()
         ));
     }
-    key.truncate(MAX_KEY_LEN);
     Ok(key)
 }
 

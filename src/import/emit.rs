@@ -32,7 +32,7 @@ pub fn yaml_str(s: &str) -> String {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
+            c if needs_escape(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -42,11 +42,38 @@ pub fn yaml_str(s: &str) -> String {
     out
 }
 
+/// Characters never written raw into the YAML: control characters (CR and NEL among them)
+/// and the other characters a YAML parser takes as a line break (U+2028, U+2029), a byte
+/// order mark and the non-characters YAML does not allow. Raw, a line break in a name would
+/// end its line, and what follows would be read as a key of its own.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
+}
+
+/// `text` for a `# ...` comment: every line break and control character (tab aside) shown
+/// as an escape, so that the comment cannot end early and text from cluster.conf cannot
+/// become YAML.
+fn comment_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != '\t' && needs_escape(c) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `key: value` at `indent`, with the note as an end-of-line comment.
 fn line(o: &mut String, indent: usize, key: &str, value: &str, note: Option<&str>) {
     let _ = write!(o, "{:indent$}{key}: {value}", "");
     if let Some(n) = note {
-        let _ = write!(o, "  # {n}");
+        let _ = write!(o, "  # {}", comment_text(n));
     }
     o.push('\n');
 }
@@ -55,9 +82,10 @@ fn noted<T>(o: &mut String, indent: usize, key: &str, v: &Noted<T>, show: impl F
     line(o, indent, key, &show(&v.value), v.note.as_deref());
 }
 
+/// `text` as comment lines at `indent`: one per `\n` in it, other line breaks escaped.
 fn comment(o: &mut String, indent: usize, text: &str) {
-    for l in text.lines() {
-        let _ = writeln!(o, "{:indent$}# {l}", "");
+    for l in text.split('\n') {
+        let _ = writeln!(o, "{:indent$}# {}", "", comment_text(l));
     }
 }
 
@@ -72,7 +100,7 @@ pub fn emit(plan: &Plan) -> String {
         if h.is_empty() {
             o.push_str("#\n");
         } else {
-            let _ = writeln!(o, "# {h}");
+            comment(&mut o, 0, h);
         }
     }
     if !plan.header.is_empty() {
@@ -300,10 +328,24 @@ mod tests {
             "&anchor",
             "tab\there",
             "\u{1}",
+            "a\rb: c",
+            "a\u{85}b: c",
+            "a\u{2028}b: c",
+            "a\u{2029}b: c",
+            "\u{feff}bom",
         ] {
             let y = format!("k: {}\n", yaml_str(s));
             let v: std::collections::BTreeMap<String, String> = serde_norway::from_str(&y).unwrap();
             assert_eq!(v["k"], s, "{y}");
         }
+    }
+
+    #[test]
+    fn comments_cannot_end_early() {
+        let mut o = String::new();
+        comment(&mut o, 2, "one\ntwo\rkey: x\u{2028}k2: y\u{85}k3: z");
+        assert_eq!(o, "  # one\n  # two\\u000dkey: x\\u2028k2: y\\u0085k3: z\n");
+        let v: serde_norway::Value = serde_norway::from_str(&format!("a: 1\n{o}")).unwrap();
+        assert_eq!(v.as_mapping().unwrap().len(), 1, "{o}");
     }
 }

@@ -17,6 +17,11 @@ pub struct Element {
     pub line: usize,
 }
 
+/// Deepest element nesting accepted. rgmanager's cluster.conf nests a handful of levels
+/// (cluster, rm, service, a few resources); the limit keeps every walk of the tree (and its
+/// drop) far from the stack's end whatever the file holds.
+pub const MAX_DEPTH: usize = 64;
+
 /// A document that is not well-formed XML.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {message}")]
@@ -49,18 +54,41 @@ impl Element {
 
 /// 1-based line of byte `offset` in `text`.
 fn line_of(text: &str, offset: u64) -> usize {
-    let end = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
+    Lines::new(text).at(offset)
 }
 
-fn element(text: &str, start: &BytesStart<'_>, offset: u64) -> Result<Element, XmlError> {
-    let line = line_of(text, offset);
+/// Line numbers of increasing offsets, counted once: the parser asks for the line of every
+/// element, and counting from the start each time was quadratic in the file's size.
+struct Lines<'a> {
+    text: &'a [u8],
+    offset: usize,
+    line: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Lines<'a> {
+        Lines {
+            text: text.as_bytes(),
+            offset: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of byte `offset`; offsets below an earlier one are counted from the start.
+    fn at(&mut self, offset: u64) -> usize {
+        let end = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.text.len());
+        if end < self.offset {
+            (self.offset, self.line) = (0, 1);
+        }
+        self.line += memchr::memchr_iter(b'\n', &self.text[self.offset..end]).count();
+        self.offset = end;
+        self.line
+    }
+}
+
+fn element(line: usize, start: &BytesStart<'_>) -> Result<Element, XmlError> {
     let name = String::from_utf8_lossy(start.name().as_ref().as_bytes()).into_owned();
     let mut attrs = Vec::new();
     for a in start.attributes() {
@@ -90,6 +118,7 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    let mut lines = Lines::new(text);
     loop {
         let offset = reader.buffer_position();
         let event = reader.read_event().map_err(|e| XmlError {
@@ -98,7 +127,7 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
         })?;
         match event {
             Event::Start(ref s) | Event::Empty(ref s) => {
-                let el = element(text, s, offset)?;
+                let el = element(lines.at(offset), s)?;
                 if root.is_some() {
                     return Err(XmlError {
                         line: el.line,
@@ -106,6 +135,17 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                     });
                 }
                 if matches!(event, Event::Start(_)) {
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(XmlError {
+                            line: el.line,
+                            message: format!(
+                                "<{}> is nested more than {MAX_DEPTH} elements deep (the \
+                                 outermost open element is <{}> on line {}); a cluster.conf \
+                                 nests only a few levels: is this the right file?",
+                                el.name, stack[0].name, stack[0].line
+                            ),
+                        });
+                    }
                     stack.push(el);
                 } else {
                     match stack.last_mut() {
@@ -117,7 +157,7 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
             Event::End(_) => {
                 let Some(done) = stack.pop() else {
                     return Err(XmlError {
-                        line: line_of(text, offset),
+                        line: lines.at(offset),
                         message: "closing tag without an opening tag".into(),
                     });
                 };
@@ -174,5 +214,21 @@ mod tests {
         assert!(e.message.contains("empty"), "{e}");
         let e = parse("<a x=\"1\" x=\"2\"/>").unwrap_err();
         assert!(e.message.contains("attribute"), "{e}");
+    }
+
+    /// Found by fuzzing: ~100,000 nested elements overflowed the stack (SIGABRT).
+    #[test]
+    fn deep_nesting_is_refused_with_its_line() {
+        let n = 100_000;
+        let doc = format!(
+            "<cluster>\n{}{}</cluster>",
+            "<a>\n".repeat(n),
+            "</a>".repeat(n)
+        );
+        let e = parse(&doc).unwrap_err();
+        assert_eq!(e.line, MAX_DEPTH + 1, "{e}");
+        assert!(e.message.contains("nested more than 64"), "{e}");
+        let ok = format!("{}{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
     }
 }

@@ -123,6 +123,28 @@ impl Session {
     pub fn expose(&self) -> &str {
         &self.0
     }
+    /// What must never be shown of it: the whole session and its secret part (password or
+    /// token), as written and XML-escaped (an error body may echo either).
+    pub fn secret_forms(&self) -> Vec<String> {
+        let secret = self.0.split_once(':').map_or("", |(_, s)| s);
+        let mut forms = Vec::new();
+        for s in [self.0.as_str(), secret] {
+            if s.is_empty() {
+                continue;
+            }
+            let escaped = s
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&apos;");
+            forms.push(s.to_string());
+            if escaped != s {
+                forms.push(escaped);
+            }
+        }
+        forms
+    }
 }
 
 impl fmt::Debug for Session {

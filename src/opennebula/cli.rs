@@ -4,9 +4,11 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::OnedError;
 use super::OpennebulaConfig;
 use super::auth::{self, Env};
 use super::report;
+use super::terminal::sanitize;
 use super::xmlrpc::Retry;
 use crate::config::parse_duration;
 
@@ -31,7 +33,8 @@ pub struct StuckVmsArgs {
     /// ~/.one/one_auth, /var/lib/one/.one/one_auth).
     #[arg(long, value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
-    /// Time allowed for each request, e.g. `30s` (default: opennebula.timeout).
+    /// Time allowed for the whole report, e.g. `30s`; each request gets at most this too.
+    /// Unset: each request gets opennebula.timeout, and the report as long as paging takes.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// Keep retrying this long while oned starts or elects a leader, e.g. `1m`.
@@ -75,7 +78,20 @@ pub async fn run(args: &StuckVmsArgs, cfg: Option<&OpennebulaConfig>) -> i32 {
         }
     };
     let mut cancel = None;
-    match report::build(&client, page_size, Retry::within(args.wait), &mut cancel).await {
+    let build = report::build(&client, page_size, Retry::within(args.wait), &mut cancel);
+    let result = match args.timeout {
+        None => build.await,
+        Some(limit) => tokio::time::timeout(limit, build)
+            .await
+            .unwrap_or_else(|_| {
+                Err(OnedError::Config(format!(
+                    "the report did not complete within --timeout {}; oned may be slow or \
+                     the pool large: raise --timeout",
+                    crate::config::Dur(limit)
+                )))
+            }),
+    };
+    match result {
         Ok(r) => {
             let text = if args.json {
                 format!("{}\n", r.to_json())
@@ -92,7 +108,7 @@ pub async fn run(args: &StuckVmsArgs, cfg: Option<&OpennebulaConfig>) -> i32 {
             }
         }
         Err(e) => {
-            eprintln!("oneha stuck-vms: {e}");
+            eprintln!("oneha stuck-vms: {}", sanitize(&e.to_string()));
             EXIT_ERROR
         }
     }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::terminal::sanitize;
+
 /// OpenNebula's application error codes (`include/Request.h`), carried in the third element of
 /// a failed reply. They are not XML-RPC faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +205,73 @@ impl OnedError {
         }
     }
 
+    /// The error with every `secret` in its texts replaced by `<redacted>` (oned, a proxy or
+    /// an HTTP error page may echo the session it was sent), and control characters escaped
+    /// ([`sanitize`]): its text came from the other end and goes to terminals and logs.
+    pub fn cleaned(self, secrets: &[String]) -> OnedError {
+        let r = |text: String| {
+            let text = secrets
+                .iter()
+                .fold(text, |t, s| t.replace(s.as_str(), "<redacted>"));
+            sanitize(&text).into_owned()
+        };
+        match self {
+            OnedError::Config(m) => OnedError::Config(r(m)),
+            OnedError::Connect {
+                endpoint,
+                detail,
+                refused,
+            } => OnedError::Connect {
+                endpoint,
+                detail: r(detail),
+                refused,
+            },
+            OnedError::Http {
+                endpoint,
+                method,
+                detail,
+            } => OnedError::Http {
+                endpoint,
+                method,
+                detail: r(detail),
+            },
+            OnedError::Protocol {
+                endpoint,
+                method,
+                detail,
+            } => OnedError::Protocol {
+                endpoint,
+                method,
+                detail: r(detail),
+            },
+            OnedError::Fault {
+                method,
+                code,
+                message,
+            } => OnedError::Fault {
+                method,
+                code,
+                message: r(message),
+            },
+            OnedError::Api {
+                method,
+                code,
+                message,
+                hint,
+            } => OnedError::Api {
+                method,
+                code,
+                message: r(message),
+                hint,
+            },
+            OnedError::Pool { context, detail } => OnedError::Pool {
+                context: r(context),
+                detail: r(detail),
+            },
+            other => other,
+        }
+    }
+
     /// True for conditions that pass on their own while oned starts or elects a leader:
     /// connection refused, and INTERNAL "election mode", "replicating log", "no leader".
     pub fn is_transient(&self) -> bool {
@@ -240,6 +309,33 @@ mod tests {
         assert_eq!(ErrorCode::from_number(0x1000).to_string(), "XML_RPC_API");
         assert_eq!(ErrorCode::from_number(0x10000).to_string(), "REPLICATION");
         assert_eq!(ErrorCode::from_number(3).to_string(), "error code 0x3");
+    }
+
+    /// Found by fuzzing: an error text that echoed the session was printed as is.
+    #[test]
+    fn cleaned_errors_hide_the_session_and_escape_controls() {
+        let secrets = vec![
+            "oneadmin:pw&x".to_string(),
+            "pw&x".into(),
+            "pw&amp;x".into(),
+        ];
+        for e in [
+            OnedError::api("m", ErrorCode::Authentication, "bad oneadmin:pw&x".into()),
+            OnedError::Fault {
+                method: "m".into(),
+                code: 1,
+                message: "session pw&amp;x\x1b[2J".into(),
+            },
+            OnedError::Http {
+                endpoint: "e".into(),
+                method: "m".into(),
+                detail: "HTTP status 500: <p>pw&x</p>".into(),
+            },
+        ] {
+            let text = e.cleaned(&secrets).to_string();
+            assert!(!text.contains("pw&") && !text.contains('\x1b'), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
     }
 
     #[test]

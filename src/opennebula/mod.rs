@@ -8,7 +8,8 @@
 //! read oned's replies) -> [`pool`] (paging; each page is decoded by `unescape` and read by
 //! `parse`, which skips what the report ignores with `skip`, in pieces on several cores by
 //! `page`) -> [`states`] + [`advice`] (classification, commands) -> [`report`] (the report)
-//! -> [`takeover`] (the agent's hook).
+//! -> [`takeover`] (the agent's hook). Text from oned reaches a terminal or a log only
+//! through [`terminal::sanitize`].
 
 pub mod advice;
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod report;
 mod skip;
 pub mod states;
 pub mod takeover;
+pub mod terminal;
 mod unescape;
 pub mod xmlrpc;
 

@@ -123,11 +123,13 @@ pub async fn scan_pool(
     cancel: &mut Option<Cancel>,
     keep: fn(&VmRecord) -> bool,
 ) -> Result<PoolScan, OnedError> {
-    let page_size = page_size.max(1);
+    // At least 2: oned reads an `end` of -1 as "no limit", not as a page of one VM.
+    let page_size = page_size.max(2);
     let threads = page_threads();
     let mut scan = PoolScan::default();
     let mut seen: HashSet<i64> = HashSet::new();
     let mut offset = 0u32;
+    let mut progress = Progress::default();
     let mut current = fetch_page(client, offset, page_size, retry, cancel).await?;
     scan.pages = 1;
     loop {
@@ -141,7 +143,17 @@ pub async fn scan_pool(
         );
         let page = parsed
             .map_err(|e| pool_err("the page".into(), e.to_string()))?
-            .map_err(|e| client.with_endpoint(e))?;
+            .map_err(|e| client.with_endpoint(e).cleaned(&[]))?;
+        if scan.pages > 1 {
+            progress
+                .check(&page.ids, &seen, offset)
+                .map_err(|detail| OnedError::Protocol {
+                    endpoint: client.endpoint().url.clone(),
+                    method: INFOEXTENDED.into(),
+                    detail,
+                })?;
+        }
+        progress.note(&page.ids);
         let fresh: HashSet<i64> = page.ids.into_iter().filter(|id| seen.insert(*id)).collect();
         scan.total += fresh.len() as u64;
         scan.kept
@@ -152,6 +164,61 @@ pub async fn scan_pool(
         current = next?;
         scan.pages += 1;
         offset = next_offset;
+    }
+}
+
+/// Checks that pages advance: oned lists VMs ordered by id (descending by default,
+/// `API_LIST_ORDER`), so each page must bring VMs not read before, and its last VM must lie
+/// beyond the previous page's last in that order. An endpoint that answers every offset with
+/// the same page would otherwise be read forever.
+#[derive(Debug, Default)]
+struct Progress {
+    /// True when ids go down, once a page with two different ids showed it.
+    descending: Option<bool>,
+    /// Last id of the previous page.
+    last: Option<i64>,
+}
+
+impl Progress {
+    /// Records a page that was accepted.
+    fn note(&mut self, ids: &[i64]) {
+        if let (Some(first), Some(last)) = (ids.first(), ids.last())
+            && first != last
+            && self.descending.is_none()
+        {
+            self.descending = Some(last < first);
+        }
+        if let Some(last) = ids.last() {
+            self.last = Some(*last);
+        }
+    }
+
+    /// An error (what happened and what it means) when the page at `offset` does not advance.
+    fn check(&self, ids: &[i64], seen: &HashSet<i64>, offset: u32) -> Result<(), String> {
+        let Some(&last) = ids.last() else {
+            return Ok(());
+        };
+        let fresh = ids.iter().any(|id| !seen.contains(id));
+        let beyond = match (self.descending, self.last) {
+            (Some(true), Some(prev)) => last < prev,
+            (Some(false), Some(prev)) => last > prev,
+            _ => true,
+        };
+        if fresh && beyond {
+            return Ok(());
+        }
+        Err(format!(
+            "the page at offset {offset} does not advance (it {} VM {last}, the previous page \
+             ended at VM {}); oned pages by id, so this endpoint does not page like oned (a \
+             proxy or cache answering every offset alike?): the report stops rather than \
+             read forever",
+            if fresh {
+                "ends at"
+            } else {
+                "repeats only VMs already read, ending at"
+            },
+            self.last.map_or_else(|| "?".into(), |l| l.to_string()),
+        ))
     }
 }
 

@@ -10,6 +10,7 @@ use super::advice::{self, SinceBasis, Suggestion};
 use super::error::OnedError;
 use super::pool::{self, VmRecord};
 use super::states::{self, ACTIVE, Class};
+use super::terminal::sanitize;
 use super::xmlrpc::{Cancel, Client, Retry};
 
 /// How many VMs were seen, and how many of each kind are reported.
@@ -260,13 +261,15 @@ impl Report {
     }
 
     /// A readable table, then per VM what to check and what to run.
+    /// Every text from oned in it passes through [`sanitize`].
     pub fn to_table(&self) -> String {
         let mut out = String::new();
-        let version = self.oned_version.as_deref().unwrap_or("?");
+        let version = sanitize(self.oned_version.as_deref().unwrap_or("?"));
         let _ = writeln!(
             out,
             "Stuck-VM report from {} (oned {version}) at {}",
-            self.endpoint, self.generated_at
+            sanitize(&self.endpoint),
+            self.generated_at
         );
         let _ = writeln!(out, "{}", self.summary());
         if self.vms.is_empty() {
@@ -298,6 +301,7 @@ impl Report {
                     age,
                     first,
                 ]
+                .map(|cell| sanitize(&cell).into_owned())
             })
             .collect();
         let header = [
@@ -340,17 +344,18 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "VM {} ({}) {state} [{}]",
+                "VM {} ({}) {} [{}]",
                 v.id,
-                v.name,
+                sanitize(&v.name),
+                sanitize(&state),
                 v.class.as_str()
             );
-            let _ = writeln!(out, "  check: {}", v.check);
+            let _ = writeln!(out, "  check: {}", sanitize(&v.check));
             for s in &v.suggestions {
-                let _ = writeln!(out, "  {}   # {}", s.command, s.why);
+                let _ = writeln!(out, "  {}   # {}", sanitize(&s.command), sanitize(&s.why));
             }
             if let Some(n) = &v.note {
-                let _ = writeln!(out, "  note: {n}");
+                let _ = writeln!(out, "  note: {}", sanitize(n));
             }
         }
         out
@@ -425,5 +430,29 @@ mod tests {
         assert!(table.contains("4 of 100 VMs stuck"), "{table}");
         let none = from_records(vec![], 3, "e", None, 0);
         assert!(none.to_table().contains("no VM stuck among 3"));
+    }
+
+    /// Found by fuzzing: VM name, owner, host and oned's version reached the terminal raw,
+    /// so a VM named with escape sequences could clear the screen or set the title.
+    #[test]
+    fn text_from_oned_is_sanitized_in_the_table() {
+        let mut v = vm(4, 3, 1);
+        v.name = "a\x1b[2Jb\x1b]0;owned\x07".into();
+        v.owner = "o\u{9b}31m".into();
+        if let Some(h) = v.history.as_mut() {
+            h.hostname = "h\rX".into();
+        }
+        let r = from_records(vec![v], 1, "http://e", Some("7\x1b[8m".into()), 5_000);
+        let table = r.to_table();
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(table.contains("a\\x1b[2Jb\\x1b]0;owned\\x07"), "{table}");
+        assert!(
+            table.contains("oned 7\\x1b[8m") && table.contains("h\\x0dX"),
+            "{table}"
+        );
+        assert!(table.contains("o\\x9b31m"), "{table}");
     }
 }

@@ -7,6 +7,7 @@ use super::OpennebulaConfig;
 use super::auth::{self, Env};
 use super::error::OnedError;
 use super::report::{self, Report};
+use super::terminal::sanitize;
 use super::xmlrpc::{Cancel, Retry, cancelled};
 
 /// Name of the last report under the data directory.
@@ -35,7 +36,7 @@ pub async fn report_after_takeover(
     let version = report::oned_version(&client, retry, &mut cancel).await?;
     tracing::info!(
         endpoint = %client.endpoint(),
-        version,
+        version = %sanitize(&version),
         delay_s = cfg.report_delay.get().as_secs(),
         "oned answers; stuck-VM report after the monitoring delay"
     );
@@ -64,11 +65,12 @@ pub fn log_report(report: &Report) {
             .map_or("(by hand)", |s| s.command.as_str());
         tracing::warn!(
             vm = v.id,
-            name = %v.name,
-            host = v.host.as_deref().unwrap_or("-"),
-            state,
-            "stuck VM: check: {}; first choice: {first}",
-            v.check
+            name = %sanitize(&v.name),
+            host = %sanitize(v.host.as_deref().unwrap_or("-")),
+            state = %sanitize(state),
+            "stuck VM: check: {}; first choice: {}",
+            sanitize(&v.check),
+            sanitize(first)
         );
     }
 }

@@ -130,7 +130,7 @@ impl Client {
         })?;
         let body = Bytes::from(format!("<?xml version=\"1.0\"?>\n{xml}"));
         let reply = match tokio::time::timeout(self.timeout, self.exchange(method, body)).await {
-            Ok(r) => r?,
+            Ok(r) => r.map_err(|e| e.cleaned(&self.session.secret_forms()))?,
             Err(_) => {
                 return Err(OnedError::Timeout {
                     endpoint: self.endpoint.url.clone(),
@@ -139,7 +139,8 @@ impl Client {
                 });
             }
         };
-        decode(reply, method).map_err(|e| self.with_endpoint(e))
+        decode(reply, method)
+            .map_err(|e| self.with_endpoint(e).cleaned(&self.session.secret_forms()))
     }
 
     /// Like [`Client::call`], retrying transient failures (see [`OnedError::is_transient`])

@@ -40,6 +40,10 @@ pub struct Faults {
     pub delay: Duration,
     /// Connections are closed without an answer.
     pub close: bool,
+    /// Every pool request gets the first page, whatever offset it asks (a broken proxy).
+    pub ignore_offset: bool,
+    /// A refused session is repeated in the error message (as some proxies do).
+    pub echo_session: bool,
 }
 
 /// Order of list replies (oned's `API_LIST_ORDER`).
@@ -340,10 +344,15 @@ fn answer(body: &str, shared: &Shared) -> Vec<u8> {
         _ => return fault(-501, "Parameter 0 is not a string"),
     };
     if faults.auth_error || session != shared.cfg.session {
+        let echo = format!("User couldn't be authenticated, aborting call: {session}");
         return failure(
             &method,
             0x100,
-            "User couldn't be authenticated, aborting call.",
+            if faults.echo_session {
+                &echo
+            } else {
+                "User couldn't be authenticated, aborting call."
+            },
         );
     }
     if n < faults.election_calls {
@@ -367,6 +376,7 @@ fn answer(body: &str, shared: &Shared) -> Vec<u8> {
         return fault(-501, "Parameters 1-4 must be integers");
     }
     let (filter, start, end, state) = (ints[0], ints[1], ints[2], ints[3]);
+    let start = if faults.ignore_offset { 0 } else { start };
     if filter < -4 {
         return failure(&method, 0x1000, "Incorrect filter_flag");
     }

@@ -17,6 +17,9 @@ pub fn validate(yaml: &str, dir: &Path) -> Config {
     let cluster_key = dir.join("cluster.key");
     let xvm_key = dir.join("fence_xvm.key");
     std::fs::write(&cluster_key, [7u8; 32]).expect("write key");
+    // The agent and check-config refuse a cluster key others can read.
+    let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(&cluster_key, private).expect("chmod key");
     std::fs::write(&xvm_key, [9u8; 32]).expect("write key");
     let mut text = yaml
         .replace(

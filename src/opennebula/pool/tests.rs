@@ -113,3 +113,31 @@ fn huge_numbers_are_errors_not_panics() {
     let e = err(&POOL.replace("<ID>7</ID>", "<ID>99999999999999999999999</ID>"));
     assert!(e.contains("element ID"), "{e}");
 }
+
+/// Found by fuzzing: an endpoint answering every offset with the same full page was read
+/// forever. Pages must bring new VMs beyond the previous page's last, in oned's order.
+#[test]
+fn pages_must_advance_in_either_order() {
+    let seen = |ids: &[i64]| ids.iter().copied().collect::<HashSet<i64>>();
+    let mut p = Progress::default();
+    p.note(&[30, 29, 28]);
+    // The next page of a descending pool, and one that overlaps after VMs were created.
+    assert!(p.check(&[27, 26, 25], &seen(&[30, 29, 28]), 3).is_ok());
+    assert!(p.check(&[28, 27, 26], &seen(&[30, 29, 28]), 3).is_ok());
+    let e = p.check(&[30, 29, 28], &seen(&[30, 29, 28]), 3).unwrap_err();
+    assert!(
+        e.contains("offset 3 does not advance") && e.contains("repeats only"),
+        "{e}"
+    );
+    // New ids, but going back up: not oned's paging either.
+    assert!(p.check(&[40, 41, 42], &seen(&[30, 29, 28]), 3).is_err());
+    let mut up = Progress::default();
+    up.note(&[1, 2, 3]);
+    assert!(up.check(&[4, 5, 6], &seen(&[1, 2, 3]), 3).is_ok());
+    assert!(up.check(&[1, 2, 3], &seen(&[1, 2, 3]), 3).is_err());
+    // One VM per page: the order is not known, new ids are enough.
+    let mut one = Progress::default();
+    one.note(&[7]);
+    assert!(one.check(&[6], &seen(&[7]), 1).is_ok());
+    assert!(one.check(&[7], &seen(&[7]), 1).is_err());
+}
