@@ -1,5 +1,6 @@
 //! The real-host test harness: network namespaces on a private bridge, systemd as PID 1 of
-//! each cluster node, faults, client-side checks and an invariant sampler.
+//! each cluster node, hypervisor hosts with simulated BMCs, faults, client-side checks and
+//! an invariant sampler.
 //!
 //! Use it from an integration test file with `mod harness;` and start from
 //! [`Topology::new`]. Everything a topology creates is removed when it is dropped, even when
@@ -9,10 +10,12 @@
 //! nothing leaves the bridge, which has no address and no route out.
 #![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
 
+mod bmc;
 mod client;
 mod cmd;
 mod faults;
 mod host;
+mod hypervisor;
 mod leftovers;
 mod netns;
 mod node;
@@ -25,8 +28,10 @@ mod usage;
 
 use std::time::{Duration, Instant};
 
+pub use bmc::{Bmc, BmcSpec, CIPHER_SUITE, IPMI_PORT};
 pub use cmd::{CmdOutput, run_cmd};
 pub use host::{Host, Proc};
+pub use hypervisor::{HYPERVISOR_PORT, Hypervisor};
 pub use leftovers::leftovers;
 pub use node::Node;
 pub use probe::{Answer, Probe};
