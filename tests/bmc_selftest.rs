@@ -83,8 +83,10 @@ fn expect_status(out: &CmdOutput, code: i32, text: &str) {
 #[test]
 fn fence_ipmilan_powers_a_hypervisor_off_and_on() {
     let (topo, fe, hv) = front_end_and_hypervisor("bmc_fence");
+    let hv2 = topo.add_hypervisor("hv2", 22, BmcSpec::new(32, "ops", "other-pw-2"));
     let prefix = topo.prefix().to_string();
     let hv_ip = hv.ip().into();
+    let hv2_ip = hv2.ip().into();
     assert_eq!(fe.tcp_get(hv_ip, HYPERVISOR_PORT).as_deref(), Ok("hv1"));
     hv.start_vm("one-7", VM_PORT);
     assert_eq!(fe.tcp_get(hv_ip, VM_PORT).as_deref(), Ok("one-7"));
@@ -104,6 +106,16 @@ fn fence_ipmilan_powers_a_hypervisor_off_and_on() {
     assert!(!hv.powered(), "the BMC's power process is gone");
     assert_really_off(&fe, &hv);
     assert!(hv.power_log().contains("power off (SIGTERM)"));
+    assert_eq!(
+        fe.tcp_get(hv2_ip, HYPERVISOR_PORT).as_deref(),
+        Ok("hv2"),
+        "the other hypervisor runs on"
+    );
+    assert!(hv2.powered());
+    // hv2's BMC does not take hv1's credentials.
+    let foreign = hv2.bmc().agent_input("off").replace("other-pw-2", PASSWORD);
+    assert_eq!(fence_stdin(&fe, &foreign).code, Some(1));
+    assert!(hv2.is_running());
 
     expect_status(&fence_argv(&fe, &hv, PASSWORD, "status"), 2, "Status: OFF");
 
@@ -143,6 +155,10 @@ fn fence_ipmilan_powers_a_hypervisor_off_and_on() {
         0,
         "Status: ON",
     );
+
+    for text in [hv.power_log(), hv.host_log(), hv.bmc().log()] {
+        assert!(!text.contains(PASSWORD), "a log shows the password");
+    }
 
     drop(topo);
     assert_eq!(harness::leftovers(&prefix), Vec::<String>::new());

@@ -167,7 +167,8 @@ impl Bmc {
         });
         assert!(
             up,
-            "BMC {} does not answer IPMI: {:?}\nipmi_sim log:\n{}",
+            "BMC {} does not answer IPMI (is openipmi installed? make deps): {:?}\n\
+             ipmi_sim log:\n{}",
             self.name(),
             last,
             self.log()

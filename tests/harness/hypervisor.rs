@@ -150,8 +150,14 @@ impl Hypervisor {
     }
 
     /// Powers on through the BMC (as an operator would with `ipmitool`) and waits until
-    /// the host answers. Panics if the BMC refuses.
+    /// the host answers. Panics if it is powered on already (a crashed host too: the BMC
+    /// would do nothing) or the BMC refuses.
     pub fn power_on(&self) {
+        assert!(
+            !self.powered(),
+            "{} is already powered on (after crash(), power it off first)",
+            self.name()
+        );
         self.bmc().chassis_power("on").expect_ok();
         assert!(
             self.wait_serving(POWER_TIMEOUT),
