@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Removes what crashed real-host test runs left behind: network namespaces, node cgroups
-# (and their processes), temp dirs and registry entries named `ohtXXXX-*` (the harness
-# prefix, see tests/harness/topology.rs). A prefix whose test process still runs is kept,
+# Removes what crashed real-host test runs left behind: network namespaces, the cgroups of
+# nodes, hypervisor hosts and BMCs (ipmi_sim and power scripts die with their cgroup),
+# temp dirs and registry entries named `ohtXXXX-*` (the harness prefix, see
+# tests/harness/topology.rs). A prefix whose test process still runs is kept,
 # unless --all is given (use that only when no test runs).
 set -u
 all=0

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 PKGS=(iproute2 nftables iptables iputils-arping iputils-ping tcpdump systemd dbus
       libxml2-utils psmisc procps keepalived python3 python3-venv
-      libvirt0 libcpg4 libnss3 libxml2 libuuid1)
+      libvirt0 libcpg4 libnss3 libxml2 libuuid1
+      openipmi ipmitool fence-agents)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 //! Running programs from tests: output captured, failures explained.
 
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 /// What a finished command printed and how it exited.
 #[derive(Debug, Clone)]
@@ -98,4 +99,36 @@ pub fn run_with_input<S: AsRef<str>>(argv: &[S], input: &str) -> CmdOutput {
         .wait_with_output()
         .unwrap_or_else(|e| panic!("waiting for `{prog}`: {e}"));
     CmdOutput::from_output(argv.join(" "), out)
+}
+
+/// Starts `argv` with stdin closed and its output appended to `log`, in a process group of
+/// its own (a Ctrl-C meant for the test does not reach it). The caller reaps it.
+pub fn spawn_detached<S: AsRef<std::ffi::OsStr>>(
+    argv: &[S],
+    log: &Path,
+) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty command"))?;
+    let (out, err) = log_stdio(log);
+    Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+}
+
+/// Stdout and stderr for a child, both appending to the file `log` (created if missing).
+pub fn log_stdio(log: &Path) -> (Stdio, Stdio) {
+    let open = || {
+        std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()))
+    };
+    (open().into(), open().into())
 }

@@ -91,6 +91,13 @@ impl Host {
         self.exec(argv).expect_ok()
     }
 
+    /// Runs `argv` inside the namespace with `input` on its stdin: how a fence agent gets
+    /// its options (`key=value` lines, the password among them) without them showing in
+    /// `ps`.
+    pub fn exec_with_input<S: AsRef<str>>(&self, argv: &[S], input: &str) -> CmdOutput {
+        run_with_input(&self.netns_argv(argv), input)
+    }
+
     /// Starts `argv` inside the namespace; it is killed when the [`Proc`] is dropped.
     /// Output goes to the test's stderr.
     pub fn spawn<S: AsRef<str>>(&self, argv: &[S]) -> Proc {
@@ -99,14 +106,8 @@ impl Host {
 
     /// Like [`Host::spawn`], with the output appended to the file `log` instead.
     pub fn spawn_logged<S: AsRef<str>>(&self, argv: &[S], log: &std::path::Path) -> Proc {
-        let open = || {
-            std::fs::File::options()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()))
-        };
-        self.spawn_with(argv, open().into(), open().into())
+        let (out, err) = super::cmd::log_stdio(log);
+        self.spawn_with(argv, out, err)
     }
 
     fn spawn_with<S: AsRef<str>>(&self, argv: &[S], out: Stdio, err: Stdio) -> Proc {

@@ -1,5 +1,6 @@
 //! The real-host test harness: network namespaces on a private bridge, systemd as PID 1 of
-//! each cluster node, faults, client-side checks and an invariant sampler.
+//! each cluster node, hypervisor hosts with simulated BMCs, faults, client-side checks and
+//! an invariant sampler.
 //!
 //! Use it from an integration test file with `mod harness;` and start from
 //! [`Topology::new`]. Everything a topology creates is removed when it is dropped, even when
@@ -10,10 +11,12 @@
 #![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
 
 mod bins;
+mod bmc;
 mod client;
 mod cmd;
 mod faults;
 mod host;
+mod hypervisor;
 mod leftovers;
 mod netns;
 mod node;
@@ -27,8 +30,10 @@ mod usage;
 use std::time::{Duration, Instant};
 
 pub use bins::{ONEHA, testkit};
+pub use bmc::{Bmc, BmcSpec, CIPHER_SUITE, IPMI_PORT};
 pub use cmd::{CmdOutput, run_cmd};
 pub use host::{Host, Proc};
+pub use hypervisor::{HYPERVISOR_PORT, Hypervisor};
 pub use leftovers::leftovers;
 pub use node::Node;
 pub use probe::{Answer, Probe};

@@ -3,9 +3,8 @@
 
 use std::fs;
 use std::ops::Deref;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -257,14 +256,6 @@ impl Node {
         }
         let cg = &self.inner.cgroup;
         fs::create_dir_all(cg).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.display()));
-        let console = fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_dir().join("console.log"))
-            .unwrap_or_else(|e| panic!("console log: {e}"));
-        let console2 = console
-            .try_clone()
-            .unwrap_or_else(|e| panic!("console log: {e}"));
         let script = format!(
             "echo $$ > {cg}/cgroup.procs && exec nsenter --net=/run/netns/{ns} unshare --pid \
              --fork --kill-child --mount --uts --ipc --cgroup --mount-proc {boot}",
@@ -272,14 +263,9 @@ impl Node {
             ns = self.ns(),
             boot = self.inner.dirs.boot.display()
         );
-        let unshare = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(console)
-            .stderr(console2)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot boot {}: {e}", self.name()));
+        let unshare =
+            super::cmd::spawn_detached(&["sh", "-c", &script], &self.log_dir().join("console.log"))
+                .unwrap_or_else(|e| panic!("cannot boot {}: {e}", self.name()));
         let children = format!("/proc/{0}/task/{0}/children", unshare.id());
         let mut pid1: Option<u32> = None;
         wait_until(BOOT_TIMEOUT, || {
@@ -490,7 +476,7 @@ fn set_executable(path: &Path) {
 }
 
 /// Removes an (empty) cgroup and its children, deepest first.
-fn remove_cgroup(path: &Path) {
+pub(super) fn remove_cgroup(path: &Path) {
     if let Ok(entries) = fs::read_dir(path) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -503,7 +489,7 @@ fn remove_cgroup(path: &Path) {
 
 /// Appends a line with the UTC time to the node's `power.log` (boots here, power-offs in the
 /// power-off script), so a test's timeline can be read next to the agents' logs.
-fn note_power(log_dir: &Path, what: &str) {
+pub(super) fn note_power(log_dir: &Path, what: &str) {
     use std::io::Write as _;
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use super::bmc::BmcSpec;
 use super::cmd::{run_cmd, run_with_input, try_run};
 use super::host::Host;
+use super::hypervisor::Hypervisor;
 use super::node::Node;
 use super::sampler::Sampler;
 use super::spec::NodeSpec;
@@ -32,6 +34,7 @@ pub struct Topology {
     registry: PathBuf,
     hosts: Mutex<Vec<Host>>,
     nodes: Mutex<Vec<Node>>,
+    hypervisors: Mutex<Vec<Hypervisor>>,
 }
 
 impl Topology {
@@ -60,6 +63,7 @@ impl Topology {
             switch_ns,
             hosts: Mutex::new(Vec::new()),
             nodes: Mutex::new(Vec::new()),
+            hypervisors: Mutex::new(Vec::new()),
         };
         topo.write_fence_hook();
         let bridge = "link add br0 type bridge mcast_snooping 0\nlink set br0 up\n";
@@ -155,6 +159,31 @@ impl Topology {
         node
     }
 
+    /// Adds hypervisor host `name` (192.0.2.`n`) and its BMC, host `NAME-bmc` at
+    /// 192.0.2.`bmc.number` (`ipmi_sim`, real IPMI over LAN on UDP 623), and powers it on
+    /// through the BMC; returns when the host answers on
+    /// [`super::HYPERVISOR_PORT`]. See [`Hypervisor`].
+    pub fn add_hypervisor(&self, name: &str, n: u8, bmc: BmcSpec) -> Hypervisor {
+        let host = self.add_host(name, n);
+        let bmc_host = self.add_host(&format!("{name}-bmc"), bmc.number);
+        let hv = Hypervisor::create(
+            host,
+            bmc_host,
+            &bmc,
+            &self.dir.path().join(name),
+            &self.cgroup_root,
+            &self.prefix,
+        );
+        lock(&self.hypervisors).push(hv.clone());
+        hv.start();
+        hv
+    }
+
+    /// Every hypervisor, in creation order.
+    pub fn hypervisors(&self) -> Vec<Hypervisor> {
+        lock(&self.hypervisors).clone()
+    }
+
     /// Every host, nodes included, in creation order.
     pub fn hosts(&self) -> Vec<Host> {
         lock(&self.hosts).clone()
@@ -198,11 +227,23 @@ impl Topology {
                 );
             }
         }
+        for hv in self.hypervisors() {
+            for (what, text) in [
+                ("power log", hv.power_log()),
+                ("host log", hv.host_log()),
+                ("ipmi_sim log", hv.bmc().log()),
+            ] {
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(40)..];
+                eprintln!("----- {} {what}\n{}", hv.name(), tail.join("\n"));
+            }
+        }
     }
 }
 
 impl Drop for Topology {
-    /// Teardown, never panicking: power nodes off (cgroups emptied and removed), kill what
+    /// Teardown, never panicking: power nodes off (cgroups emptied and removed), stop the
+    /// BMCs and kill the hypervisors' machines (cgroups emptied and removed), kill what
     /// is left in the namespaces, delete the namespaces (their veths and the bridge go
     /// with them).
     fn drop(&mut self) {
@@ -213,6 +254,9 @@ impl Drop for Topology {
             if let Err(e) = node.try_power_off() {
                 eprintln!("harness teardown: {}: {e}", node.name());
             }
+        }
+        for hv in self.hypervisors() {
+            hv.teardown();
         }
         for host in self.hosts() {
             host.kill_all();
@@ -231,7 +275,7 @@ impl Drop for Topology {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
