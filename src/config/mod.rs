@@ -222,6 +222,36 @@ impl Config {
     pub fn node_by_id(&self, id: u64) -> Option<&NodeConfig> {
         self.nodes.iter().find(|n| n.id == id)
     }
+    /// The name of the member with this Raft id (`nodeN` if there is none).
+    pub fn node_name(&self, id: u64) -> String {
+        self.node_by_id(id)
+            .map(|n| n.name.clone())
+            .unwrap_or_else(|| format!("node{id}"))
+    }
+    /// The members that may run the group, in failover-domain order: the domain's nodes
+    /// first, then, unless the domain is restricted, every other front-end; every front-end
+    /// when the domain is empty. The one place this rule lives: placement and failover
+    /// (the policy's `eligible`) and the operator's `enable --on`/`relocate --to` use it.
+    pub fn eligible_hosts(&self) -> Vec<u64> {
+        let domain = &self.resources.failover_domain;
+        let frontends = self.frontends().into_iter().map(|n| n.id);
+        if domain.nodes.is_empty() {
+            return frontends.collect();
+        }
+        let mut v: Vec<u64> = domain
+            .nodes
+            .iter()
+            .filter_map(|n| self.node(n).map(|c| c.id))
+            .collect();
+        if !domain.restricted {
+            for id in frontends {
+                if !v.contains(&id) {
+                    v.push(id);
+                }
+            }
+        }
+        v
+    }
     /// Members that may run the group, most preferred first.
     pub fn frontends(&self) -> Vec<&NodeConfig> {
         let mut v: Vec<&NodeConfig> = self

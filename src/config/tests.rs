@@ -371,3 +371,33 @@ fn frontends_without_fence_levels_are_warned_about() {
     );
     assert!(w[0].contains("oneha fence-ack one-server1"), "{w:?}");
 }
+/// The failover-domain rule, as placement and `enable --on`/`relocate --to` both read it.
+#[test]
+fn eligible_hosts_follow_the_failover_domain() {
+    let nodes = "\
+cluster: opennebula
+key_file: {KEY}
+nodes:
+  - {name: a, id: 1, address: 192.0.2.11:7400, priority: 5}
+  - {name: b, id: 2, address: 192.0.2.12:7400}
+  - {name: c, id: 3, address: 192.0.2.13:7400}
+  - {name: w, id: 4, address: 192.0.2.14:7400, role: witness}
+";
+    let key = key_file();
+    let hosts = |domain: &str| {
+        let text = with_key(&format!("{nodes}{domain}"), &key);
+        parse(Path::new("x"), &text)
+            .expect("valid")
+            .eligible_hosts()
+    };
+    // No domain: every front-end, by priority; never the witness.
+    assert_eq!(hosts(""), vec![2, 3, 1]);
+    let domain = "resources:\n  failover_domain:\n    nodes: [c, a]\n";
+    // Restricted (the default): the domain's nodes alone, in its order.
+    assert_eq!(hosts(domain), vec![3, 1]);
+    // Unrestricted: the domain first, then the other front-ends.
+    assert_eq!(
+        hosts(&format!("{domain}    restricted: false\n")),
+        vec![3, 1, 2]
+    );
+}

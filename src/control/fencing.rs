@@ -14,7 +14,7 @@ use crate::policy::Held;
 
 impl Loop {
     pub(super) fn fence(&mut self, target: NodeId, epoch: u64, action: FenceAction) {
-        let name = self.agent.node_name(target);
+        let name = self.ctx.node_name(target);
         let Some(f) = self.ex.fencer() else {
             self.notices.push(format!(
                 "{name} must be fenced but fencing is not configured on this node: verify \
@@ -46,9 +46,9 @@ impl Loop {
     ) {
         self.fencing = None;
         let success = report.success();
-        let name = self.agent.node_name(target);
+        let name = self.ctx.node_name(target);
         for a in &report.attempts {
-            self.agent.counters.record_fence(
+            self.ctx.counters.record_fence(
                 &name,
                 &a.method,
                 a.action.name(),
@@ -92,8 +92,8 @@ impl Loop {
             let mut backoff = Duration::from_secs(1 << fails.min(5));
             // Two-node: the passive side keeps its handicap on every retry, so that when
             // the fence device comes back during a split the active side still wins.
-            if self.agent.cfg.two_node && !matches!(self.held, Held::Running(_)) {
-                backoff += self.agent.cfg.fencing.passive_delay.get();
+            if self.ctx.cfg.two_node && !matches!(self.held, Held::Running(_)) {
+                backoff += self.ctx.cfg.fencing.passive_delay.get();
             }
             self.fence_retry.insert(
                 target,
@@ -136,7 +136,7 @@ impl Loop {
             Err(format!("fencing failed: {}", rec.detail))
         };
         let committed = self
-            .agent
+            .ctx
             .node
             .propose_idempotent(Command::Fenced(rec), Duration::from_secs(10))
             .await;
@@ -161,14 +161,14 @@ impl Loop {
         detail: String,
         heard_within: Duration,
     ) {
-        let view = self.agent.node.view();
+        let view = self.ctx.node.view();
         let epoch = if epoch == 0 {
             view.state.group.dirty.get(&target).copied().unwrap_or(0)
         } else {
             epoch
         };
-        if self.agent.cfg.two_node && view.state.voters != [self.agent.me] {
-            let peer_up = self.agent.node.members().iter().any(|m| {
+        if self.ctx.cfg.two_node && view.state.voters != [self.ctx.me] {
+            let peer_up = self.ctx.node.members().iter().any(|m| {
                 m.id == target
                     && m.last_contact_ms
                         .is_some_and(|ms| u128::from(ms) < heard_within.as_millis())
@@ -177,20 +177,20 @@ impl Loop {
                 tracing::error!(
                     "{} was heard from within the last {} ms, although confirmed off: not \
                      continuing as the single voter",
-                    self.agent.node_name(target),
+                    self.ctx.node_name(target),
                     heard_within.as_millis()
                 );
             } else {
                 let (reply, rx) = oneshot::channel();
                 if self
-                    .agent
+                    .ctx
                     .node
                     .send(Event::ForceSingleVoter { reply })
                     .is_ok()
                 {
                     match rx.await {
                         Ok(Ok(())) => {
-                            let marker = crate::agent::survivor_marker(&self.agent.cfg);
+                            let marker = super::survivor_marker(&self.ctx.cfg);
                             if let Err(e) = std::fs::write(&marker, format!("{target}\n")) {
                                 tracing::warn!("cannot write {}: {e}", marker.display());
                             }
@@ -216,7 +216,7 @@ impl Loop {
     ) -> FenceRecord {
         FenceRecord {
             target,
-            by: self.agent.me,
+            by: self.ctx.me,
             method,
             action,
             success,
@@ -234,7 +234,7 @@ impl Loop {
                 let _ = reply.send(Ok("wait-for-all overridden on this node".into()));
             }
             ControlMsg::FenceAck { target, reply } => {
-                let name = self.agent.node_name(target);
+                let name = self.ctx.node_name(target);
                 tracing::warn!("operator acknowledged that {name} is powered off");
                 self.fence_retry.remove(&target);
                 // Answered by `journal` once the acknowledgement is committed.
@@ -247,7 +247,7 @@ impl Loop {
                     format!("operator acknowledged that {name} is off"),
                     // A peer heard within the loss timeout is not off, whatever the
                     // operator believes.
-                    self.agent.cfg.timers().lost_after(),
+                    self.ctx.cfg.timers().lost_after(),
                 )
                 .await;
             }
@@ -261,7 +261,7 @@ impl Loop {
                     return;
                 }
                 let epoch = self
-                    .agent
+                    .ctx
                     .node
                     .view()
                     .state

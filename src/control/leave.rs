@@ -16,10 +16,10 @@ impl Loop {
         if !self.held.may_hold() || matches!(self.held, Held::StopFailed(_)) {
             return;
         }
-        let view = self.agent.node.view();
-        let me = self.agent.me;
+        let view = self.ctx.node.view();
+        let me = self.ctx.me;
         let stop_total: Duration = self
-            .agent
+            .ctx
             .cfg
             .resources
             .group
@@ -32,7 +32,7 @@ impl Loop {
         if view.state.group.owner == Some(me) {
             tracing::info!("leaving: asking the cluster to relocate the group");
             let _ = self
-                .agent
+                .ctx
                 .node
                 .propose_idempotent(Command::Relocate { to: None }, Duration::from_secs(3))
                 .await;
@@ -58,10 +58,10 @@ impl Loop {
             }
         }
         if self.held == Held::Stopped {
-            let epoch = self.agent.node.view().state.group.dirty.get(&me).copied();
+            let epoch = self.ctx.node.view().state.group.dirty.get(&me).copied();
             if let Some(epoch) = epoch {
                 let _ = self
-                    .agent
+                    .ctx
                     .node
                     .propose_idempotent(
                         Command::Released { node: me, epoch },

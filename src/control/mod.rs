@@ -9,18 +9,21 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod context;
 mod fencing;
 mod leave;
 mod observe;
+mod outcomes;
 
-use crate::agent::Agent;
+pub use context::{Context, survivor_marker};
+
 use crate::cluster::node::Event;
 use crate::cluster::state::{Command, NodeId, ReplicatedState};
 use crate::config::Role;
 use crate::executor::{Done, Executor};
 use crate::fence::{Action as FenceAction, Fencer};
 use crate::policy::{self, Action, Held, PolicyConfig};
-use crate::resources::{Group, ResourceState};
+use crate::resources::Group;
 
 /// Requests from the admin API that need the control loop.
 pub enum ControlMsg {
@@ -66,7 +69,7 @@ pub struct LocalStatus {
 pub type SharedLocal = Arc<Mutex<LocalStatus>>;
 
 struct Loop {
-    agent: Arc<Agent>,
+    ctx: Context,
     pcfg: PolicyConfig,
     ex: Executor,
     held: Held,
@@ -117,17 +120,17 @@ struct Loop {
 
 /// Runs until shutdown; on shutdown hands the group over cleanly when this node runs it.
 pub async fn run(
-    agent: Arc<Agent>,
+    ctx: Context,
     mut msgs: mpsc::Receiver<ControlMsg>,
     local: SharedLocal,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let tick = agent.cfg.timers().tick;
-    let group = Group::from_config(&agent.cfg.resources).unwrap_or_else(|e| {
+    let tick = ctx.cfg.timers().tick;
+    let group = Group::from_config(&ctx.cfg.resources).unwrap_or_else(|e| {
         tracing::error!("resources: {e}; running with an empty group");
         Group::new(Vec::new())
     });
-    let fencer = match Fencer::new(&agent.cfg, &agent.name) {
+    let fencer = match Fencer::new(&ctx.cfg, &ctx.name) {
         Ok(f) => Some(f),
         Err(e) => {
             tracing::warn!("fencing is not available on this node: {e}");
@@ -140,9 +143,9 @@ pub async fn run(
     let (hint_tx, mut hint_rx) = mpsc::unbounded_channel();
     let (sync_tx, mut sync_rx) = mpsc::unbounded_channel();
     let mut l = Loop {
-        pcfg: policy_config(&agent),
+        pcfg: policy_config(&ctx),
         ex: Executor::new(group, fencer, done_tx),
-        agent,
+        ctx,
         held: Held::Unknown,
         busy: true,
         fencing: None,
@@ -175,9 +178,9 @@ pub async fn run(
         pending_replies: Vec::new(),
     };
     let is_witness = l
-        .agent
+        .ctx
         .cfg
-        .node(&l.agent.name)
+        .node(&l.ctx.name)
         .is_some_and(|n| n.role == Role::Witness);
     if is_witness {
         // A witness runs nothing and never probes resources that do not exist here.
@@ -186,10 +189,10 @@ pub async fn run(
     } else {
         l.ex.probe();
     }
-    let mut views = l.agent.node.watch();
+    let mut views = l.ctx.node.watch();
     let watchdog = crate::notify::watchdog_interval().map(|d| d / 2);
     let mut last_ping = Instant::now();
-    let mut raft_turns = l.agent.node.turns();
+    let mut raft_turns = l.ctx.node.turns();
     loop {
         let wake_in = l.next_wake.max(tick);
         let wake = tokio::select! {
@@ -240,7 +243,7 @@ pub async fn run(
         if let Some(every) = watchdog
             && last_ping.elapsed() >= every
         {
-            let turns = l.agent.node.turns();
+            let turns = l.ctx.node.turns();
             if turns != raft_turns {
                 let _ = crate::notify::notify("WATCHDOG=1");
                 raft_turns = turns;
@@ -265,26 +268,9 @@ async fn leaving(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-fn policy_config(agent: &Agent) -> PolicyConfig {
-    let cfg = &agent.cfg;
+fn policy_config(ctx: &Context) -> PolicyConfig {
+    let cfg = &ctx.cfg;
     let domain = &cfg.resources.failover_domain;
-    let eligible: Vec<NodeId> = if domain.nodes.is_empty() {
-        cfg.frontends().iter().map(|n| n.id).collect()
-    } else {
-        let mut v: Vec<NodeId> = domain
-            .nodes
-            .iter()
-            .filter_map(|n| cfg.node(n).map(|c| c.id))
-            .collect();
-        if !domain.restricted {
-            for n in cfg.frontends() {
-                if !v.contains(&n.id) {
-                    v.push(n.id);
-                }
-            }
-        }
-        v
-    };
     let stop_total: Duration = cfg
         .resources
         .group
@@ -293,8 +279,8 @@ fn policy_config(agent: &Agent) -> PolicyConfig {
         .sum();
     let timers = cfg.timers();
     PolicyConfig {
-        me: agent.me,
-        eligible,
+        me: ctx.me,
+        eligible: cfg.eligible_hosts(),
         members: cfg.nodes.iter().map(|n| n.id).collect(),
         two_node: cfg.two_node,
         wait_for_all: cfg.wait_for_all,
@@ -309,7 +295,7 @@ fn policy_config(agent: &Agent) -> PolicyConfig {
 
 impl Loop {
     fn witness_turn(&mut self) {
-        let view = self.agent.node.view();
+        let view = self.ctx.node.view();
         // Always observe: the liveness this node sees is gossiped to the others.
         let obs = self.observations(&view.state, view.role == "leader");
         if view.role != "leader" {
@@ -322,7 +308,7 @@ impl Loop {
             match a {
                 Action::Propose(cmd) => self.propose(cmd),
                 Action::AddVoter(id) => {
-                    let _ = self.agent.node.send(Event::AddVoter(id));
+                    let _ = self.ctx.node.send(Event::AddVoter(id));
                 }
                 Action::Notice(n) => self.notices.push(n),
                 _ => {}
@@ -331,18 +317,18 @@ impl Loop {
     }
 
     fn turn(&mut self) {
-        let view = self.agent.node.view();
+        let view = self.ctx.node.view();
         if view.fatal.is_some() {
             return;
         }
         self.start_up_barrier();
-        self.agent
+        self.ctx
             .counters
-            .observe_leader(view.leader.map(|l| self.agent.node_name(l)).as_deref());
+            .observe_leader(view.leader.map(|l| self.ctx.node_name(l)).as_deref());
         // Failover timing: from the moment this node sees the group assigned to it after
         // the previous owner was lost, to the group started here.
         let g = &view.state.group;
-        if g.owner == Some(self.agent.me) && g.reason.contains("lost") {
+        if g.owner == Some(self.ctx.me) && g.reason.contains("lost") {
             self.takeover_since
                 .entry(g.generation)
                 .or_insert_with(Instant::now);
@@ -362,9 +348,9 @@ impl Loop {
             return;
         }
         self.syncing = true;
-        let node = self.agent.node.clone();
-        let me = self.agent.me;
-        let timeout = self.agent.cfg.timers().election() * 2 + Duration::from_secs(1);
+        let node = self.ctx.node.clone();
+        let me = self.ctx.me;
+        let timeout = self.ctx.cfg.timers().election() * 2 + Duration::from_secs(1);
         let tx = self.sync_tx.clone();
         tokio::spawn(async move {
             let ok = node
@@ -383,9 +369,9 @@ impl Loop {
                 // while this node is still the clean owner (S3).
                 self.busy = true;
                 self.claim_prev = std::mem::replace(&mut self.held, Held::Starting(generation));
-                let node = self.agent.node.clone();
-                let me = self.agent.me;
-                let timeout = self.agent.cfg.timers().election() * 4 + Duration::from_secs(1);
+                let node = self.ctx.node.clone();
+                let me = self.ctx.me;
+                let timeout = self.ctx.cfg.timers().election() * 4 + Duration::from_secs(1);
                 let tx = self.claims.clone();
                 tokio::spawn(async move {
                     let r = match node
@@ -407,7 +393,7 @@ impl Loop {
             }
             Action::Stop { reason, .. } => {
                 tracing::warn!("stopping the group: {reason}");
-                crate::agent::before_stop(&self.agent);
+                self.ctx.before_stop();
                 self.busy = true;
                 self.held = Held::Stopping;
                 self.ex.stop();
@@ -429,26 +415,9 @@ impl Loop {
             Action::ForceSingleVoter => {}
             Action::AddVoter(id) => {
                 tracing::info!(node = id, "re-admitting the fenced peer as a voter");
-                let _ = self.agent.node.send(Event::AddVoter(id));
+                let _ = self.ctx.node.send(Event::AddVoter(id));
             }
             Action::Notice(n) => self.notices.push(n),
-        }
-    }
-
-    fn on_claimed(&mut self, generation: u64, r: Result<(), String>) {
-        if self.held != Held::Starting(generation) {
-            return;
-        }
-        match r {
-            Ok(()) => {
-                tracing::info!(generation, "claim committed: starting the group");
-                self.ex.start(generation);
-            }
-            Err(why) => {
-                tracing::warn!(generation, "not starting the group: claim failed: {why}");
-                self.held = std::mem::take(&mut self.claim_prev);
-                self.busy = false;
-            }
         }
     }
 
@@ -457,7 +426,7 @@ impl Loop {
         if !self.in_flight.insert(key.clone()) {
             return;
         }
-        let node = self.agent.node.clone();
+        let node = self.ctx.node.clone();
         let done = self.prop_done.clone();
         tokio::spawn(async move {
             if let Err(e) = node.propose_idempotent(cmd, Duration::from_secs(5)).await {
@@ -467,159 +436,15 @@ impl Loop {
         });
     }
 
-    pub(super) async fn on_done(&mut self, d: Done) {
-        let me = self.agent.me;
-        match d {
-            Done::Probed {
-                states,
-                any_running,
-            } => {
-                tracing::info!(?states, "probed the group's resources");
-                self.states = states;
-                self.held = if any_running {
-                    Held::Unknown
-                } else {
-                    Held::Stopped
-                };
-                self.busy = false;
-                if !any_running {
-                    self.ex.prepare();
-                }
-            }
-            Done::Started {
-                generation,
-                error,
-                must_fence,
-                took,
-            } => {
-                self.busy = false;
-                match error {
-                    None => {
-                        tracing::info!(generation, ?took, "group started");
-                        if let Some(t0) = self.takeover_since.remove(&generation) {
-                            self.agent.counters.record_failover(t0.elapsed());
-                        }
-                        self.takeover_since.clear();
-                        self.monitor_failed.clear();
-                        self.held = Held::Running(generation);
-                        self.set_states("running");
-                        self.ex.start_monitors();
-                        self.propose(Command::Started {
-                            node: me,
-                            generation,
-                        });
-                        crate::agent::after_start(&self.agent);
-                    }
-                    Some(e) if must_fence => {
-                        tracing::error!(
-                            generation,
-                            "group start failed and could not be undone: {e}"
-                        );
-                        self.held = Held::StopFailed(e);
-                    }
-                    Some(e) => {
-                        tracing::error!(generation, "group start failed: {e}");
-                        self.start_failed(generation, e);
-                    }
-                }
-            }
-            Done::Stopped { error } => {
-                self.busy = false;
-                match error {
-                    None => {
-                        tracing::info!("group stopped");
-                        self.monitor_failed.clear();
-                        self.held = Held::Stopped;
-                        self.set_states("stopped");
-                        self.ex.prepare();
-                    }
-                    Some(e) => {
-                        tracing::error!("group stop FAILED, this node must be fenced: {e}");
-                        self.held = Held::StopFailed(e);
-                    }
-                }
-            }
-            Done::Restarted { generation, error } => {
-                self.busy = false;
-                self.restarting = false;
-                match error {
-                    None => {
-                        tracing::info!("group restarted in place");
-                        self.monitor_failed.clear();
-                        self.held = Held::Running(generation);
-                        self.set_states("running");
-                        self.ex.start_monitors();
-                    }
-                    Some((e, true)) => {
-                        tracing::error!("restart failed while stopping: {e}");
-                        self.held = Held::StopFailed(e);
-                    }
-                    Some((e, false)) => {
-                        tracing::error!("restart failed while starting: {e}");
-                        self.start_failed(generation, e);
-                    }
-                }
-            }
-            Done::Monitor {
-                resource,
-                state,
-                run,
-            } => {
-                if run != self.ex.run() || !matches!(self.held, Held::Running(_)) {
-                    return;
-                }
-                let text = match &state {
-                    Ok(s) => s.to_string(),
-                    Err(e) => format!("monitor failed: {e}"),
-                };
-                if let Some(s) = self.states.iter_mut().find(|(n, _)| *n == resource) {
-                    s.1 = text.clone();
-                }
-                if !matches!(state, Ok(ResourceState::Running))
-                    && !self.monitor_failed.iter().any(|(n, _)| *n == resource)
-                {
-                    tracing::warn!(resource = %resource, "monitor: {text}");
-                    self.monitor_failed.push((resource, text));
-                }
-            }
-            Done::Fenced {
-                target,
-                epoch,
-                report,
-            } => self.on_fenced(target, epoch, *report).await,
-        }
-    }
-
-    /// A start (or the start half of a restart) failed and was rolled back cleanly.
-    fn start_failed(&mut self, generation: u64, reason: String) {
-        self.held = Held::Stopped;
-        self.failed_start = Some((generation, Instant::now()));
-        self.set_states("stopped");
-        self.propose(Command::StartFailed {
-            node: self.agent.me,
-            generation,
-            reason,
-        });
-    }
-
-    fn set_states(&mut self, s: &str) {
-        self.states = self
-            .ex
-            .resource_names()
-            .into_iter()
-            .map(|n| (n, s.to_string()))
-            .collect();
-    }
-
     fn publish(&mut self) {
         let fencing = match self.fencing {
             Some(t) => Some(match self.fence_retry.get(&t) {
                 Some((_, n, why)) => format!(
                     "fencing {} now (attempt {}; {why})",
-                    self.agent.node_name(t),
+                    self.ctx.node_name(t),
                     n + 1
                 ),
-                None => format!("fencing {} now", self.agent.node_name(t)),
+                None => format!("fencing {} now", self.ctx.node_name(t)),
             }),
             None => self.fence_retry.values().next().map(|(at, n, why)| {
                 let wait = at.saturating_duration_since(Instant::now());
@@ -646,7 +471,7 @@ impl Loop {
             forced_wait_for_all: self.forced_wfa,
         };
         let gossip = serde_json::json!({
-            "name": self.agent.name,
+            "name": self.ctx.name,
             "held": status.held,
             "resources": status.resources,
             "live": self.direct_live,
@@ -655,7 +480,7 @@ impl Loop {
             *l = status;
         }
         let bytes = serde_json::to_vec(&gossip).unwrap_or_default();
-        self.agent.gossip.send_if_modified(|cur| {
+        self.ctx.gossip.send_if_modified(|cur| {
             if *cur != bytes {
                 *cur = bytes;
                 true

@@ -9,13 +9,13 @@ use crate::policy::Observations;
 
 impl Loop {
     pub(super) fn observations(&mut self, st: &ReplicatedState, leader: bool) -> Observations {
-        let agent = &self.agent;
-        let timers = agent.cfg.timers();
+        let ctx = &self.ctx;
+        let timers = ctx.cfg.timers();
         let lost_after = timers.lost_after().as_millis() as u64;
         let lease = timers.lease().as_millis() as u64;
-        let members = agent.node.members();
-        let mut live = BTreeSet::from([agent.me]);
-        let mut within_lease = BTreeSet::from([agent.me]);
+        let members = ctx.node.members();
+        let mut live = BTreeSet::from([ctx.me]);
+        let mut within_lease = BTreeSet::from([ctx.me]);
         for m in &members {
             if let Some(ms) = m.last_contact_ms {
                 if ms <= lost_after {
@@ -48,8 +48,8 @@ impl Loop {
         // How long each blocker of the current generation has had to release.
         let g = &st.group;
         let mut waiting = Vec::new();
-        if g.owner == Some(agent.me) {
-            for b in g.blockers(agent.me) {
+        if g.owner == Some(ctx.me) {
+            for b in g.blockers(ctx.me) {
                 let since = *self.waiting_since.entry((g.generation, b)).or_insert(now);
                 waiting.push((b, now.duration_since(since)));
             }
@@ -74,7 +74,7 @@ impl Loop {
         {
             self.restarts.pop_front();
         }
-        let peer = self.pcfg.members.iter().copied().find(|&m| m != agent.me);
+        let peer = self.pcfg.members.iter().copied().find(|&m| m != ctx.me);
         let peer_lost_for = peer.and_then(|p| {
             let last = members.iter().find(|m| m.id == p)?.last_contact_ms;
             match last {
@@ -87,15 +87,15 @@ impl Loop {
         // off; if so, the passive side need not wait its handicap.
         match (peer_lost_for, peer) {
             (Some(_), Some(p))
-                if agent.cfg.two_node
-                    && agent.cfg.fencing.check_peer_power
-                    && (agent.node.seen_all() || self.forced_wfa) =>
+                if ctx.cfg.two_node
+                    && ctx.cfg.fencing.check_peer_power
+                    && (ctx.node.seen_all() || self.forced_wfa) =>
             {
                 if self.peer_hint.is_none()
                     && let Some(f) = self.ex.fencer_arc()
                 {
                     self.peer_hint = Some(None);
-                    let (name, tx) = (agent.node_name(p), self.hints.clone());
+                    let (name, tx) = (ctx.node_name(p), self.hints.clone());
                     tokio::spawn(async move {
                         let _ = tx.send((p, f.power_hint(&name).await));
                     });
@@ -106,9 +106,9 @@ impl Loop {
         let peer_fence_delay = if self.peer_hint == Some(Some(false)) {
             Duration::ZERO
         } else {
-            agent.cfg.fencing.passive_delay.get()
+            ctx.cfg.fencing.passive_delay.get()
                 + match (self.ex.fencer(), peer) {
-                    (Some(f), Some(p)) => f.delay(&agent.node_name(p)),
+                    (Some(f), Some(p)) => f.delay(&ctx.node_name(p)),
                     _ => Duration::ZERO,
                 }
         };
@@ -143,7 +143,7 @@ impl Loop {
             leader,
             live,
             within_lease,
-            seen_all: agent.node.seen_all() || self.forced_wfa,
+            seen_all: ctx.node.seen_all() || self.forced_wfa,
             held: self.held.clone(),
             busy: self.busy,
             fencing: self.fencing.is_some(),
@@ -167,7 +167,7 @@ impl Loop {
     /// A start of the current generation failed here and the cluster has not applied the
     /// report yet (bounded: a report that never commits stops blocking after 10 s).
     fn start_failure_pending(&mut self, g: &crate::cluster::state::GroupState) -> bool {
-        let me = self.agent.me;
+        let me = self.ctx.me;
         match self.failed_start {
             Some((generation, at))
                 if generation == g.generation
