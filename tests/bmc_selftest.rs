@@ -173,8 +173,13 @@ fn unreachable_bmc_isolated_host_and_crashed_host() {
 
     // The BMC's cable is pulled: fencing fails and the host runs on.
     hv.bmc().link_down();
+    let t0 = std::time::Instant::now();
     let off = fence_stdin(&fe, &hv.bmc().agent_input("off"));
     assert_eq!(off.code, Some(1), "{off:?}");
+    eprintln!(
+        "fence_ipmilan gave up on the unreachable BMC after {:?}",
+        t0.elapsed()
+    );
     assert!(hv.powered());
     assert_eq!(fe.tcp_get(hv_ip, VM_PORT).as_deref(), Ok("one-8"));
     hv.bmc().link_up();
