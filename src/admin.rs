@@ -100,11 +100,23 @@ pub trait AdminHandler: Send + Sync + 'static {
 /// Longest accepted request line.
 const MAX_REQUEST: usize = 64 * 1024;
 
-/// Binds the socket (replacing a stale one) and serves until shutdown.
+/// Binds the socket (replacing a stale one, mode 0600) and serves until shutdown.
 pub async fn serve(
     path: &Path,
     handler: Arc<dyn AdminHandler>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    serve_with(path, handler, shutdown, 0o600, None).await
+}
+
+/// [`serve`] with the socket's mode and group (e.g. 0660 and oneadmin's group for the
+/// VM-HA hook's socket).
+pub async fn serve_with(
+    path: &Path,
+    handler: Arc<dyn AdminHandler>,
     mut shutdown: watch::Receiver<bool>,
+    mode: u32,
+    group: Option<nix::unistd::Gid>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
@@ -122,7 +134,11 @@ pub async fn serve(
     }
     let listener =
         UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    if let Some(gid) = group {
+        nix::unistd::chown(path, None, Some(gid))
+            .map_err(|e| format!("cannot chgrp {}: {e}", path.display()))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
     let path: PathBuf = path.to_path_buf();
     Ok(tokio::spawn(async move {

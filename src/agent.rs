@@ -176,6 +176,12 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         shutdown.clone(),
     )
     .await?;
+    let hook_task = crate::vmha_ops::service::serve_hook_socket(
+        &agent.cfg,
+        agent.clone() as Arc<dyn AdminHandler>,
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!(
         id = me,
         address = %me_cfg.address,
@@ -227,6 +233,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     let _ = admin_task.await;
+    let _ = hook_task.await;
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

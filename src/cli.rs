@@ -116,7 +116,7 @@ pub enum Cmd {
 
 /// Parses arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(hook_alias(std::env::args_os().collect()));
     // One worker: the agent's work is light and I/O bound (the Raft loop has its own
     // thread), and a single worker saves the cross-thread wake-ups of an idle cluster.
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -131,6 +131,19 @@ pub fn main() -> i32 {
         }
     };
     rt.block_on(run(cli))
+}
+
+/// Invoked as `oneha-host-error` (a link installed for OpenNebula's hook manager, whose
+/// COMMAND is a program path), the arguments are those of `oneha host-error`.
+pub fn hook_alias(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let invoked_as_hook = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|n| n == "oneha-host-error");
+    if invoked_as_hook {
+        args.insert(1, "host-error".into());
+    }
+    args
 }
 
 async fn run(cli: Cli) -> i32 {

@@ -25,8 +25,9 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-const EXPECTED: [&str; 12] = [
+const EXPECTED: [&str; 13] = [
     "./usr/sbin/oneha",
+    "./usr/share/oneha/opennebula/host_error.hook",
     "./lib/systemd/system/oneha.service",
     "./etc/oneha/oneha.yaml.example",
     "./usr/share/doc/oneha/copyright",
@@ -124,6 +125,11 @@ fn package_lists_installs_and_purges() {
     }
     let version_out = run(Command::new(root.join("usr/sbin/oneha")).arg("--version"));
     assert_eq!(version_out.trim(), format!("oneha {version}"));
+    // The hook manager runs a program path: under this name oneha is `oneha host-error`.
+    let hook = root.join("usr/sbin/oneha-host-error");
+    assert_eq!(std::fs::read_link(&hook).unwrap(), std::path::Path::new("oneha"));
+    let help = run(Command::new(&hook).arg("--help"));
+    assert!(help.contains("ARGUMENTS_STDIN=yes"), "{help}");
     let state = std::fs::metadata(root.join("var/lib/oneha")).unwrap();
     assert!(state.is_dir());
     assert_eq!(

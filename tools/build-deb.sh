@@ -22,6 +22,10 @@ pkg=$stage/oneha
 
 install -D -m 0755 "$bin" "$pkg/usr/sbin/oneha"
 if command -v strip >/dev/null; then strip --strip-unneeded "$pkg/usr/sbin/oneha"; fi
+# OpenNebula's hook manager runs a program path: under this name oneha is `oneha host-error`.
+ln -s oneha "$pkg/usr/sbin/oneha-host-error"
+install -D -m 0644 "$root/deploy/opennebula/host_error.hook" \
+  "$pkg/usr/share/oneha/opennebula/host_error.hook"
 install -D -m 0644 "$root/deploy/oneha.service" "$pkg/lib/systemd/system/oneha.service"
 install -d -m 0700 "$pkg/etc/oneha"
 install -m 0644 "$root/deploy/examples/witness.yaml" "$pkg/etc/oneha/oneha.yaml.example"

@@ -70,7 +70,17 @@ pub struct VmHaConfig {
     /// The hook's log, in the stock hook's format.
     #[serde(default = "default_log")]
     pub log_file: PathBuf,
+    /// The agent's socket for the hook (VM-HA requests only): OpenNebula's hook manager runs
+    /// the hook as oneadmin, who may not use the admin socket.
+    #[serde(default = "default_hook_socket")]
+    pub hook_socket: PathBuf,
+    /// The group that may use `hook_socket` (mode 0660); none: root only.
+    #[serde(default = "default_hook_group")]
+    pub hook_group: Option<String>,
 }
+
+/// Where the agent serves the hook.
+pub const DEFAULT_HOOK_SOCKET: &str = "/run/oneha/vm-ha.sock";
 
 /// The mass-failure guard: when more hosts than `max_failed_hosts` fail within `window`
 /// (a front-end cut off from the hypervisor network sees every host fail), nothing is
@@ -116,6 +126,12 @@ fn default_priority_attribute() -> String {
 fn default_log() -> PathBuf {
     PathBuf::from(DEFAULT_LOG)
 }
+fn default_hook_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_HOOK_SOCKET)
+}
+fn default_hook_group() -> Option<String> {
+    Some("oneadmin".into())
+}
 
 impl Default for GuardConfig {
     fn default() -> Self {
@@ -141,6 +157,8 @@ impl Default for VmHaConfig {
             ha_attribute: default_ha_attribute(),
             priority_attribute: default_priority_attribute(),
             log_file: default_log(),
+            hook_socket: default_hook_socket(),
+            hook_group: default_hook_group(),
         }
     }
 }

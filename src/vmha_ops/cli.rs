@@ -233,7 +233,7 @@ async fn run_inner(args: &HostErrorArgs, config_path: &Path) -> Result<i32, Fail
             vmha.poll_interval.get().as_secs()
         ));
     }
-    if source.contains("cluster config") {
+    {
         match follow_in_cluster(&cfg, &input, interval, &log).await {
             Some(code) => return Ok(code),
             None => log.error(
@@ -277,6 +277,14 @@ pub fn admin_socket(cfg: &Config) -> PathBuf {
         .unwrap_or_else(|| cfg.admin_socket.clone())
 }
 
+/// The agent's hook socket: `$ONEHA_HOOK_SOCKET`, else `vm_ha.hook_socket` (the hook runs
+/// as oneadmin and may not read the config: then the default).
+pub fn hook_socket(cfg: &Config) -> PathBuf {
+    std::env::var_os("ONEHA_HOOK_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cfg.vm_ha.hook_socket.clone())
+}
+
 /// Opens the case in the cluster and follows it until it closes: the group's owner works
 /// it, and a new owner resumes it after a failover. `None` when no agent answers here.
 async fn follow_in_cluster(
@@ -285,7 +293,7 @@ async fn follow_in_cluster(
     interval: Duration,
     log: &HookLog,
 ) -> Option<i32> {
-    let socket = admin_socket(cfg);
+    let socket = hook_socket(cfg);
     let (_, event) = run::open_case(0, &input.host, &input.flags, interval);
     let open = AdminRequest::VmHa(VmHaRequest::Open { event });
     let r = admin::call(&socket, &open, Duration::from_secs(30))

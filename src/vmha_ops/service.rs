@@ -306,3 +306,43 @@ async fn work_one(
         ));
     }
 }
+
+/// The hook's socket: only opening and reading cases (`oneha host-error` runs as oneadmin).
+pub struct HookOnly(pub std::sync::Arc<dyn crate::admin::AdminHandler>);
+
+impl crate::admin::AdminHandler for HookOnly {
+    fn handle(
+        &self,
+        req: crate::admin::AdminRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = crate::admin::AdminResponse> + Send + '_>>
+    {
+        use crate::admin::{AdminRequest, AdminResponse};
+        Box::pin(async move {
+            match req {
+                AdminRequest::VmHa(
+                    r @ (VmHaRequest::Open { .. } | VmHaRequest::Get { .. } | VmHaRequest::List),
+                ) => self.0.handle(AdminRequest::VmHa(r)).await,
+                _ => AdminResponse::err(
+                    "this socket takes only the VM-HA hook's requests; use the admin socket",
+                ),
+            }
+        })
+    }
+}
+
+/// Serves the hook's socket (mode 0660, group `vm_ha.hook_group` when it exists).
+pub async fn serve_hook_socket(
+    cfg: &Config,
+    handler: std::sync::Arc<dyn crate::admin::AdminHandler>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let group = cfg
+        .vm_ha
+        .hook_group
+        .as_deref()
+        .and_then(|g| nix::unistd::Group::from_name(g).ok().flatten())
+        .map(|g| g.gid);
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    let h: std::sync::Arc<dyn crate::admin::AdminHandler> = std::sync::Arc::new(HookOnly(handler));
+    crate::admin::serve_with(&cfg.vm_ha.hook_socket, h, shutdown, mode, group).await
+}
