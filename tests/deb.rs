@@ -127,7 +127,10 @@ fn package_lists_installs_and_purges() {
     assert_eq!(version_out.trim(), format!("oneha {version}"));
     // The hook manager runs a program path: under this name oneha is `oneha host-error`.
     let hook = root.join("usr/sbin/oneha-host-error");
-    assert_eq!(std::fs::read_link(&hook).unwrap(), std::path::Path::new("oneha"));
+    assert_eq!(
+        std::fs::read_link(&hook).unwrap(),
+        std::path::Path::new("oneha")
+    );
     let help = run(Command::new(&hook).arg("--help"));
     assert!(help.contains("ARGUMENTS_STDIN=yes"), "{help}");
     let state = std::fs::metadata(root.join("var/lib/oneha")).unwrap();
