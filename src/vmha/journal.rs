@@ -55,6 +55,13 @@ pub struct MemoryJournal {
 /// Where standalone acknowledgements go.
 pub const ACK_DIR: &str = "/run/oneha/host-ack";
 
+/// The acknowledgement folder: `$ONEHA_HOST_ACK_DIR` (tests), else [`ACK_DIR`].
+pub fn ack_dir() -> PathBuf {
+    std::env::var_os("ONEHA_HOST_ACK_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(ACK_DIR), PathBuf::from)
+}
+
 impl MemoryJournal {
     /// A journal holding `case`.
     pub fn new(case: Case, ack_dir: PathBuf) -> MemoryJournal {

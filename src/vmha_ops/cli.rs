@@ -13,7 +13,7 @@ use crate::vmha::case::{Case, Closed, Plan};
 use crate::vmha::config::VmHaConfig;
 use crate::vmha::decide::{self, Facts, HostFacts, VmRead};
 use crate::vmha::input::{self, Flags, HookInput};
-use crate::vmha::journal::{ACK_DIR, MemoryJournal};
+use crate::vmha::journal::{MemoryJournal, ack_dir};
 use crate::vmha::log::HookLog;
 use crate::vmha::run::{self, Ctx};
 use crate::vmha::{fencing, oned, sanitize};
@@ -250,7 +250,7 @@ async fn run_inner(args: &HostErrorArgs, config_path: &Path) -> Result<i32, Fail
         log.error(&format!("cannot fence {}: {e}", input.host.name));
     }
     let (case, _) = run::open_case(1, &input.host, &input.flags, interval);
-    let journal = MemoryJournal::new(case.clone(), PathBuf::from(ACK_DIR));
+    let journal = MemoryJournal::new(case.clone(), ack_dir());
     let ctx = Ctx {
         client: Arc::new(client),
         journal: &journal,
@@ -443,7 +443,7 @@ async fn dry_run(cfg: &Config, client: &Client, input: &HookInput) -> Result<i32
 
 /// The standalone `oneha fence-ack HOST`: lets a case blocked on fencing this host go on.
 pub fn ack_host(host: &str) -> Result<PathBuf, String> {
-    crate::vmha::journal::write_ack(Path::new(ACK_DIR), host)
+    crate::vmha::journal::write_ack(&ack_dir(), host)
 }
 
 /// A serde message without the values it quotes (a secret of the wrong type would be
