@@ -34,9 +34,12 @@ pub enum Cmd {
     },
     /// Show members, quorum, Raft state, the group and fencing (like clustat).
     Status {
-        /// Machine-readable output.
+        /// Machine-readable output (every error whole).
         #[arg(long)]
         json: bool,
+        /// Every error whole, and each member's resources one per line.
+        #[arg(long, short = 'v', conflicts_with = "json")]
+        verbose: bool,
     },
     /// Validate a config file and print it with defaults filled in (exit 2 on errors).
     CheckConfig {
@@ -152,7 +155,7 @@ async fn run(cli: Cli) -> i32 {
         Cmd::CheckConfig { file } => check_config(file.as_deref().unwrap_or(&config_path)),
         Cmd::Keygen { file } => keygen(file, &config_path),
         Cmd::Agent { node } => agent(&config_path, node.as_deref()).await,
-        Cmd::Status { json } => status(&config_path, json).await,
+        Cmd::Status { json, verbose } => status(&config_path, json, verbose).await,
         Cmd::Enable { on } => simple(&config_path, AdminRequest::Enable { on }).await,
         Cmd::Disable => simple(&config_path, AdminRequest::Disable).await,
         Cmd::Relocate { to } => simple(&config_path, AdminRequest::Relocate { to }).await,
@@ -329,7 +332,7 @@ fn admin_socket(path: &Path) -> PathBuf {
     }
 }
 
-async fn status(path: &Path, json: bool) -> i32 {
+async fn status(path: &Path, json: bool, verbose: bool) -> i32 {
     let socket = admin_socket(path);
     match admin::call(&socket, &AdminRequest::Status, Duration::from_secs(5)).await {
         Ok(r) if r.ok => {
@@ -340,7 +343,11 @@ async fn status(path: &Path, json: bool) -> i32 {
             }
             match serde_json::from_value::<StatusReport>(v) {
                 Ok(s) => {
-                    print!("{}", s.render());
+                    if verbose {
+                        print!("{}", s.render_verbose());
+                    } else {
+                        print!("{}", s.render());
+                    }
                     0
                 }
                 Err(e) => {

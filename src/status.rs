@@ -150,9 +150,77 @@ fn ago(ms: Option<u64>) -> String {
     }
 }
 
+/// Width the compact view keeps each line within.
+pub const WIDTH: usize = 100;
+
+/// `text` cut to `max` characters, the cut marked with `…`.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// A member's resources on one line: resources in the same state share one entry
+/// (`vip,oned=running`), each state cut at its first `:`, and a pointer to `--verbose` when
+/// a state carries more (an error).
+fn resources_line(resources: &[(String, String)], max: usize) -> String {
+    let mut detail = false;
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (n, s) in resources {
+        let word = match s.split_once(':') {
+            Some((w, _)) => {
+                detail = true;
+                w.trim()
+            }
+            None => s.as_str(),
+        };
+        match groups.iter_mut().find(|(w, _)| *w == word) {
+            Some((_, names)) => names.push(n),
+            None => groups.push((word, vec![n])),
+        }
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|(w, names)| format!("{}={w}", names.join(",")))
+        .collect();
+    let hint = if detail { " (more: -v)" } else { "" };
+    let room = max.saturating_sub(hint.chars().count());
+    let mut line = parts.join(" ");
+    if line.chars().count() > room {
+        // Too long with names: how many resources are in each state.
+        let counts: Vec<String> = groups
+            .iter()
+            .map(|(w, names)| format!("{} {w}", names.len()))
+            .collect();
+        line = counts.join(", ");
+    }
+    format!("{}{hint}", shorten(&line, room))
+}
+
 impl StatusReport {
-    /// The clustat-like text.
+    /// The clustat-like text: one line per member, each line within about [`WIDTH`]
+    /// columns; long errors are shortened (whole in [`StatusReport::render_verbose`] and
+    /// `--json`).
     pub fn render(&self) -> String {
+        self.render_with(false)
+    }
+
+    /// The clustat-like text with every error whole and each member's resources one per line.
+    pub fn render_verbose(&self) -> String {
+        self.render_with(true)
+    }
+
+    fn render_with(&self, verbose: bool) -> String {
+        let cut = |text: &str, used: usize| {
+            if verbose {
+                text.to_string()
+            } else {
+                shorten(text, WIDTH.saturating_sub(used))
+            }
+        };
         let mut o = String::new();
         let _ = writeln!(
             o,
@@ -198,17 +266,19 @@ impl StatusReport {
             } else {
                 ago(m.last_contact_ms)
             };
-            let res = m
-                .resources
-                .iter()
-                .map(|(n, s)| format!("{n}={s}"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            let _ = writeln!(
-                o,
-                " {name:<16} {:>3}  {role:<9} {status:<7} {contact:<14} {res}",
+            let head = format!(
+                " {name:<16} {:>3}  {role:<9} {status:<7} {contact:<14} ",
                 m.id
             );
+            if verbose {
+                let _ = writeln!(o, "{}", head.trim_end());
+                for (n, s) in &m.resources {
+                    let _ = writeln!(o, "     {n}: {s}");
+                }
+            } else {
+                let room = WIDTH.saturating_sub(head.chars().count());
+                let _ = writeln!(o, "{head}{}", resources_line(&m.resources, room));
+            }
         }
         if self.members.iter().any(|m| !m.voter) {
             let _ = writeln!(o, " (* not a Raft voter now)");
@@ -238,7 +308,8 @@ impl StatusReport {
             let _ = writeln!(o, "  relocation requested to {to}");
         }
         for (node, why) in &g.failures {
-            let _ = writeln!(o, "  failure on {node}: {why}");
+            let head = format!("  failure on {node}: ");
+            let _ = writeln!(o, "{head}{}", cut(why, head.chars().count()));
         }
         if let Some(p) = &self.fencing.in_progress {
             let _ = writeln!(o, "Fencing: {p}");
@@ -246,8 +317,7 @@ impl StatusReport {
         if !self.fencing.journal.is_empty() {
             let _ = writeln!(o, "Fence journal (newest last):");
             for l in self.fencing.journal.iter().rev().take(5).rev() {
-                let _ = writeln!(
-                    o,
+                let line = format!(
                     "  {} {} by {} via {} {}: {}{}",
                     fmt_time(l.at_ms),
                     l.target,
@@ -261,6 +331,7 @@ impl StatusReport {
                         format!(" ({})", l.detail)
                     }
                 );
+                let _ = writeln!(o, "{}", cut(&line, 0));
             }
         }
         if let Some(s) = &self.stuck_vms {
@@ -304,6 +375,20 @@ mod tests {
         assert_eq!(fmt_time(951_782_400_000), "2000-02-29T00:00:00Z");
     }
 
+    /// The answering node, id 1, a front-end with `resources`.
+    fn local_member(name: &str, resources: Vec<(String, String)>) -> MemberStatus {
+        MemberStatus {
+            name: name.into(),
+            id: 1,
+            role: "frontend".into(),
+            local: true,
+            up: true,
+            last_contact_ms: None,
+            voter: true,
+            resources,
+        }
+    }
+
     #[test]
     fn renders_members_and_group() {
         let r = StatusReport {
@@ -322,16 +407,7 @@ mod tests {
                 voters: vec!["a".into(), "b".into(), "w".into()],
             },
             members: vec![
-                MemberStatus {
-                    name: "a".into(),
-                    id: 1,
-                    role: "frontend".into(),
-                    local: true,
-                    up: true,
-                    last_contact_ms: None,
-                    voter: true,
-                    resources: vec![("vip".into(), "running".into())],
-                },
+                local_member("a", vec![("vip".into(), "running".into())]),
                 MemberStatus {
                     name: "b".into(),
                     id: 2,
@@ -377,5 +453,65 @@ mod tests {
         );
         assert!(text.contains("2 peer frames rejected"), "{text}");
         assert!(text.contains("! hello"), "{text}");
+    }
+
+    /// Long resource errors kept each member's line at about 500 characters, the same error
+    /// once per resource and again under the group.
+    #[test]
+    fn long_errors_are_shortened_in_the_table_and_whole_in_verbose() {
+        let error = format!(
+            "monitor failed: {}",
+            "cannot talk to systemd over D-Bus ".repeat(12)
+        );
+        let resources: Vec<(String, String)> = ["vip", "oned", "sunstone", "gate", "flow"]
+            .iter()
+            .map(|n| (n.to_string(), error.clone()))
+            .collect();
+        let member = local_member("one-server1", resources);
+        let r = StatusReport {
+            cluster: "one".into(),
+            node: "one-server1".into(),
+            topology: "two front-ends".into(),
+            quorum: "quorate".into(),
+            raft: RaftStatus {
+                role: "leader".into(),
+                term: 1,
+                leader: None,
+                commit: 1,
+                applied: 1,
+                last_index: 1,
+                log_entries: 1,
+                voters: vec![],
+            },
+            members: vec![member],
+            group: GroupStatus {
+                state: "failed".into(),
+                owner: None,
+                generation: 1,
+                reason: String::new(),
+                waiting_for: vec![],
+                relocating_to: None,
+                enabled: true,
+                frozen: false,
+                failures: vec![("one-server1".into(), error.clone())],
+                restarts_requested: 0,
+            },
+            fencing: FencingStatus::default(),
+            notices: vec![],
+            stuck_vms: None,
+            transport: TransportCounters::default(),
+        };
+        let text = r.render();
+        let member_line = text.lines().find(|l| l.contains("one-server1 (local)"));
+        let member_line = member_line.unwrap_or_else(|| panic!("no member line: {text}"));
+        assert!(
+            member_line.ends_with("5 monitor failed (more: -v)"),
+            "{member_line}"
+        );
+        assert!(text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
+        let few = resources_line(&r.members[0].resources[..2], 60);
+        assert_eq!(few, "vip,oned=monitor failed (more: -v)");
+        let verbose = r.render_verbose();
+        assert_eq!(verbose.matches(error.as_str()).count(), 6, "{verbose}");
     }
 }
