@@ -204,8 +204,25 @@ pub fn render(status: &StatusReport, counters: &Counters) -> String {
     render_cluster(&mut o, status);
     render_group(&mut o, status);
     render_fencing(&mut o, status);
+    render_vm_ha(&mut o, status);
     render_counters(&mut o, &counters.snapshot());
     o.0
+}
+
+fn render_vm_ha(o: &mut Out, s: &StatusReport) {
+    o.family(
+        "oneha_vm_ha_cases_open",
+        "gauge",
+        "Open VM-HA cases (hypervisor hosts in ERROR being handled by oneha host-error).",
+    );
+    o.sample("oneha_vm_ha_cases_open", &[], s.vm_ha.len() as f64);
+    o.family(
+        "oneha_vm_ha_fence_blocked",
+        "gauge",
+        "Open VM-HA cases whose host could not be fenced yet (its VMs are untouched).",
+    );
+    let blocked = s.vm_ha.iter().filter(|c| c.fence_failures > 0).count();
+    o.sample("oneha_vm_ha_fence_blocked", &[], blocked as f64);
 }
 
 fn render_cluster(o: &mut Out, s: &StatusReport) {

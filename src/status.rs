@@ -31,6 +31,22 @@ pub struct StatusReport {
     pub stuck_vms: Option<serde_json::Value>,
     /// Peer transport counters.
     pub transport: TransportCounters,
+    /// Open VM-HA cases (`oneha host-error`).
+    #[serde(default)]
+    pub vm_ha: Vec<VmHaCaseStatus>,
+}
+
+/// One open VM-HA case, for status and metrics.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VmHaCaseStatus {
+    /// Case id.
+    pub id: u64,
+    /// Host name.
+    pub host: String,
+    /// Its state in a few words.
+    pub state: String,
+    /// Failed fence rounds so far (the host's VMs are untouched until one succeeds).
+    pub fence_failures: u32,
 }
 
 /// Raft state on the answering node.
@@ -345,6 +361,15 @@ impl StatusReport {
                 "Stuck-VM report ({when}): {what}; details: `oneha stuck-vms`"
             );
         }
+        for c in &self.vm_ha {
+            let _ = writeln!(
+                o,
+                "VM HA case {} host {}: {}",
+                c.id,
+                crate::vmha::sanitize(&c.host, 40),
+                crate::vmha::sanitize(&c.state, 100)
+            );
+        }
         for n in &self.notices {
             let _ = writeln!(o, "! {n}");
         }
@@ -438,6 +463,7 @@ mod tests {
                 rejected: 2,
                 ..Default::default()
             },
+            vm_ha: vec![],
         };
         let text = r.render();
         assert!(text.contains("a (local)"), "{text}");
@@ -500,6 +526,7 @@ mod tests {
             notices: vec![],
             stuck_vms: None,
             transport: TransportCounters::default(),
+            vm_ha: vec![],
         };
         let text = r.render();
         let member_line = text.lines().find(|l| l.contains("one-server1 (local)"));

@@ -200,6 +200,17 @@ impl Agent {
                 rejected: self.stats.rejected.load(Ordering::Relaxed),
                 dropped: self.stats.dropped.load(Ordering::Relaxed),
             },
+            vm_ha: v
+                .state
+                .vm_ha
+                .open()
+                .map(|c| crate::status::VmHaCaseStatus {
+                    id: c.id,
+                    host: c.host_name.clone(),
+                    state: crate::vmha_ops::cases_cli::case_state(c),
+                    fence_failures: c.fence.failures,
+                })
+                .collect(),
         }
     }
 }

@@ -76,6 +76,7 @@ fn report() -> StatusReport {
             rejected: 4,
             dropped: 1,
         },
+        vm_ha: vec![],
     }
 }
 
