@@ -557,3 +557,21 @@ fn nested_and_wide_services_are_bounded() {
     assert_eq!(group.len(), n);
     assert_eq!(group[n - 1].name, format!("vip{n}"));
 }
+
+/// Names from cluster.conf reach the terminal in the stderr report: control characters are
+/// escaped there too.
+#[test]
+fn the_report_escapes_control_characters() {
+    let text = conf_with(
+        r#"name="c""#,
+        "ipmi",
+        r#"<service name="s"><fs name="x&#27;]0;title&#7;&#27;[2J"/></service>"#,
+    );
+    let out = import::import(&text, &Options::default(), &FixedHost::default()).unwrap();
+    let report = import::report("cluster.conf", &out.notes);
+    assert!(report.contains(r"x\x1b]0;title\x07\x1b[2J"), "{report}");
+    assert!(
+        !report.contains('\x1b') && !report.contains('\x07'),
+        "{report:?}"
+    );
+}

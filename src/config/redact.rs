@@ -77,7 +77,14 @@ impl Redactor {
     pub fn new(text: &str) -> Redactor {
         let mut secrets = Vec::new();
         for line in text.lines() {
-            for piece in line.split([',', '{', '}']) {
+            // Flow style (`{a: x, b: y}`) holds several pairs; a block line holds one, whose
+            // value may contain commas.
+            let pieces: Vec<&str> = if line.contains('{') {
+                line.split([',', '{', '}']).collect()
+            } else {
+                vec![line]
+            };
+            for piece in pieces {
                 let piece = piece.trim_start().trim_start_matches("- ");
                 let Some((key, value)) = piece.split_once(':') else {
                     continue;
@@ -252,11 +259,11 @@ mod tests {
     fn secret_values_are_found_in_block_and_flow_style() {
         let r = Redactor::new(
             "a:\n  password: 987654321\n  - passwd: \"s3 cret\"\n  opts: {login: x, \
-             ssh_key: 'k3y'}\n  login: admin\n",
+             ssh_key: 'k3y'}\n  login: admin\n  secret: \"a,b:c\"\n",
         );
         assert_eq!(
-            r.scrub("x 987654321 `s3 cret` k3y admin"),
-            "x <redacted> `<redacted>` <redacted> admin"
+            r.scrub("x 987654321 `s3 cret` k3y admin a,b:c"),
+            "x <redacted> `<redacted>` <redacted> admin <redacted>"
         );
     }
 

@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use crate::opennebula::terminal::sanitize;
+
 pub use emit::{emit, yaml_str};
 pub use host::{Host, LocalAddr, SystemHost};
 pub use plan::{Notes, Plan};
@@ -127,7 +129,8 @@ pub fn import(text: &str, opts: &Options, host: &dyn Host) -> Result<Imported, I
     })
 }
 
-/// The stderr report: what was not translated and what to fill in.
+/// The stderr report: what was not translated and what to fill in, with control characters
+/// from cluster.conf escaped (they would reach the terminal).
 pub fn report(source: &str, notes: &Notes) -> String {
     let mut o = String::new();
     if !notes.untranslated.is_empty() {
@@ -135,13 +138,13 @@ pub fn report(source: &str, notes: &Notes) -> String {
             "Not translated from {source} (check these by hand):\n"
         ));
         for n in &notes.untranslated {
-            o.push_str(&format!("  - {n}\n"));
+            o.push_str(&format!("  - {}\n", sanitize(n)));
         }
     }
     if !notes.fill_in.is_empty() {
         o.push_str("To fill in before use (marked FILL IN in the YAML):\n");
         for n in &notes.fill_in {
-            o.push_str(&format!("  - {n}\n"));
+            o.push_str(&format!("  - {}\n", sanitize(n)));
         }
     }
     o
@@ -174,7 +177,10 @@ pub fn run_with(args: &ImportArgs, host: &dyn Host) -> i32 {
     let imported = match import(&text, &opts, host) {
         Ok(i) => i,
         Err(e) => {
-            eprintln!("oneha import-cluster-conf: {source}: {e}");
+            eprintln!(
+                "oneha import-cluster-conf: {source}: {}",
+                sanitize(&e.to_string())
+            );
             return 2;
         }
     };

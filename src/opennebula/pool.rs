@@ -209,8 +209,9 @@ impl Progress {
         }
         Err(format!(
             "the page at offset {offset} does not advance (it {} VM {last}, the previous page \
-             ended at VM {}); oned pages by id, so this endpoint does not page like oned (a \
-             proxy or cache answering every offset alike?): the report stops rather than \
+             ended at VM {}); oned pages by id, so either this endpoint does not page like \
+             oned (a proxy or cache answering every offset alike?) or more VMs were created \
+             while paging than fit in a page (run the report again): it stops rather than \
              read forever",
             if fresh {
                 "ends at"
