@@ -389,3 +389,33 @@ fn the_program_serves_a_world_file_and_a_second_run_continues_it() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("missing.yaml"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_new_transition_into_error_runs_the_hook_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = test_world();
+    // Nobody listens there: the host fails from the start.
+    world.hosts[1].probe = Some(format!("127.0.0.1:{}", free_port()));
+    world.hooks.push(Hook {
+        name: "host_error".into(),
+        state: "ERROR".into(),
+        command: hook_script(dir.path()),
+        arguments: "$TEMPLATE".into(),
+        arguments_stdin: true,
+    });
+    let (fake, h) = fake_world(world, None).await;
+    let c = client(&fake.endpoint(), Duration::from_secs(10));
+    let state = |h: &WorldHandle| h.read(|w| w.host(1).map_or(-1, |x| x.state));
+    wait_until("host 1 is in ERROR", || state(&h) == 3).await;
+    wait_until("the hook ran once", || h.hook_runs().len() == 1).await;
+    // An admin enables it: INIT, then monitoring fails again: a new transition, a new run.
+    call(&c, "one.host.status", &ints(&[1, 0])).await.unwrap();
+    wait_until("the hook ran again", || h.hook_runs().len() == 2).await;
+    assert_eq!(state(&h), 3);
+    assert!(h.hook_runs().iter().all(|r| r.host_id == 1 && r.state == 3));
+    // Disabled, it stays DISABLED and no hook runs.
+    call(&c, "one.host.status", &ints(&[1, 1])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(state(&h), 4);
+    assert_eq!(h.hook_runs().len(), 2);
+}

@@ -36,6 +36,7 @@ pub fn start(world: WorldHandle) -> Background {
 #[derive(Debug, Default)]
 struct Memory {
     last_ok_ms: BTreeMap<i64, u64>,
+    /// Hosts reported in ERROR since their last successful probe.
     reported: BTreeSet<i64>,
 }
 
@@ -78,7 +79,14 @@ async fn run(world: WorldHandle) {
                             (now / 1000) as i64,
                         );
                     }
-                } else if now.saturating_sub(last) >= interval && !mem.reported.contains(id) {
+                } else if now.saturating_sub(last) >= interval
+                    && match state {
+                        host_state::ERROR | host_state::OFFLINE => false,
+                        // A disabled host stays DISABLED: its VMs go UNKNOWN once.
+                        host_state::DISABLED => !mem.reported.contains(id),
+                        _ => true,
+                    }
+                {
                     mem.reported.insert(*id);
                     let msg = format!(
                         "Could not monitor host: no answer from {addr} for {} s",

@@ -385,7 +385,10 @@ pub fn monitor_host_state(w: &mut World, id: i64, new: i64, message: &str, now: 
         if h.state != host_state::DISABLED {
             h.state = host_state::ERROR;
         }
-        h.error = Some(format!("Error monitoring Host {name} ({id}): {message}"));
+        h.error = Some(format!(
+            "{} : Error monitoring Host {name} ({id}): {message}",
+            ctime(now)
+        ));
         for vid in w.vms_on(id) {
             if let Some(vm) = w.vm_mut(vid).filter(|v| v.state == 3 && v.lcm() == 3) {
                 set_state(vm, 3, 16);
@@ -408,6 +411,34 @@ pub fn monitor_host_state(w: &mut World, id: i64, new: i64, message: &str, now: 
         }
     }
     true
+}
+
+/// `secs` (epoch seconds) as C's `ctime` writes it in UTC, e.g. `Fri Dec  4 16:50:54 2026`
+/// (oned's `one_util::log_time`, the prefix of TEMPLATE/ERROR).
+pub fn ctime(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{} {} {day:>2} {:02}:{:02}:{:02} {year}",
+        DAYS[(days + 4).rem_euclid(7) as usize],
+        MONTHS[(month - 1).clamp(0, 11) as usize],
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 /// Completes the driver operations due by `now_ms`; returns whether anything changed.

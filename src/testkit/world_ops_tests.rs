@@ -282,7 +282,7 @@ fn host_error_puts_running_vms_in_unknown_and_recovery_brings_them_back() {
     assert_eq!(h.state, host_state::ERROR);
     assert_eq!(
         h.error.as_deref(),
-        Some("Error monitoring Host node1 (1): no beacon")
+        Some("Thu Jan  1 00:00:05 1970 : Error monitoring Host node1 (1): no beacon")
     );
     assert_eq!(st(&w, 10), (3, 16));
     assert_eq!(st(&w, 17), (3, 16));
@@ -404,4 +404,12 @@ fn lock_levels_follow_oned() {
         code::AUTHORIZATION,
         "ADMIN lock blocks admin operations"
     );
+}
+
+#[test]
+fn ctime_is_c_ctime_in_utc() {
+    assert_eq!(ctime(0), "Thu Jan  1 00:00:00 1970");
+    assert_eq!(ctime(1_796_402_054), "Fri Dec  4 16:34:14 2026");
+    assert_eq!(ctime(951_782_400), "Tue Feb 29 00:00:00 2000");
+    assert_eq!(ctime(1_700_000_000), "Tue Nov 14 22:13:20 2023");
 }
