@@ -420,24 +420,17 @@ pub fn ctime(secs: i64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    // `YYYY-MM-DDTHH:MM:SSZ`, the civil date in UTC.
+    let iso = crate::opennebula::report::rfc3339(secs);
+    let field = |r: std::ops::Range<usize>| iso.get(r).unwrap_or_default();
+    let month: usize = field(5..7).parse().unwrap_or(1);
+    let day: u32 = field(8..10).parse().unwrap_or(1);
     format!(
-        "{} {} {day:>2} {:02}:{:02}:{:02} {year}",
-        DAYS[(days + 4).rem_euclid(7) as usize],
-        MONTHS[(month - 1).clamp(0, 11) as usize],
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
+        "{} {} {day:>2} {} {}",
+        DAYS[(secs.div_euclid(86_400) + 4).rem_euclid(7) as usize],
+        MONTHS[month.clamp(1, 12) - 1],
+        field(11..19),
+        field(0..4)
     )
 }
 
