@@ -161,7 +161,7 @@ pub fn vm_recover(w: &mut World, id: i64, op: i64, uid: i64, now_ms: u64) -> Res
     match op {
         0 | 1 => {
             if vm.state == 11 {
-                vm.state = 0;
+                // CLONING_FAILURE: the image lock is retried; nothing to model.
                 return Ok(id);
             }
             if vm.state != 3 {
@@ -295,16 +295,25 @@ pub fn vm_migrate(
             ),
         ));
     }
+    // Disks on a local (not shared) system datastore must be copied from the source host:
+    // when it is down, the transfer fails (PROLOG_MIGRATE_*_FAILURE), as with a real dead host.
+    let source_down = w
+        .host(last.hid)
+        .is_some_and(|h| h.state == host_state::ERROR);
+    let local = w.datastore(last.ds_id).is_some_and(|d| !d.shared);
     let driver = w.settings.driver_delay_ms;
     let sched = w.settings.sched_delay_ms;
     let vm = w.vm_mut(id).ok_or_else(|| no_vm(id))?;
-    let (closing, transient, after) = match (vm.state, vm.lcm()) {
+    let (closing, transient, mut after) = match (vm.state, vm.lcm()) {
         (3, 3) if live => (action::LIVE_MIGRATE, 4, (3, 3)),
         (3, 3) => (migrate_action(kind), 7, (3, 3)),
         (3, _) => (migrate_action(kind), 60, (3, 3)),
         (8, _) => (action::MIGRATE, 43, (8, 0)),
         _ => (action::MIGRATE, 45, (5, 0)),
     };
+    if source_down && local && matches!(transient, 60 | 43 | 45) {
+        after = (3, transient + 1);
+    }
     let now = (now_ms / 1000) as i64;
     close_history(vm, now, closing);
     let seq = vm.history.len() as i64;

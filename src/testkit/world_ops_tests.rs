@@ -413,3 +413,20 @@ fn ctime_is_c_ctime_in_utc() {
     assert_eq!(ctime(951_782_400), "Tue Feb 29 00:00:00 2000");
     assert_eq!(ctime(1_700_000_000), "Tue Nov 14 22:13:20 2023");
 }
+
+#[test]
+fn a_cold_migration_off_a_dead_host_fails_for_disks_on_a_local_datastore() {
+    let mut w = world();
+    monitor_host_state(&mut w, 1, host_state::ERROR, "down", 0);
+    // VM 17: local (ssh) system datastore; VM 10: shared.
+    assert_eq!(vm_migrate(&mut w, 17, 2, false, -1, 0, 0, T0), Ok(17));
+    assert_eq!(st(&w, 17), (3, 61), "PROLOG_MIGRATE_UNKNOWN_FAILURE");
+    assert_eq!(vm_migrate(&mut w, 10, 2, false, -1, 0, 0, T0), Ok(10));
+    assert_eq!(st(&w, 10), (3, 3));
+    // A resched VM on the local datastore ends the same way through the scheduler.
+    let mut w = world();
+    monitor_host_state(&mut w, 1, host_state::ERROR, "down", 0);
+    vm_action(&mut w, "resched", 17, 0, T0).unwrap();
+    sched_tick(&mut w, T0 + 1000);
+    assert_eq!(st(&w, 17), (3, 61));
+}
