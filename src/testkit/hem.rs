@@ -1,6 +1,7 @@
 //! The fake HEM (OpenNebula's hook execution manager) for HOST state hooks: on each
 //! transition of a host into the hook's STATE, runs COMMAND with ARGUMENTS, where `$TEMPLATE`
-//! is the base64 (strict) of the `<HOST>` element, on stdin when ARGUMENTS_STDIN=yes (the
+//! is the base64 (strict) of the `<HOST>` element (as `one.host.info` writes it, empty
+//! elements as Nokogiri re-serializes them), on stdin when ARGUMENTS_STDIN=yes (the
 //! argument string, words joined by one space, no newline, as onehem-server.rb sends it) or
 //! as argv otherwise. Each run is logged (exit code, stdout, stderr).
 
@@ -52,9 +53,40 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// `xml` as onehem-server.rb passes it on: it takes the `<HOST>` element out of the hook
+/// message with Nokogiri (`xpath("//HOST")[0].to_s`), whose libxml2 serializer writes empty
+/// elements as `<NAME/>`.
+pub fn reserialized(xml: &str) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(at) = rest.find("></") {
+        let (head, tail) = rest.split_at(at);
+        let open = head.rfind('<').map(|i| &head[i + 1..]);
+        let after_close = tail[3..]
+            .find('>')
+            .map(|i| (&tail[3..3 + i], &tail[3 + i + 1..]));
+        match (open, after_close) {
+            (Some(name), Some((closing, next)))
+                if name == closing && !name.is_empty() && !name.contains([' ', '/', '!']) =>
+            {
+                out.push_str(head);
+                out.push_str("/>");
+                rest = next;
+            }
+            _ => {
+                out.push_str(head);
+                out.push('>');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The argument string of `hook` for a host whose `<HOST>` element is `host_xml`.
 pub fn arguments(hook: &Hook, host_xml: &str) -> String {
-    let template = base64::engine::general_purpose::STANDARD.encode(host_xml);
+    let template = base64::engine::general_purpose::STANDARD.encode(reserialized(host_xml));
     hook.arguments
         .split_whitespace()
         .map(|a| {
@@ -194,5 +226,25 @@ mod tests {
         };
         let args = arguments(&hook, "<HOST><ID>1</ID></HOST>");
         assert_eq!(args, "PEhPU1Q+PElEPjE8L0lEPjwvSE9TVD4= -m -p 5");
+    }
+
+    #[test]
+    fn empty_elements_are_written_as_nokogiri_does() {
+        let xml = "<HOST><ID>1</ID><VMS></VMS><T><A><![CDATA[]]></A><B></B></T><M></M></HOST>";
+        assert_eq!(
+            reserialized(xml),
+            "<HOST><ID>1</ID><VMS/><T><A><![CDATA[]]></A><B/></T><M/></HOST>"
+        );
+        for same in [
+            "",
+            "<A>x</A>",
+            "<A><B>1</B></A>",
+            "a></b",
+            "<A></B>",
+            "<A></A",
+            "é></",
+        ] {
+            assert_eq!(reserialized(same), same);
+        }
     }
 }
