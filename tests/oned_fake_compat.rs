@@ -30,14 +30,22 @@ fn xsd_dir() -> PathBuf {
     dir
 }
 
-/// Validates a VM_POOL document (as oned sends it: no namespace) against `schema`.
+/// Validates a document as oned sends it (no namespace: added to the root element here)
+/// against `schema`.
 fn validate(xml: &str, schema: &str, what: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(at) = xml.find("<VM_POOL") else {
-        panic!("{what}: no <VM_POOL>");
+    let root = xml
+        .match_indices('<')
+        .map(|(i, _)| i)
+        .find(|i| xml[i + 1..].starts_with(|c: char| c.is_ascii_alphabetic()));
+    let Some(at) = root else {
+        panic!("{what}: no root element");
     };
+    let name_len = xml[at + 1..]
+        .find(|c: char| c == '>' || c == '/' || c.is_whitespace())
+        .unwrap_or(0);
     let mut with_ns = xml.to_string();
-    with_ns.insert_str(at + "<VM_POOL".len(), &format!(" xmlns=\"{NS}\""));
+    with_ns.insert_str(at + 1 + name_len, &format!(" xmlns=\"{NS}\""));
     let file = dir.path().join("pool.xml");
     std::fs::write(&file, with_ns).unwrap();
     let out = Command::new("xmllint")
@@ -262,5 +270,178 @@ async fn pyone_reads_the_fake_like_oneha() {
             .unwrap_or("")
             .contains("election mode"),
         "{e}"
+    );
+}
+
+/// One reply payload of the world fake, as a string.
+async fn world_payload(endpoint: &str, method: &str, params: &[Value]) -> String {
+    let c = client(endpoint, Duration::from_secs(10));
+    match c.call(method, params).await.unwrap() {
+        Value::String(s) => s,
+        other => panic!("{method}: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn world_replies_validate_against_the_xsds() {
+    let mut world = test_world();
+    world.hosts.push(oneha_testkit::world::Host {
+        state: 0,
+        probe: None,
+        ..world.hosts[2].clone()
+    });
+    world.hosts[3].id = 3;
+    world.hosts[3].name = "node4".into();
+    let (fake, handle) = fake_world(world, None).await;
+    let ep = fake.endpoint();
+    let c = client(&ep, Duration::from_secs(10));
+    // Some history: host 0 in ERROR, VM 0 migrated, VM 6 recreated (CDATA, LOCK, several
+    // history records, an ERROR attribute, a never monitored host).
+    c.call(
+        "testkit.host.state",
+        &[Value::Integer(0), Value::Integer(3)],
+    )
+    .await
+    .unwrap();
+    c.call(
+        "one.vm.migrate",
+        &[0, 1]
+            .map(Value::Integer)
+            .into_iter()
+            .chain([Value::Boolean(false)])
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    c.call("one.vm.recover", &[Value::Integer(6), Value::Integer(4)])
+        .await
+        .unwrap();
+    let int = |n| Value::Integer(n);
+    for (method, params, schema) in [
+        ("one.hostpool.info", vec![], "host_pool.xsd"),
+        ("one.host.info", vec![int(0)], "host.xsd"),
+        ("one.host.info", vec![int(3)], "host.xsd"),
+        ("one.datastorepool.info", vec![], "datastore_pool.xsd"),
+        ("one.datastore.info", vec![int(100)], "datastore.xsd"),
+        ("one.vm.info", vec![int(0)], "vm.xsd"),
+        ("one.vm.info", vec![int(2)], "vm.xsd"),
+        ("one.vm.info", vec![int(6)], "vm.xsd"),
+        ("one.vm.info", vec![int(7)], "vm.xsd"),
+        (
+            "one.vmpool.infoextended",
+            [-2, -1, -1, -2].map(int).to_vec(),
+            "vm_pool_extended.xsd",
+        ),
+        (
+            "one.vmpool.info",
+            [-2, -1, -1, -2].map(int).to_vec(),
+            "vm_pool.xsd",
+        ),
+    ] {
+        let xml = world_payload(&ep, method, &params).await;
+        validate(&xml, schema, &format!("world {method} {params:?}"));
+    }
+    let host0 = world_payload(&ep, "one.host.info", &[int(0)]).await;
+    assert!(host0.contains("<STATE>3</STATE>"), "{host0}");
+    assert!(
+        host0.contains("<FENCE_IP><![CDATA[192.0.2.11]]></FENCE_IP>"),
+        "{host0}"
+    );
+    let broken = host0.replacen("<PREV_STATE>", "<PREVIOUS>", 1);
+    let broken = broken.replacen("</PREV_STATE>", "</PREVIOUS>", 1);
+    let refused = std::panic::catch_unwind(|| validate(&broken, "host.xsd", "broken host"));
+    assert!(
+        refused.is_err(),
+        "a HOST with an unknown element must not validate"
+    );
+    let vm2 = world_payload(&ep, "one.vm.info", &[int(2)]).await;
+    assert!(vm2.contains("<LOCK><LOCKED>1</LOCKED>"), "{vm2}");
+    assert!(
+        vm2.contains("<HA_PRIORITY><![CDATA[10]]></HA_PRIORITY>"),
+        "{vm2}"
+    );
+    drop(handle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyone_reads_the_world_and_its_refusals() {
+    let Some(py) = python() else {
+        eprintln!("SKIPPED pyone_reads_the_world_and_its_refusals: no python3 on this machine");
+        return;
+    };
+    let (fake, handle) = fake_world(test_world(), None).await;
+    let ep = fake.endpoint();
+    let json = |s: String| -> serde_json::Value { serde_json::from_str(&s).unwrap() };
+
+    let hosts = json(pyone(&py, &ep, &["hosts"]).await);
+    let names: Vec<&str> = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["node1", "node2", "node3"]);
+    assert_eq!(hosts[0]["fence_ip"], "192.0.2.11");
+    let on0 = handle.read(|w| w.vms_on(0));
+    assert_eq!(hosts[0]["vms"], serde_json::json!(on0));
+    assert_eq!(on0, [0, 1, 2, 3, 4, 5]);
+
+    let ds = json(pyone(&py, &ep, &["datastores"]).await);
+    assert_eq!(ds[0]["shared"], "YES");
+    assert_eq!(ds[2]["shared"], "NO");
+    assert_eq!(ds[2]["tm_mad"], "ssh");
+
+    let vm = json(pyone(&py, &ep, &["vm", "2"]).await);
+    assert_eq!(vm["locked"], 1);
+    assert_eq!(vm["user_template"]["HA_PRIORITY"], "10");
+    let vm5 = json(pyone(&py, &ep, &["vm", "5"]).await);
+    assert_eq!(
+        (vm5["name"].as_str(), vm5["ds_id"].as_i64()),
+        (Some("web & db <prod>"), Some(100))
+    );
+
+    let call = |method: &'static str, args: &'static str| {
+        let (py, ep) = (py.clone(), ep.clone());
+        async move { json(pyone(&py, &ep, &["call", method, args]).await) }
+    };
+    let r = call("vm.action", r#"["resched", 0]"#).await;
+    assert_eq!(
+        (r["exception"].is_null(), r["result"].as_i64()),
+        (true, Some(0)),
+        "{r}"
+    );
+    let r = call("vm.action", r#"["resched", 4]"#).await;
+    assert_eq!(r["exception"], "OneActionException", "{r}");
+    assert_eq!(
+        r["message"],
+        "[one.vm.action] Error performing action \"resched\": This action is not available for state SUSPENDED"
+    );
+    let r = call("vm.recover", r#"[2, 3]"#).await;
+    assert_eq!(r["exception"], "OneAuthorizationException", "{r}");
+    assert_eq!(
+        r["message"],
+        "[one.vm.recover] User [0] : VM is locked. [2]."
+    );
+    let r = call("vm.recover", r#"[42, 4]"#).await;
+    assert_eq!(r["exception"], "OneNoExistsException", "{r}");
+    assert_eq!(
+        r["message"],
+        "[one.vm.recover] Error getting virtual machine [42]."
+    );
+    let r = call("host.status", r#"[2, 1]"#).await;
+    assert_eq!(r["result"], 2, "{r}");
+    let r = call("vm.recover", r#"[6, 3]"#).await;
+    assert_eq!(r["result"], 6, "{r}");
+    let vm6 = json(pyone(&py, &ep, &["vm", "6"]).await);
+    assert_eq!(
+        (vm6["state"].as_i64(), vm6["action"].as_i64()),
+        (Some(6), Some(13))
+    );
+    let h = json(pyone(&py, &ep, &["host", "2"]).await);
+    assert_eq!(h["state"], 4);
+    let conf = json(pyone(&py, &ep, &["config"]).await);
+    assert!(
+        conf["exception"].is_null(),
+        "pyone reads one.system.config: {conf}"
     );
 }

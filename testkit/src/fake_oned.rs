@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::vm_xml::{self, FakeVm};
+use super::world_handle::WorldHandle;
 use oneha::opennebula::pool::VmRecord;
 use oneha::opennebula::xmlrpc::int_of;
 
@@ -68,6 +69,9 @@ pub enum Vms {
         /// Replacements, e.g. stuck VMs.
         overrides: BTreeMap<i64, VmRecord>,
     },
+    /// A stateful world (hosts, datastores, VMs, monitord, scheduler, hooks): see
+    /// [`super::world`].
+    World(WorldHandle),
 }
 
 /// One call the fake received (session and all), for tests to check paging.
@@ -137,7 +141,7 @@ impl FakeOned {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let mut sorted = match &self.vms {
             Vms::List(v) => v.clone(),
-            Vms::Generated { .. } => Vec::new(),
+            Vms::Generated { .. } | Vms::World(_) => Vec::new(),
         };
         sorted.sort_by_key(|v| v.rec.id);
         let index = match &self.vms {
@@ -150,6 +154,11 @@ impl FakeOned {
                     (id, state)
                 })
                 .collect(),
+            Vms::World(_) => Vec::new(),
+        };
+        let world = match &self.vms {
+            Vms::World(w) => Some(w.clone()),
+            _ => None,
         };
         let shared = Arc::new(Shared {
             cfg: self,
@@ -159,6 +168,8 @@ impl FakeOned {
             calls: calls.clone(),
         });
         let task = tokio::spawn(async move {
+            // The world's monitord and scheduler live as long as the server.
+            let _background = world.map(super::monitord::start);
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
@@ -251,7 +262,7 @@ async fn read_head(
 }
 
 /// A value of a reply, written the way xmlrpc-c writes it.
-enum Out<'a> {
+pub(crate) enum Out<'a> {
     Bool(bool),
     Str(&'a str),
     I4(i64),
@@ -259,7 +270,7 @@ enum Out<'a> {
 }
 
 /// The reply's bytes: a page is megabytes of escaped text, built as bytes (no re-checks).
-fn response(values: &[Out<'_>]) -> Vec<u8> {
+pub(crate) fn response(values: &[Out<'_>]) -> Vec<u8> {
     let mut s = Vec::with_capacity(
         256 + values
             .iter()
@@ -296,17 +307,23 @@ fn response(values: &[Out<'_>]) -> Vec<u8> {
 }
 
 fn failure(method: &str, code: i64, msg: &str) -> Vec<u8> {
+    failure_id(method, code, msg, -1)
+}
+
+/// oned's error reply: `[false, "[method] msg", code, resp_id, <i8>0]`.
+pub(crate) fn failure_id(method: &str, code: i64, msg: &str, resp_id: i64) -> Vec<u8> {
     let m = format!("[{method}] {msg}");
     response(&[
         Out::Bool(false),
         Out::Str(&m),
         Out::I4(code),
-        Out::I4(-1),
+        Out::I4(resp_id),
         Out::I8(0),
     ])
 }
 
-fn fault(code: i32, msg: &str) -> Vec<u8> {
+/// An XML-RPC fault, as xmlrpc-c sends for unknown methods and bad parameters.
+pub(crate) fn fault(code: i32, msg: &str) -> Vec<u8> {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<methodResponse>\r\n<fault>\r\n<value><struct>\r\n\
          <member><name>faultCode</name>\r\n<value><i4>{code}</i4></value></member>\r\n\
@@ -334,7 +351,10 @@ fn answer(body: &str, shared: &Shared) -> Vec<u8> {
     let needed = match method.as_str() {
         "one.system.version" => 1,
         "one.vmpool.info" | "one.vmpool.infoextended" => 5,
-        _ => return fault(-506, &format!("Unknown method name \"{method}\"")),
+        m => match (&shared.cfg.vms, super::world_rpc::arity(m)) {
+            (Vms::World(_), Some(n)) => n,
+            _ => return fault(-506, &format!("Unknown method name \"{method}\"")),
+        },
     };
     if call.params.len() < needed {
         return fault(-501, "Not enough parameters");
@@ -364,6 +384,11 @@ fn answer(body: &str, shared: &Shared) -> Vec<u8> {
     }
     if method == "one.system.version" {
         return response(&[Out::Bool(true), Out::Str("7.0.0"), Out::I4(0)]);
+    }
+    if let Vms::World(w) = &shared.cfg.vms
+        && !method.starts_with("one.vmpool.")
+    {
+        return super::world_rpc::answer(w, &method, &call.params);
     }
     if ints.len() != 4
         || call
@@ -417,13 +442,13 @@ fn id_matches(id: i64, start: i64, end: i64) -> bool {
 }
 
 fn pool_page(shared: &Shared, start: i64, end: i64, state: i64, extended: bool) -> String {
-    let (offset, limit) = if end < -1 {
-        (start.max(0) as usize, end.unsigned_abs() as usize)
-    } else {
-        (0, usize::MAX)
-    };
+    if let Vms::World(w) = &shared.cfg.vms {
+        let desc = shared.cfg.order == Order::Desc;
+        return super::world_rpc::pool_page(w, desc, (start, end, state), extended);
+    }
     let wrong_type = shared.cfg.faults.wrong_type_pool;
-    let positions = page_positions(shared, offset, limit, state, start, end);
+    let desc = shared.cfg.order == Order::Desc;
+    let positions = select_page(&shared.index, desc, start, end, state);
     // About 4 KB per extended VM body; sized once rather than grown by copies.
     let per_vm = if extended { 4200 } else { 1200 };
     let mut out = String::with_capacity(32 + positions.len() * per_vm);
@@ -447,6 +472,7 @@ fn pool_page(shared: &Shared, start: i64, end: i64, state: i64, extended: bool) 
                     emit(&v.rec, v.raw.as_deref());
                 }
             }
+            Vms::World(_) => {}
             Vms::Generated { overrides, .. } => {
                 let id = shared.index.get(i).map_or(0, |e| e.0);
                 let rec = overrides
@@ -461,36 +487,32 @@ fn pool_page(shared: &Shared, start: i64, end: i64, state: i64, extended: bool) 
     out
 }
 
-/// Index positions of the VMs on the requested page, in list order.
-fn page_positions(
-    shared: &Shared,
-    offset: usize,
-    limit: usize,
-    state: i64,
+/// Positions in `index` ((id, STATE) by ascending id) of the VMs on the page that oned's
+/// `RequestManagerPoolInfoFilter` returns for (start, end, state), highest id first if `desc`.
+pub(crate) fn select_page(
+    index: &[(i64, i64)],
+    desc: bool,
     start: i64,
     end: i64,
+    state: i64,
 ) -> Vec<usize> {
-    let keep = |(id, st): &(usize, &(i64, i64))| {
-        let _ = id;
-        state_matches(st.1, state) && id_matches(st.0, start, end)
+    let (offset, limit) = if end < -1 {
+        (start.max(0) as usize, end.unsigned_abs() as usize)
+    } else {
+        (0, usize::MAX)
     };
-    if shared.cfg.order == Order::Desc {
-        shared
-            .index
-            .iter()
-            .enumerate()
-            .rev()
+    let keep =
+        |e: &(usize, &(i64, i64))| state_matches(e.1.1, state) && id_matches(e.1.0, start, end);
+    let all = index.iter().enumerate();
+    if desc {
+        all.rev()
             .filter(keep)
             .skip(offset)
             .take(limit)
             .map(|(i, _)| i)
             .collect()
     } else {
-        shared
-            .index
-            .iter()
-            .enumerate()
-            .filter(keep)
+        all.filter(keep)
             .skip(offset)
             .take(limit)
             .map(|(i, _)| i)

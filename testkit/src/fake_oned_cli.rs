@@ -44,6 +44,9 @@ pub struct FakeOnedArgs {
     /// Start listening only after this long (clients see connection refused until then).
     #[arg(long, value_parser = parse_duration)]
     pub listen_after: Option<Duration>,
+    /// A stateful world instead of a static pool.
+    #[command(flatten)]
+    pub world: Box<super::world_cli::WorldArgs>,
 }
 
 fn parse_stuck(s: &str) -> Result<(i64, i64, i64, i64), String> {
@@ -111,7 +114,10 @@ pub fn settings(args: &FakeOnedArgs) -> Result<FakeOned, String> {
             }
             Vms::Generated { n, overrides }
         }
-        (None, None) => return Err("give --vms FILE or --generate N".into()),
+        (None, None) => match super::world_cli::world(&args.world)? {
+            Some(w) => Vms::World(w),
+            None => return Err("give --vms FILE, --generate N, or --world/--state FILE".into()),
+        },
     };
     Ok(FakeOned {
         session: args.session.clone(),

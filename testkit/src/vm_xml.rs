@@ -117,11 +117,13 @@ pub fn with_state(id: i64, state: i64, lcm: i64, action: i64, now: i64) -> VmRec
     }
 }
 
-fn tag(out: &mut String, name: &str, value: impl std::fmt::Display) {
+/// Appends `<name>value</name>`.
+pub(crate) fn tag(out: &mut String, name: &str, value: impl std::fmt::Display) {
     let _ = write!(out, "<{name}>{value}</{name}>");
 }
 
-fn tag_text(out: &mut String, name: &str, value: &str) {
+/// Appends `<name>value</name>` with `value` escaped.
+pub(crate) fn tag_text(out: &mut String, name: &str, value: &str) {
     let _ = write!(out, "<{name}>");
     escape_into(out, value);
     let _ = write!(out, "</{name}>");
@@ -238,30 +240,9 @@ pub fn extended_into(out: &mut String, r: &VmRecord) {
     match h {
         None => out.push_str("<HISTORY_RECORDS/>"),
         Some(h) => {
-            out.push_str("<HISTORY_RECORDS><HISTORY>");
-            tag(out, "OID", id);
-            tag(out, "SEQ", h.seq);
-            tag_text(out, "HOSTNAME", &h.hostname);
-            tag(out, "HID", h.hid);
-            tag(out, "CID", 0);
-            tag(out, "STIME", h.stime);
-            tag(out, "ETIME", h.etime);
-            tag_text(out, "VM_MAD", "kvm");
-            tag_text(out, "TM_MAD", "ssh");
-            tag(out, "DS_ID", h.ds_id);
-            tag(out, "PLAN_ID", -1);
-            tag(out, "ACTION_ID", -1);
-            tag(out, "PSTIME", h.pstime);
-            tag(out, "PETIME", h.petime);
-            tag(out, "RSTIME", h.rstime);
-            tag(out, "RETIME", h.retime);
-            tag(out, "ESTIME", h.estime);
-            tag(out, "EETIME", h.eetime);
-            tag(out, "ACTION", h.action);
-            tag(out, "UID", -1);
-            tag(out, "GID", -1);
-            tag(out, "REQUEST_ID", -1);
-            out.push_str("</HISTORY></HISTORY_RECORDS>");
+            out.push_str("<HISTORY_RECORDS>");
+            history_into(out, id, h, &Placement::default(), false);
+            out.push_str("</HISTORY_RECORDS>");
         }
     }
     out.push_str(
@@ -288,20 +269,67 @@ pub fn short_into(out: &mut String, r: &VmRecord) {
     match &r.history {
         None => out.push_str("<HISTORY_RECORDS/>"),
         Some(h) => {
-            out.push_str("<HISTORY_RECORDS><HISTORY>");
-            tag(out, "OID", r.id);
-            tag(out, "SEQ", h.seq);
-            tag_text(out, "HOSTNAME", &h.hostname);
-            tag(out, "HID", h.hid);
-            tag(out, "CID", 0);
-            tag(out, "DS_ID", h.ds_id);
-            tag_text(out, "VM_MAD", "kvm");
-            tag_text(out, "TM_MAD", "ssh");
-            tag(out, "ACTION", h.action);
-            out.push_str("</HISTORY></HISTORY_RECORDS>");
+            out.push_str("<HISTORY_RECORDS>");
+            history_into(out, r.id, h, &Placement::default(), true);
+            out.push_str("</HISTORY_RECORDS>");
         }
     }
     out.push_str("</VM>");
+}
+
+/// Where a history record ran: its cluster and drivers.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement<'a> {
+    /// CID.
+    pub cid: i64,
+    /// VM_MAD.
+    pub vm_mad: &'a str,
+    /// TM_MAD.
+    pub tm_mad: &'a str,
+}
+
+impl Default for Placement<'_> {
+    fn default() -> Self {
+        Placement {
+            cid: 0,
+            vm_mad: "kvm",
+            tm_mad: "ssh",
+        }
+    }
+}
+
+/// Appends one `<HISTORY>` record of VM `oid`: the full one (vm.xsd) or, if `short`, the
+/// short pool's (vm_pool.xsd).
+pub fn history_into(out: &mut String, oid: i64, h: &History, at: &Placement<'_>, short: bool) {
+    out.push_str("<HISTORY>");
+    tag(out, "OID", oid);
+    tag(out, "SEQ", h.seq);
+    tag_text(out, "HOSTNAME", &h.hostname);
+    tag(out, "HID", h.hid);
+    tag(out, "CID", at.cid);
+    if short {
+        tag(out, "DS_ID", h.ds_id);
+        tag_text(out, "VM_MAD", at.vm_mad);
+        tag_text(out, "TM_MAD", at.tm_mad);
+        tag(out, "ACTION", h.action);
+        out.push_str("</HISTORY>");
+        return;
+    }
+    tag(out, "STIME", h.stime);
+    tag(out, "ETIME", h.etime);
+    tag_text(out, "VM_MAD", at.vm_mad);
+    tag_text(out, "TM_MAD", at.tm_mad);
+    tag(out, "DS_ID", h.ds_id);
+    tag(out, "PLAN_ID", -1);
+    tag(out, "ACTION_ID", -1);
+    tag(out, "PSTIME", h.pstime);
+    tag(out, "PETIME", h.petime);
+    tag(out, "RSTIME", h.rstime);
+    tag(out, "RETIME", h.retime);
+    tag(out, "ESTIME", h.estime);
+    tag(out, "EETIME", h.eetime);
+    tag(out, "ACTION", h.action);
+    out.push_str("<UID>-1</UID><GID>-1</GID><REQUEST_ID>-1</REQUEST_ID></HISTORY>");
 }
 
 /// Splits a VM_POOL fixture into its VMs, keeping each one's text as written.

@@ -76,3 +76,36 @@ pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
+
+/// The test world (tests/fixtures/opennebula/world.yaml).
+pub fn test_world() -> oneha_testkit::world::World {
+    let text = std::fs::read_to_string(fixtures().join("world.yaml")).expect("world fixture");
+    oneha_testkit::world::World::parse(&text, "world.yaml", NOW).expect("world parses")
+}
+
+/// Starts a fake oned on 127.0.0.1 serving `world`, saved to `state` if given.
+pub async fn fake_world(
+    world: oneha_testkit::world::World,
+    state: Option<PathBuf>,
+) -> (Running, oneha_testkit::world_handle::WorldHandle) {
+    let handle =
+        oneha_testkit::world_handle::WorldHandle::new(world, state).expect("world starts");
+    (fake_serving(Vms::World(handle.clone())).await, handle)
+}
+
+/// Starts a fake oned on 127.0.0.1 serving `vms`.
+pub async fn fake_serving(vms: Vms) -> Running {
+    fake(vms, Faults::default(), Order::Desc).await
+}
+
+/// The `oneha-testkit` binary of this build, next to `oneha` (package `oneha-testkit`:
+/// `cargo build --workspace --bins` builds it).
+pub fn testkit_bin() -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_oneha")).with_file_name("oneha-testkit");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` (or `make build`) first",
+        p.display()
+    );
+    p
+}
