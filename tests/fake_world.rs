@@ -198,7 +198,10 @@ async fn a_failing_probe_puts_the_host_in_error_runs_the_hook_and_recovery_bring
         "{host_xml}"
     );
     assert!(host_xml.contains("<FENCE_IP><![CDATA[192.0.2.11]]></FENCE_IP>"));
-    assert!(host_xml.contains("<PCI_DEVICES/>"), "as Nokogiri writes it: {host_xml}");
+    assert!(
+        host_xml.contains("<PCI_DEVICES/>"),
+        "as Nokogiri writes it: {host_xml}"
+    );
     let log = std::fs::read_to_string(dir.path().join("hooks.log")).unwrap();
     let line: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
     assert_eq!(

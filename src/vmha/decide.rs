@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::case::{Case, Closed, Event, Fenced, Plan, VmOp, VmOutcome};
 use super::host::state as host_state;
 use super::input::{Flags, Mode};
-use super::vm::{VmFacts, vm_state};
+use super::vm::{VmFacts, lcm_state, vm_state};
 
 /// Static settings of the policy.
 #[derive(Debug, Clone)]
@@ -299,10 +299,13 @@ pub fn applied(case: &Case, op: VmOp, vm: Option<&VmFacts>) -> bool {
         return op == VmOp::Delete;
     };
     let moved = vm.host_id.is_some_and(|h| h != case.host_id);
+    let lcm = |l: i64| vm.state == vm_state::ACTIVE && vm.lcm_state == l;
     match op {
-        VmOp::Delete => vm.state == vm_state::DONE,
-        VmOp::Recreate => vm.state == vm_state::PENDING || moved,
-        VmOp::Resched => vm.resched || moved,
+        VmOp::Delete => vm.state == vm_state::DONE || lcm(lcm_state::CLEANUP_DELETE),
+        VmOp::Recreate => {
+            vm.state == vm_state::PENDING || lcm(lcm_state::CLEANUP_RESUBMIT) || moved
+        }
+        VmOp::Resched => vm.resched || lcm(lcm_state::PROLOG_MIGRATE_UNKNOWN) || moved,
     }
 }
 

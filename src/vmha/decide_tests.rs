@@ -391,6 +391,11 @@ fn applied_table() {
         state: vm_state::PENDING,
         ..base.clone()
     };
+    let in_lcm = |l| VmFacts {
+        lcm_state: l,
+        ..base.clone()
+    };
+    let (resubmit, deleting, migrating) = (in_lcm(15), in_lcm(23), in_lcm(60));
     #[rustfmt::skip]
     let table = [
         (VmOp::Delete, None, true), (VmOp::Delete, Some(&done), true), (VmOp::Delete, Some(&base), false),
@@ -398,6 +403,9 @@ fn applied_table() {
         (VmOp::Recreate, Some(&base), false), (VmOp::Recreate, None, false),
         (VmOp::Resched, Some(&resched), true), (VmOp::Resched, Some(&moved), true),
         (VmOp::Resched, Some(&base), false),
+        // Found with the fake oned: actions go through transient states first.
+        (VmOp::Recreate, Some(&resubmit), true), (VmOp::Delete, Some(&deleting), true),
+        (VmOp::Resched, Some(&migrating), true), (VmOp::Delete, Some(&resubmit), false),
     ];
     for (op, v, want) in table {
         assert_eq!(applied(&c, op, v), want, "{op:?} {v:?}");

@@ -25,8 +25,14 @@ pub mod vm_state {
 pub mod lcm_state {
     /// RUNNING.
     pub const RUNNING: i64 = 3;
+    /// CLEANUP_RESUBMIT: a delete-recreate in progress.
+    pub const CLEANUP_RESUBMIT: i64 = 15;
     /// UNKNOWN: the host stopped answering.
     pub const UNKNOWN: i64 = 16;
+    /// CLEANUP_DELETE: a delete in progress.
+    pub const CLEANUP_DELETE: i64 = 23;
+    /// PROLOG_MIGRATE_UNKNOWN: a cold move off a failed host in progress.
+    pub const PROLOG_MIGRATE_UNKNOWN: i64 = 60;
 }
 
 /// What the hook knows of one VM.

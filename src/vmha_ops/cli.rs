@@ -212,6 +212,13 @@ async fn run_inner(args: &HostErrorArgs, config_path: &Path) -> Result<i32, Fail
     };
     let host_id = input.host.id;
     let fail = |e: String| (Some(host_id), e);
+    // oned must answer (and accept the session) before anything starts: a hook that cannot
+    // read its host does nothing and says why.
+    if args.host.is_none() {
+        oned::host_info(&client, host_id)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+    }
     let vmha = &cfg.vm_ha;
     let log = HookLog::open(&vmha.log_file, host_id);
     let (interval, from) = vmha.interval();

@@ -88,8 +88,7 @@ pub async fn fake_world(
     world: oneha_testkit::world::World,
     state: Option<PathBuf>,
 ) -> (Running, oneha_testkit::world_handle::WorldHandle) {
-    let handle =
-        oneha_testkit::world_handle::WorldHandle::new(world, state).expect("world starts");
+    let handle = oneha_testkit::world_handle::WorldHandle::new(world, state).expect("world starts");
     (fake_serving(Vms::World(handle.clone())).await, handle)
 }
 
