@@ -268,12 +268,12 @@ pub fn read_monitoring_interval(path: &Path) -> Option<Duration> {
 /// The value of `MONITORING_INTERVAL_HOST` in monitord.conf text, in seconds.
 pub fn parse_monitoring_interval(text: &str) -> Option<Duration> {
     text.lines()
+        .rev()
         .map(|l| l.split('#').next().unwrap_or_default().trim())
         .filter_map(|l| l.split_once('='))
         .filter(|(k, _)| k.trim() == "MONITORING_INTERVAL_HOST")
         .filter_map(|(_, v)| v.trim().trim_matches('"').parse::<u64>().ok())
-        .filter(|s| *s > 0)
-        .last()
+        .find(|s| *s > 0)
         .map(Duration::from_secs)
 }
 
