@@ -6,7 +6,7 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dxr::Value;
 use oneha::opennebula::error::{ErrorCode, OnedError};
@@ -14,18 +14,6 @@ use oneha::opennebula::xmlrpc::Client;
 use oneha_testkit::world::{Hook, World};
 use oneha_testkit::world_handle::WorldHandle;
 use support::*;
-
-/// Waits (generously) until `f` holds.
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn ints(v: &[i32]) -> Vec<Value> {
     v.iter().copied().map(Value::Integer).collect()

@@ -9,25 +9,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dxr::Value;
 use oneha_testkit::fake_oned::Running;
 use oneha_testkit::world::World;
 use oneha_testkit::world_handle::WorldHandle;
 use support::*;
-
-/// Waits (generously) until `f` holds.
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A world: three hosts; on kvm1 (id 0) VMs on a shared and a local system datastore, one
 /// opted out, one suspended, one powered off; `extra` adds YAML under `vms:`.

@@ -19,12 +19,9 @@ pub const EXIT_SOME_STUCK: i32 = 1;
 /// Exit code: the report could not be made (message on stderr).
 pub const EXIT_ERROR: i32 = 2;
 
-/// Arguments of `oneha stuck-vms`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct StuckVmsArgs {
-    /// Print the report as JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+/// Where oned is and who calls it: shared by the commands that talk to oned.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OnedArgs {
     /// oned's XML-RPC endpoint (default: opennebula.endpoint, $ONE_XMLRPC, one_endpoint files,
     /// http://localhost:2633/RPC2).
     #[arg(long, value_name = "URL")]
@@ -33,6 +30,17 @@ pub struct StuckVmsArgs {
     /// ~/.one/one_auth, /var/lib/one/.one/one_auth).
     #[arg(long, value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
+}
+
+/// Arguments of `oneha stuck-vms`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StuckVmsArgs {
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// oned's endpoint and session.
+    #[command(flatten)]
+    pub oned: OnedArgs,
     /// Time allowed for the whole report, e.g. `30s`; each request gets at most this too.
     /// Unset: each request gets opennebula.timeout, and the report as long as paging takes.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -66,8 +74,8 @@ pub async fn run(args: &StuckVmsArgs, cfg: Option<&OpennebulaConfig>) -> i32 {
     }
     let client = match auth::client_for(
         cfg,
-        args.endpoint.as_deref(),
-        args.auth_file.as_deref(),
+        args.oned.endpoint.as_deref(),
+        args.oned.auth_file.as_deref(),
         timeout,
         &Env::from_process(),
     ) {

@@ -43,14 +43,9 @@ pub struct HostErrorArgs {
     /// flags as arguments: `oneha host-error --host 4 -m -p 0`.
     #[arg(long, value_name = "ID")]
     pub host: Option<i64>,
-    /// oned's XML-RPC endpoint (default: opennebula.endpoint, $ONE_XMLRPC, one_endpoint,
-    /// http://localhost:2633/RPC2).
-    #[arg(long, value_name = "URL")]
-    pub endpoint: Option<String>,
-    /// File holding the session `user:password` (default: opennebula.auth_file, $ONE_AUTH,
-    /// ~/.one/one_auth, /var/lib/one/.one/one_auth).
-    #[arg(long, value_name = "FILE")]
-    pub auth_file: Option<PathBuf>,
+    /// oned's endpoint and session.
+    #[command(flatten)]
+    pub oned: crate::opennebula::cli::OnedArgs,
     /// Time allowed for each request to oned (default: opennebula.timeout).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -181,8 +176,8 @@ async fn run_inner(args: &HostErrorArgs, config_path: &Path) -> Result<i32, Fail
     let client = || {
         auth::client_for(
             &cfg.opennebula,
-            args.endpoint.as_deref(),
-            args.auth_file.as_deref(),
+            args.oned.endpoint.as_deref(),
+            args.oned.auth_file.as_deref(),
             timeout,
             &Env::from_process(),
         )

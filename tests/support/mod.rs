@@ -108,3 +108,15 @@ pub fn testkit_bin() -> std::path::PathBuf {
     );
     p
 }
+
+/// Waits (generously, 60 s) until `f` holds, checking every 50 ms.
+pub async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
