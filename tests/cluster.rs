@@ -307,3 +307,31 @@ fn metrics_endpoint_serves_the_cluster_state() {
         "{body}"
     );
 }
+
+/// Every stop fails here (no system D-Bus for the default units). A node that has lost its
+/// quorum keeps asking to stop (S4); before, each failed stop was retried at once, hundreds
+/// of times a second, starving the agent (the five-node test above timed out under load).
+#[test]
+fn a_failing_stop_is_retried_after_a_pause_not_in_a_loop() {
+    let mut c = LocalCluster::start("stopretry", &["frontend"; 3], "");
+    let l = c.wait_leader(LONG).expect("a leader");
+    let others: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    c.kill9(others[0]);
+    c.kill9(others[1]);
+    let failed = |c: &LocalCluster| c.log(l).matches("group stop FAILED").count();
+    // It loses its quorum, stops, fails, and says when it tries again.
+    let notice = wait_for(LONG, || {
+        let s = c.status(l)?;
+        s.notices
+            .iter()
+            .find(|n| n.contains("stop failed; trying again in"))
+            .cloned()
+    });
+    assert!(notice.is_some(), "no retry notice:\n{}", c.log(l));
+    // Over the next seconds: a few paced retries (1 s, 2 s, 4 s...), not a loop.
+    let before = failed(&c);
+    std::thread::sleep(Duration::from_secs(4));
+    let during = failed(&c) - before;
+    assert!(during <= 4, "{during} failed stops in 4 s:\n{}", c.log(l));
+    assert!(c.status(l).is_some(), "the agent still answers");
+}

@@ -82,6 +82,8 @@ struct Loop {
     restarts_served: Option<u64>,
     waiting_since: HashMap<(u64, NodeId), Instant>,
     fence_retry: HashMap<NodeId, (Instant, u32, String)>,
+    /// After a failed stop: when the next stop may be tried, and how many were tried since.
+    stop_retry: Option<(Instant, u32)>,
     forced_wfa: bool,
     /// Nodes confirmed off in the last seconds.
     recently_fenced: HashMap<NodeId, Instant>,
@@ -155,6 +157,7 @@ pub async fn run(
         restarts_served: None,
         waiting_since: HashMap::new(),
         fence_retry: HashMap::new(),
+        stop_retry: None,
         forced_wfa: false,
         recently_fenced: HashMap::new(),
         takeover_since: HashMap::new(),
@@ -361,6 +364,38 @@ impl Loop {
         });
     }
 
+    /// A stop asked for while an earlier stop failed is tried again only after a pause,
+    /// 1 s doubling up to 32 s (as fence retries). A stop that fails at once (D-Bus down,
+    /// a unit refusing) was otherwise retried on every wake-up, hundreds of times a second:
+    /// the node burnt its CPU and filled its log, and its Raft thread and admin API starved
+    /// (found as the local five-node test timing out under load).
+    /// A second stop asked for in the same turn (the quorum-loss and the start-up rules can
+    /// both ask) is dropped: one is under way.
+    fn may_stop_again(&mut self, reason: &str) -> bool {
+        match self.held {
+            Held::StopFailed(_) => {}
+            Held::Stopping => return false,
+            _ => {
+                self.stop_retry = None;
+                return true;
+            }
+        }
+        let now = Instant::now();
+        let (at, tries) = *self
+            .stop_retry
+            .get_or_insert((now + Duration::from_secs(1), 0));
+        if now < at {
+            self.notices.push(format!(
+                "the group's stop failed; trying again in {:.0}s ({reason})",
+                at.saturating_duration_since(now).as_secs_f64().ceil()
+            ));
+            return false;
+        }
+        let tries = tries + 1;
+        self.stop_retry = Some((now + Duration::from_secs(1 << tries.min(5)), tries));
+        true
+    }
+
     fn act(&mut self, a: Action, st: &ReplicatedState) {
         match a {
             Action::Propose(cmd) => self.propose(cmd),
@@ -392,6 +427,9 @@ impl Loop {
                 });
             }
             Action::Stop { reason, .. } => {
+                if !self.may_stop_again(&reason) {
+                    return;
+                }
                 tracing::warn!("stopping the group: {reason}");
                 self.ctx.before_stop();
                 self.busy = true;

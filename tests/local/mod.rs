@@ -209,6 +209,15 @@ impl Drop for LocalCluster {
         for i in 0..self.agents.len() {
             self.kill9(i);
         }
+        // A failed test shows what the agents said (its temp directory goes with it).
+        if std::thread::panicking() {
+            for (i, a) in self.agents.iter().enumerate() {
+                let log = self.log(i);
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+                eprintln!("--- last lines of {} ---\n{tail}", a.name);
+            }
+        }
     }
 }
 
