@@ -46,6 +46,11 @@ fmt:
 	$(CARGO) fmt --all
 
 ## Stuck-VM report over a 100,000-VM pool from the fake oned on loopback (time, peak RSS).
+## VM HA: `oneha host-error -m -p 0` for a host with 1,000 VMs against the fake oned (docs/benchmarks.md).
+.PHONY: bench-vm-ha
+bench-vm-ha: build-release
+	bash tools/bench-vm-ha.sh 1000 5 8
+
 bench-stuck-vms: build-release
 	bash tools/bench-stuck-vms.sh 100000 1000 200
 	bash tools/bench-stuck-vms.sh 100000 1000 1000

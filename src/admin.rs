@@ -53,7 +53,7 @@ pub enum AdminRequest {
     /// Override wait-for-all (S6) on this node: act without having seen every member.
     ForceWaitForAll,
     /// VM HA: open, show or acknowledge host-failure cases.
-    VmHa(crate::vmha_ops::service::VmHaRequest),
+    VmHa(crate::vmha::cases::VmHaRequest),
 }
 
 /// The agent's answer.

@@ -2,6 +2,7 @@
 //! and owns shutdown. `status.rs` builds the status report.
 
 mod status;
+mod vm_ha;
 
 pub use status::topology_name;
 
@@ -176,7 +177,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         shutdown.clone(),
     )
     .await?;
-    let hook_task = crate::vmha_ops::service::serve_hook_socket(
+    let hook_task = vm_ha::serve_hook_socket(
         &agent.cfg,
         agent.clone() as Arc<dyn AdminHandler>,
         shutdown.clone(),
@@ -193,7 +194,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     // The control loop stops first (handing the group over while the transport still
     // runs), then Raft leadership moves, then everything else stops.
     let (leave_tx, leave) = watch::channel(false);
-    let vm_ha = tokio::spawn(crate::vmha_ops::service::serve(
+    let vm_ha = tokio::spawn(vm_ha::serve(
         handle.clone(),
         me,
         agent.name.clone(),
@@ -421,7 +422,7 @@ impl AdminHandler for Agent {
                         .await
                 }
                 AdminRequest::VmHa(req) => {
-                    match crate::vmha_ops::service::handle(&self.node, req).await {
+                    match vm_ha::handle(&self.node, req).await {
                         Ok(v) => AdminResponse::ok(v),
                         Err(e) => AdminResponse::err(e),
                     }

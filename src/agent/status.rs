@@ -207,7 +207,7 @@ impl Agent {
                 .map(|c| crate::status::VmHaCaseStatus {
                     id: c.id,
                     host: c.host_name.clone(),
-                    state: crate::vmha_ops::cases_cli::case_state(c),
+                    state: c.state_line(),
                     fence_failures: c.fence.failures,
                 })
                 .collect(),

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::input::Flags;
+use super::sanitize;
 
 /// What the hook does to one VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,6 +373,37 @@ impl Case {
             .values()
             .filter(|e| e.outcome.as_ref().is_some_and(VmOutcome::is_problem))
             .count()
+    }
+
+    /// The case's state in a few words (status, `oneha vm-ha`).
+    pub fn state_line(&self) -> String {
+        let c = self;
+        let acted = c.vms.values().filter(|e| e.outcome.is_some()).count();
+        let to_act = c
+            .vms
+            .values()
+            .filter(|e| matches!(e.plan, Plan::Act { .. }))
+            .count();
+        let problems = c.problems();
+        let vms = format!("{acted}/{to_act} VMs done, {problems} need an operator");
+        match &c.closed {
+            Some((Closed::HostBack { state }, _)) => format!("closed: host came back ({state})"),
+            Some((Closed::Guard { failing, limit }, _)) => {
+                format!("HELD by the mass-failure guard ({failing} hosts failing > {limit})")
+            }
+            Some((Closed::Finished, _)) => format!("finished: {vms}"),
+            Some((Closed::Cancelled, _)) => "cancelled".into(),
+            Some((Closed::Error { detail }, _)) => format!("error: {}", sanitize(detail, 80)),
+            None if c.fence.done.is_none() && c.fence.failures > 0 => format!(
+                "FENCING FAILED {} time(s): {} (retrying; `oneha fence-ack {} --yes` once it is off)",
+                c.fence.failures,
+                sanitize(c.fence.last_error.as_deref().unwrap_or("?"), 60),
+                sanitize(&c.host_name, 40)
+            ),
+            None if c.fence.done.is_none() => "waiting for the host / fencing".into(),
+            None if c.planned_at.is_none() => "fenced: reading the VMs".into(),
+            None => format!("acting: {vms}"),
+        }
     }
 
     /// True when the case ended well: finished with no problem VM, or the host came back.

@@ -11,6 +11,29 @@ use super::case::{Case, Event};
 /// Closed cases kept for `oneha vm-ha`.
 pub const KEEP_CLOSED: usize = 32;
 
+/// VM-HA requests over the admin API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "vm_ha", rename_all = "snake_case")]
+pub enum VmHaRequest {
+    /// Open a case (the hook): answers the case id.
+    Open {
+        /// The `Opened` event.
+        event: Event,
+    },
+    /// One case.
+    Get {
+        /// Case id.
+        id: u64,
+    },
+    /// Every case kept.
+    List,
+    /// An operator acknowledges that the host of an open case is off.
+    Ack {
+        /// Host name.
+        host: String,
+    },
+}
+
 /// A change to the cases, as a replicated command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

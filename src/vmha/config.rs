@@ -71,9 +71,10 @@ pub struct VmHaConfig {
     #[serde(default = "default_log")]
     pub log_file: PathBuf,
     /// The agent's socket for the hook (VM-HA requests only): OpenNebula's hook manager runs
-    /// the hook as oneadmin, who may not use the admin socket.
-    #[serde(default = "default_hook_socket")]
-    pub hook_socket: PathBuf,
+    /// the hook as oneadmin, who may not use the admin socket. Default: `vm-ha.sock` beside
+    /// the admin socket (`/run/oneha/vm-ha.sock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_socket: Option<PathBuf>,
     /// The group that may use `hook_socket` (mode 0660); none: root only.
     #[serde(default = "default_hook_group")]
     pub hook_group: Option<String>,
@@ -126,9 +127,6 @@ fn default_priority_attribute() -> String {
 fn default_log() -> PathBuf {
     PathBuf::from(DEFAULT_LOG)
 }
-fn default_hook_socket() -> PathBuf {
-    PathBuf::from(DEFAULT_HOOK_SOCKET)
-}
 fn default_hook_group() -> Option<String> {
     Some("oneadmin".into())
 }
@@ -157,13 +155,22 @@ impl Default for VmHaConfig {
             ha_attribute: default_ha_attribute(),
             priority_attribute: default_priority_attribute(),
             log_file: default_log(),
-            hook_socket: default_hook_socket(),
+            hook_socket: None,
             hook_group: default_hook_group(),
         }
     }
 }
 
 impl VmHaConfig {
+    /// The hook's socket: `hook_socket`, else `vm-ha.sock` beside `admin_socket`.
+    pub fn hook_socket(&self, admin_socket: &Path) -> PathBuf {
+        self.hook_socket.clone().unwrap_or_else(|| {
+            admin_socket
+                .parent()
+                .map_or_else(|| PathBuf::from(DEFAULT_HOOK_SOCKET), |d| d.join("vm-ha.sock"))
+        })
+    }
+
     /// The policy's rules.
     pub fn rules(&self) -> Rules {
         Rules {

@@ -4,10 +4,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::cli::admin_socket;
-use super::service::VmHaRequest;
+use crate::vmha::cases::VmHaRequest;
 use crate::admin::{self, AdminRequest};
 use crate::config;
-use crate::vmha::case::{Case, Closed, Plan};
+use crate::vmha::case::{Case, Plan};
 use crate::vmha::sanitize;
 
 /// Arguments of `oneha vm-ha`.
@@ -45,40 +45,10 @@ pub fn render_cases(cases: &[Case]) -> String {
             sanitize(&c.host_name, 20),
             flags,
             opened.trim_end_matches(" +0000"),
-            case_state(c)
+            c.state_line()
         ));
     }
     out
-}
-
-/// A case's state in a few words.
-pub fn case_state(c: &Case) -> String {
-    let acted = c.vms.values().filter(|e| e.outcome.is_some()).count();
-    let to_act = c
-        .vms
-        .values()
-        .filter(|e| matches!(e.plan, Plan::Act { .. }))
-        .count();
-    let problems = c.problems();
-    let vms = format!("{acted}/{to_act} VMs done, {problems} need an operator");
-    match &c.closed {
-        Some((Closed::HostBack { state }, _)) => format!("closed: host came back ({state})"),
-        Some((Closed::Guard { failing, limit }, _)) => {
-            format!("HELD by the mass-failure guard ({failing} hosts failing > {limit})")
-        }
-        Some((Closed::Finished, _)) => format!("finished: {vms}"),
-        Some((Closed::Cancelled, _)) => "cancelled".into(),
-        Some((Closed::Error { detail }, _)) => format!("error: {}", sanitize(detail, 80)),
-        None if c.fence.done.is_none() && c.fence.failures > 0 => format!(
-            "FENCING FAILED {} time(s): {} (retrying; `oneha fence-ack {} --yes` once it is off)",
-            c.fence.failures,
-            sanitize(c.fence.last_error.as_deref().unwrap_or("?"), 60),
-            sanitize(&c.host_name, 40)
-        ),
-        None if c.fence.done.is_none() => "waiting for the host / fencing".into(),
-        None if c.planned_at.is_none() => "fenced: reading the VMs".into(),
-        None => format!("acting: {vms}"),
-    }
 }
 
 /// One case with its VMs.

@@ -17,7 +17,7 @@ use crate::vmha::journal::{MemoryJournal, ack_dir};
 use crate::vmha::log::HookLog;
 use crate::vmha::run::{self, Ctx};
 use crate::vmha::{fencing, oned, sanitize};
-use crate::vmha_ops::service::VmHaRequest;
+use crate::vmha::cases::VmHaRequest;
 
 /// Exit code when the case ended well (as the stock hook: also when the host came back).
 pub const EXIT_OK: i32 = 0;
@@ -284,7 +284,7 @@ pub fn admin_socket(cfg: &Config) -> PathBuf {
 pub fn hook_socket(cfg: &Config) -> PathBuf {
     std::env::var_os("ONEHA_HOOK_SOCKET")
         .map(PathBuf::from)
-        .unwrap_or_else(|| cfg.vm_ha.hook_socket.clone())
+        .unwrap_or_else(|| cfg.vm_ha.hook_socket(&cfg.admin_socket))
 }
 
 /// Opens the case in the cluster and follows it until it closes: the group's owner works

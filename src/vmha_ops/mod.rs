@@ -1,7 +1,6 @@
-//! VM HA for operators and the agent: `oneha host-error` and `oneha vm-ha` ([`cli`]), and
-//! the agent's service that works the cluster's cases on the group's owner ([`service`]).
-//! Above [`crate::vmha`] (the hook's logic) and [`crate::cluster`] (the journal).
+//! VM HA for operators: `oneha host-error` ([`cli`]) and `oneha vm-ha` ([`cases_cli`]). The
+//! agent's side (working the cluster's cases on the group's owner) is `agent/vm_ha.rs`; the
+//! hook's logic is [`crate::vmha`].
 
 pub mod cases_cli;
 pub mod cli;
-pub mod service;

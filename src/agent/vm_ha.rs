@@ -10,43 +10,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::cluster::node::NodeHandle;
 use crate::cluster::state::{Applied, Command, NodeId, Phase};
 use crate::config::Config;
 use crate::vmha::case::{Case, Event, Fenced};
-use crate::vmha::cases::CaseCommand;
+use crate::vmha::cases::{CaseCommand, VmHaRequest};
 use crate::vmha::journal::{Journal, JournalError};
 use crate::vmha::log::HookLog;
 use crate::vmha::run::{self, Ctx};
 
 /// How long one journal write may take before it is retried.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// VM-HA requests over the admin API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "vm_ha", rename_all = "snake_case")]
-pub enum VmHaRequest {
-    /// Open a case (the hook): answers the case id.
-    Open {
-        /// The `Opened` event.
-        event: Event,
-    },
-    /// One case.
-    Get {
-        /// Case id.
-        id: u64,
-    },
-    /// Every case kept.
-    List,
-    /// An operator acknowledges that the host of an open case is off.
-    Ack {
-        /// Host name.
-        host: String,
-    },
-}
 
 /// The journal of one case in the replicated state.
 pub struct ClusterJournal {
@@ -344,5 +320,6 @@ pub async fn serve_hook_socket(
         .map(|g| g.gid);
     let mode = if group.is_some() { 0o660 } else { 0o600 };
     let h: std::sync::Arc<dyn crate::admin::AdminHandler> = std::sync::Arc::new(HookOnly(handler));
-    crate::admin::serve_with(&cfg.vm_ha.hook_socket, h, shutdown, mode, group).await
+    let path = cfg.vm_ha.hook_socket(&cfg.admin_socket);
+    crate::admin::serve_with(&path, h, shutdown, mode, group).await
 }
