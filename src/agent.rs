@@ -421,12 +421,10 @@ impl AdminHandler for Agent {
                     self.ask_control(|reply| ControlMsg::ForceWaitForAll { reply })
                         .await
                 }
-                AdminRequest::VmHa(req) => {
-                    match vm_ha::handle(&self.node, req).await {
-                        Ok(v) => AdminResponse::ok(v),
-                        Err(e) => AdminResponse::err(e),
-                    }
-                }
+                AdminRequest::VmHa(req) => match vm_ha::handle(&self.node, req).await {
+                    Ok(v) => AdminResponse::ok(v),
+                    Err(e) => AdminResponse::err(e),
+                },
             }
         })
     }

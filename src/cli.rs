@@ -183,9 +183,8 @@ async fn run(cli: Cli) -> i32 {
             let cfg = config::load(&config_path).ok();
             let is_member = cfg.as_ref().is_some_and(|c| c.node(&node).is_some());
             if !is_member && cfg.is_some() {
-                let req = AdminRequest::VmHa(crate::vmha::cases::VmHaRequest::Ack {
-                    host: node.clone(),
-                });
+                let req =
+                    AdminRequest::VmHa(crate::vmha::cases::VmHaRequest::Ack { host: node.clone() });
                 return simple(&config_path, req).await;
             }
             if !is_member {

@@ -165,9 +165,10 @@ impl VmHaConfig {
     /// The hook's socket: `hook_socket`, else `vm-ha.sock` beside `admin_socket`.
     pub fn hook_socket(&self, admin_socket: &Path) -> PathBuf {
         self.hook_socket.clone().unwrap_or_else(|| {
-            admin_socket
-                .parent()
-                .map_or_else(|| PathBuf::from(DEFAULT_HOOK_SOCKET), |d| d.join("vm-ha.sock"))
+            admin_socket.parent().map_or_else(
+                || PathBuf::from(DEFAULT_HOOK_SOCKET),
+                |d| d.join("vm-ha.sock"),
+            )
         })
     }
 

@@ -4,10 +4,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::cli::admin_socket;
-use crate::vmha::cases::VmHaRequest;
 use crate::admin::{self, AdminRequest};
 use crate::config;
 use crate::vmha::case::{Case, Plan};
+use crate::vmha::cases::VmHaRequest;
 use crate::vmha::sanitize;
 
 /// Arguments of `oneha vm-ha`.

@@ -10,6 +10,7 @@ use crate::config::{self, Config, parse_duration};
 use crate::opennebula::auth::{self, Env};
 use crate::opennebula::xmlrpc::Client;
 use crate::vmha::case::{Case, Closed, Plan};
+use crate::vmha::cases::VmHaRequest;
 use crate::vmha::config::VmHaConfig;
 use crate::vmha::decide::{self, Facts, HostFacts, VmRead};
 use crate::vmha::input::{self, Flags, HookInput};
@@ -17,7 +18,6 @@ use crate::vmha::journal::{MemoryJournal, ack_dir};
 use crate::vmha::log::HookLog;
 use crate::vmha::run::{self, Ctx};
 use crate::vmha::{fencing, oned, sanitize};
-use crate::vmha::cases::VmHaRequest;
 
 /// Exit code when the case ended well (as the stock hook: also when the host came back).
 pub const EXIT_OK: i32 = 0;

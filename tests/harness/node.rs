@@ -136,7 +136,13 @@ impl Node {
             write(dirs.units.join(name), &fill(text));
         }
         for (name, text) in &spec.etc {
-            write(dirs.etc.join(name), &fill(text));
+            // /etc/oneha holds keys: private, as the agent and check-config require.
+            let path = dirs.etc.join(name);
+            write(path.clone(), &fill(text));
+            let _ = std::fs::set_permissions(
+                &path,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            );
         }
         for (name, text) in &spec.init {
             set_executable(&write(dirs.initd.join(name), &fill(text)));

@@ -40,7 +40,7 @@ impl NodeSpec {
         self
     }
 
-    /// Writes `/etc/oneha/NAME` (placeholders as in [`NodeSpec::unit`]).
+    /// Writes `/etc/oneha/NAME`, mode 0600 (placeholders as in [`NodeSpec::unit`]).
     pub fn etc_file(mut self, name: &str, text: &str) -> NodeSpec {
         self.etc.push((name.to_string(), text.to_string()));
         self
