@@ -1,0 +1,538 @@
+//! A filesystem mounted on the node that runs the group: a SAN LUN, an LVM volume or an NFS
+//! export. Mounted with the system `mount` (fstab option syntax, NFS helpers), unmounted with
+//! `umount2`, checked in `/proc/self/mountinfo` by device number. A stop that cannot unmount
+//! is a failed stop: the node is fenced before the group starts elsewhere (S8).
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::mount::MntFlags;
+use nix::sys::signal::Signal;
+use tokio::process::Command;
+
+use super::fs_config::FsSpec;
+use super::mount_users::{self, User};
+use super::mountinfo::{self, MountEntry};
+use super::{Fault, ResourceState};
+
+/// How long processes using a busy mount get after TERM before KILL.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+/// How long killed processes get to vanish.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// A filesystem resource.
+pub struct Filesystem {
+    spec: FsSpec,
+    /// When the I/O probe still running started (a hung probe is not started again).
+    probe_since: Arc<Mutex<Option<Instant>>>,
+}
+
+/// What is at the mountpoint, compared with what should be.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// Our filesystem, as mount `entry`.
+    Ours(MountEntry),
+    /// Nothing mounted there.
+    Nothing,
+    /// Something else.
+    Other(MountEntry),
+}
+
+impl Filesystem {
+    /// The filesystem `spec` describes.
+    pub fn new(spec: FsSpec) -> Filesystem {
+        Filesystem {
+            spec,
+            probe_since: Arc::default(),
+        }
+    }
+
+    fn what(&self) -> String {
+        format!("{} on {}", self.spec.device, self.spec.mountpoint.display())
+    }
+
+    /// Mounts it (after a check when `fsck` is on). Succeeds at once if it is mounted.
+    pub async fn start(&self) -> Result<(), Fault> {
+        same_mount_namespace_as_init()?;
+        let device = self.device().await?;
+        match self.find(device.as_ref())? {
+            Found::Ours(_) => return Ok(()),
+            Found::Other(e) => {
+                return Err(format!(
+                    "{} already has {} ({}) mounted, so {} cannot be mounted there: unmount it \
+                     or fix `mountpoint`",
+                    self.spec.mountpoint.display(),
+                    e.source,
+                    e.fstype,
+                    self.spec.device
+                )
+                .into());
+            }
+            Found::Nothing => {}
+        }
+        let source = match &device {
+            Some(d) => d.path.display().to_string(),
+            None => self.spec.device.clone(),
+        };
+        tokio::fs::create_dir_all(&self.spec.mountpoint)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot create mountpoint {}: {e}",
+                    self.spec.mountpoint.display()
+                )
+            })?;
+        if let Some(argv) = self.fsck_command(&source) {
+            self.fsck(&argv).await?;
+        }
+        let argv = mount_command(&self.spec, &source);
+        let out = run(&argv).await?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot mount {}: {}: {}; check the device, `fstype` and `options`",
+                self.what(),
+                argv.join(" "),
+                describe(&out)
+            )
+            .into());
+        }
+        match self.find(device.as_ref())? {
+            Found::Ours(_) => Ok(()),
+            other => Err(format!(
+                "`{}` succeeded but {} is not mounted from {} (found: {other:?})",
+                argv.join(" "),
+                self.spec.mountpoint.display(),
+                self.spec.device
+            )
+            .into()),
+        }
+    }
+
+    /// Unmounts it. Processes using it are killed first when `force_unmount` is on; when
+    /// off, or when they cannot be killed, the stop fails naming them.
+    pub async fn stop(&self) -> Result<(), Fault> {
+        let device = match self.device().await {
+            Ok(d) => d,
+            // The device is gone (a LUN that vanished): whatever is mounted at the
+            // mountpoint is taken as ours, and unmounted.
+            Err(e) => {
+                tracing::warn!("{}: {e}; unmounting what is at the mountpoint", self.what());
+                None
+            }
+        };
+        let entry = match self.find(device.as_ref())? {
+            Found::Ours(e) => e,
+            Found::Nothing | Found::Other(_) => return Ok(()),
+        };
+        let target = self.spec.mountpoint.clone();
+        match umount(&target, MntFlags::empty()).await {
+            Ok(()) => return Ok(()),
+            Err(Errno::EBUSY) => {}
+            Err(e) => return Err(format!("cannot unmount {}: {e}", self.what()).into()),
+        }
+        let users = find_users(entry.dev).await;
+        if !self.spec.force_unmount {
+            return Err(self.busy(&users, "force_unmount is off").into());
+        }
+        self.kill_users(entry.dev, users).await;
+        let flags = if self.spec.is_network() {
+            MntFlags::MNT_FORCE
+        } else {
+            MntFlags::empty()
+        };
+        match umount(&target, flags).await {
+            Ok(()) => Ok(()),
+            Err(Errno::EBUSY) => {
+                let users = find_users(entry.dev).await;
+                Err(self.busy(&users, "still busy after TERM and KILL").into())
+            }
+            Err(e) => Err(format!("cannot unmount {}: {e}", self.what()).into()),
+        }
+    }
+
+    /// Running when the device is mounted at the mountpoint; with `monitor_io`, also a
+    /// write, sync and read of a small file there within `io_timeout`.
+    pub async fn monitor(&self) -> Result<ResourceState, Fault> {
+        let device = match self.device().await {
+            Ok(d) => d,
+            Err(e) => {
+                return Ok(match self.find(None)? {
+                    Found::Nothing => ResourceState::Stopped,
+                    _ => ResourceState::Failed(e.to_string()),
+                });
+            }
+        };
+        match self.find(device.as_ref())? {
+            Found::Ours(_) if self.spec.monitor_io => Ok(self.probe_io().await),
+            Found::Ours(_) => Ok(ResourceState::Running),
+            Found::Nothing | Found::Other(_) => Ok(ResourceState::Stopped),
+        }
+    }
+
+    /// The block device (resolved, with its number); `None` for network filesystems.
+    async fn device(&self) -> Result<Option<Device>, Fault> {
+        if self.spec.is_network() {
+            return Ok(None);
+        }
+        let path = resolve(&self.spec.device).await?;
+        let meta = std::fs::metadata(&path).map_err(|e| {
+            format!(
+                "device {} ({}) not found on this node: {e}; check that the LUN or volume is \
+                 visible here (multipath, LVM activation, SAN zoning)",
+                self.spec.device,
+                path.display()
+            )
+        })?;
+        if !meta.file_type().is_block_device() {
+            return Err(format!(
+                "{} is not a block device; `device` must name a disk, partition or volume",
+                path.display()
+            )
+            .into());
+        }
+        let rdev = meta.rdev();
+        Ok(Some(Device {
+            path,
+            dev: (
+                nix::sys::stat::major(rdev) as u32,
+                nix::sys::stat::minor(rdev) as u32,
+            ),
+        }))
+    }
+
+    fn find(&self, device: Option<&Device>) -> Result<Found, Fault> {
+        let entries = mountinfo::read("self")?;
+        Ok(classify(&self.spec, device, &entries))
+    }
+
+    /// The check to run before mounting, if any: `e2fsck -p` for ext2/3/4 (checks only an
+    /// unclean filesystem), `fsck -a` for other types; none for xfs and btrfs (their
+    /// journals are replayed by the mount; their repair tools are for an operator) and
+    /// network filesystems.
+    fn fsck_command(&self, source: &str) -> Option<Vec<String>> {
+        if !self.spec.fsck {
+            return None;
+        }
+        fsck_command(self.spec.fstype.as_deref(), source)
+    }
+
+    async fn fsck(&self, argv: &[String]) -> Result<(), Fault> {
+        let out = run(argv).await?;
+        // fsck exit codes: 0 clean, 1 errors corrected, 2 corrected and reboot advised
+        // (root filesystems only); 4 and up: errors left, or the check could not run.
+        match out.status.code() {
+            Some(0) => Ok(()),
+            Some(c @ (1 | 2)) => {
+                tracing::warn!(
+                    "{}: `{}` corrected errors (exit code {c}): {}",
+                    self.what(),
+                    argv.join(" "),
+                    describe(&out)
+                );
+                Ok(())
+            }
+            _ => Err(format!(
+                "the filesystem check of {} failed: `{}`: {}; repair it by hand (without -p) \
+                 before starting the group, or set `fsck: false` to mount without a check",
+                self.what(),
+                argv.join(" "),
+                describe(&out)
+            )
+            .into()),
+        }
+    }
+
+    async fn kill_users(&self, dev: (u32, u32), users: Vec<User>) {
+        if users.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            "{} is busy; sending TERM to {}",
+            self.what(),
+            mount_users::describe(&users)
+        );
+        mount_users::signal(&users, Signal::SIGTERM);
+        if wait_free(dev, TERM_GRACE).await {
+            return;
+        }
+        let left = find_users(dev).await;
+        tracing::warn!(
+            "{}: still used after TERM; sending KILL to {}",
+            self.what(),
+            mount_users::describe(&left)
+        );
+        mount_users::signal(&left, Signal::SIGKILL);
+        wait_free(dev, KILL_GRACE).await;
+    }
+
+    fn busy(&self, users: &[User], why: &str) -> String {
+        let held = if users.is_empty() {
+            format!(
+                "no process holds it: look for mounts below {} or loop devices on it",
+                self.spec.mountpoint.display()
+            )
+        } else {
+            format!("used by {}", mount_users::describe(users))
+        };
+        format!(
+            "cannot unmount {}: busy ({why}), {held}; stop those processes (or set \
+             `force_unmount: true`). The node must be fenced before the group starts \
+             elsewhere",
+            self.what()
+        )
+    }
+
+    async fn probe_io(&self) -> ResourceState {
+        if let Some(since) = self.probe_since.lock().map(|g| *g).unwrap_or(None) {
+            return ResourceState::Failed(format!(
+                "the I/O probe on {} started {}s ago has not returned: the storage hangs",
+                self.spec.mountpoint.display(),
+                since.elapsed().as_secs()
+            ));
+        }
+        if let Ok(mut g) = self.probe_since.lock() {
+            *g = Some(Instant::now());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let dir = self.spec.mountpoint.clone();
+        let read_only = self.spec.read_only();
+        let marker = self.probe_since.clone();
+        // A thread of its own: I/O on a hung NFS server or a dead LUN blocks in the kernel
+        // and cannot be cancelled; the agent must not wait on it.
+        let spawned = std::thread::Builder::new()
+            .name("fs-io-probe".into())
+            .spawn(move || {
+                let result = io_probe(&dir, read_only);
+                if let Ok(mut g) = marker.lock() {
+                    *g = None;
+                }
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            if let Ok(mut g) = self.probe_since.lock() {
+                *g = None;
+            }
+            return ResourceState::Failed(format!("cannot start the I/O probe: {e}"));
+        }
+        match tokio::time::timeout(self.spec.io_timeout, rx).await {
+            Ok(Ok(Ok(()))) => ResourceState::Running,
+            Ok(Ok(Err(e))) => ResourceState::Failed(format!(
+                "I/O probe on {} failed: {e}",
+                self.spec.mountpoint.display()
+            )),
+            Ok(Err(_)) => {
+                ResourceState::Failed("the I/O probe thread ended without an answer".into())
+            }
+            Err(_) => ResourceState::Failed(format!(
+                "the I/O probe on {} did not finish within {}ms: the storage hangs",
+                self.spec.mountpoint.display(),
+                self.spec.io_timeout.as_millis()
+            )),
+        }
+    }
+}
+
+/// A resolved block device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Device {
+    path: PathBuf,
+    dev: (u32, u32),
+}
+
+/// Which mount is ours: one of our block device (by number), one of our export (by
+/// source and type), or, when the device cannot be found any more (stop only), whatever is
+/// mounted at the mountpoint.
+fn classify(spec: &FsSpec, device: Option<&Device>, entries: &[MountEntry]) -> Found {
+    let Some(e) = mountinfo::at(entries, &spec.mountpoint) else {
+        return Found::Nothing;
+    };
+    let ours = match device {
+        Some(d) => e.dev == d.dev,
+        None if spec.is_network() => {
+            let want = spec.fstype.as_deref().unwrap_or_default();
+            e.source.trim_end_matches('/') == spec.device.trim_end_matches('/')
+                && (e.fstype == want || (e.fstype.starts_with("nfs") && want.starts_with("nfs")))
+        }
+        None => true,
+    };
+    if ours {
+        Found::Ours(e.clone())
+    } else {
+        Found::Other(e.clone())
+    }
+}
+
+/// `mount [-t TYPE] [-o OPTIONS] SOURCE MOUNTPOINT`.
+fn mount_command(spec: &FsSpec, source: &str) -> Vec<String> {
+    let mut argv = vec!["mount".to_string()];
+    if let Some(t) = &spec.fstype {
+        argv.extend(["-t".to_string(), t.clone()]);
+    }
+    if let Some(o) = &spec.options {
+        argv.extend(["-o".to_string(), o.clone()]);
+    }
+    argv.extend([source.to_string(), spec.mountpoint.display().to_string()]);
+    argv
+}
+
+fn fsck_command(fstype: Option<&str>, source: &str) -> Option<Vec<String>> {
+    let argv: &[&str] = match fstype {
+        Some("ext2" | "ext3" | "ext4") => &["e2fsck", "-p"],
+        Some("xfs" | "btrfs") => return None,
+        Some(t) if super::fs_config::NETWORK_TYPES.contains(&t) => return None,
+        Some(t) => {
+            return Some(vec![
+                "fsck".into(),
+                "-t".into(),
+                t.into(),
+                "-a".into(),
+                source.into(),
+            ]);
+        }
+        None => &["fsck", "-a"],
+    };
+    let mut v: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    v.push(source.to_string());
+    Some(v)
+}
+
+/// `UUID=...` and `LABEL=...` through udev's links, else `blkid`; paths as they are.
+async fn resolve(device: &str) -> Result<PathBuf, Fault> {
+    let (dir, flag, value) = if let Some(v) = device.strip_prefix("UUID=") {
+        ("/dev/disk/by-uuid", "-U", v)
+    } else if let Some(v) = device.strip_prefix("LABEL=") {
+        ("/dev/disk/by-label", "-L", v)
+    } else {
+        return Ok(PathBuf::from(device));
+    };
+    if let Ok(p) = std::fs::canonicalize(Path::new(dir).join(value)) {
+        return Ok(p);
+    }
+    let argv = ["blkid".to_string(), flag.to_string(), value.to_string()];
+    let out = run(&argv).await?;
+    let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && !found.is_empty() {
+        return Ok(PathBuf::from(found));
+    }
+    Err(format!(
+        "no device with {device} on this node (looked in {dir} and asked `blkid {flag}`): check \
+         that the LUN or volume is visible here (multipath, LVM activation, SAN zoning)"
+    )
+    .into())
+}
+
+/// Mounts made in a private mount namespace (a sandboxed service) are invisible to the rest
+/// of the node: refuse rather than start units that would not see their data.
+fn same_mount_namespace_as_init() -> Result<(), Fault> {
+    let mine = std::fs::read_link("/proc/self/ns/mnt");
+    let init = std::fs::read_link("/proc/1/ns/mnt");
+    match (mine, init) {
+        (Ok(a), Ok(b)) if a == b => Ok(()),
+        (Ok(_), Ok(_)) => Err(
+            "the agent runs in a private mount namespace (ProtectSystem=, \
+             ProtectHome=, PrivateTmp= or similar in oneha.service), so its mounts would be \
+             invisible to the units: turn those off with a drop-in (see docs/storage.md)"
+                .to_string()
+                .into(),
+        ),
+        (Err(e), _) | (_, Err(e)) => {
+            Err(format!("cannot compare mount namespaces with PID 1: {e}").into())
+        }
+    }
+}
+
+async fn umount(target: &Path, flags: MntFlags) -> Result<(), Errno> {
+    let target = target.to_path_buf();
+    tokio::task::spawn_blocking(move || nix::mount::umount2(&target, flags))
+        .await
+        .unwrap_or(Err(Errno::EINTR))
+}
+
+async fn find_users(dev: (u32, u32)) -> Vec<User> {
+    tokio::task::spawn_blocking(move || mount_users::find(dev))
+        .await
+        .unwrap_or_default()
+}
+
+/// Waits up to `limit` until no process uses `dev`; true if none does.
+async fn wait_free(dev: (u32, u32), limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if find_users(dev).await.is_empty() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes, syncs, reads back and removes a small file (read-only mounts: lists the
+/// directory).
+fn io_probe(dir: &Path, read_only: bool) -> Result<(), String> {
+    use std::io::Write;
+    if read_only {
+        return std::fs::read_dir(dir)
+            .map(|_| ())
+            .map_err(|e| format!("cannot list {}: {e}", dir.display()));
+    }
+    let path = dir.join(".oneha-io-probe");
+    let text = format!("oneha {} {:?}\n", std::process::id(), Instant::now());
+    let mut f = std::fs::File::create(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let back = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let _ = std::fs::remove_file(&path);
+    if back == text {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} read back differs from what was written",
+            path.display()
+        ))
+    }
+}
+
+async fn run(argv: &[String]) -> Result<std::process::Output, Fault> {
+    let Some((prog, args)) = argv.split_first() else {
+        return Err("empty command".to_string().into());
+    };
+    Command::new(prog)
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {prog}: {e}; is it installed?").into())
+}
+
+fn describe(out: &std::process::Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = text.trim();
+    let code = out
+        .status
+        .code()
+        .map_or_else(|| out.status.to_string(), |c| format!("exit code {c}"));
+    if text.is_empty() {
+        code
+    } else {
+        format!("{code}: {}", text.chars().take(1000).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+#[path = "filesystem_tests.rs"]
+mod tests;
