@@ -21,6 +21,8 @@ use super::{Fault, ResourceState};
 
 /// How long processes using a busy mount get after TERM before KILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
+/// How long a check waits for a device that is briefly in use (just released).
+const FSCK_BUSY_WAIT: Duration = Duration::from_secs(3);
 /// How long killed processes get to vanish.
 const KILL_GRACE: Duration = Duration::from_secs(3);
 
@@ -178,13 +180,14 @@ impl Filesystem {
         if self.spec.is_network() {
             return Ok(None);
         }
-        let path = resolve(&self.spec.device).await?;
+        let path = resolve(&self.spec.device, &self.spec.mountpoint).await?;
         let meta = std::fs::metadata(&path).map_err(|e| {
             format!(
-                "device {} ({}) not found on this node: {e}; check that the LUN or volume is \
-                 visible here (multipath, LVM activation, SAN zoning)",
+                "device {} ({}) for {} not found on this node: {e}; check that the LUN or \
+                 volume is visible here (multipath, LVM activation, SAN zoning)",
                 self.spec.device,
-                path.display()
+                path.display(),
+                self.spec.mountpoint.display()
             )
         })?;
         if !meta.file_type().is_block_device() {
@@ -221,7 +224,17 @@ impl Filesystem {
     }
 
     async fn fsck(&self, argv: &[String]) -> Result<(), Fault> {
-        let out = run(argv).await?;
+        let mut out = run(argv).await?;
+        // e2fsck refuses a device another holder has open exclusively ("is in use"); right
+        // after another node (or this one) released it, that can last a moment.
+        let end = Instant::now() + FSCK_BUSY_WAIT;
+        while out.status.code() == Some(8)
+            && describe(&out).contains("is in use")
+            && Instant::now() < end
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            out = run(argv).await?;
+        }
         // fsck exit codes: 0 clean, 1 errors corrected, 2 corrected and reboot advised
         // (root filesystems only); 4 and up: errors left, or the check could not run.
         match out.status.code() {
@@ -401,7 +414,7 @@ fn fsck_command(fstype: Option<&str>, source: &str) -> Option<Vec<String>> {
 }
 
 /// `UUID=...` and `LABEL=...` through udev's links, else `blkid`; paths as they are.
-async fn resolve(device: &str) -> Result<PathBuf, Fault> {
+async fn resolve(device: &str, mountpoint: &Path) -> Result<PathBuf, Fault> {
     let (dir, flag, value) = if let Some(v) = device.strip_prefix("UUID=") {
         ("/dev/disk/by-uuid", "-U", v)
     } else if let Some(v) = device.strip_prefix("LABEL=") {
@@ -419,8 +432,10 @@ async fn resolve(device: &str) -> Result<PathBuf, Fault> {
         return Ok(PathBuf::from(found));
     }
     Err(format!(
-        "no device with {device} on this node (looked in {dir} and asked `blkid {flag}`): check \
-         that the LUN or volume is visible here (multipath, LVM activation, SAN zoning)"
+        "no device with {device} for {} on this node (looked in {dir} and asked `blkid \
+         {flag}`): check that the LUN or volume is visible here (multipath, LVM activation, SAN \
+         zoning)",
+        mountpoint.display()
     )
     .into())
 }
