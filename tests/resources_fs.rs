@@ -55,18 +55,9 @@ fn fs(node: &Node, config: &str, action: &str) -> CmdOutput {
     node.run(&[testkit(), "resource", action, "data", "--config", &path])
 }
 
-/// A process on `node` whose working directory is the mountpoint (a transient unit).
+/// A process on `node` whose working directory is the mountpoint.
 fn hold(node: &Node) {
-    node.run_ok(&[
-        "systemd-run",
-        "--unit=holder",
-        "-p",
-        &format!("WorkingDirectory={MOUNTPOINT}"),
-        "sleep",
-        "300",
-    ]);
-    assert!(wait_until(Duration::from_secs(10), || node
-        .unit_has_processes("holder.service")));
+    harness::hold_busy(node, MOUNTPOINT);
 }
 
 #[test]

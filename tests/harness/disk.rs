@@ -152,6 +152,23 @@ impl SharedDisk {
     }
 }
 
+/// Starts transient unit `holder.service` on `node`: a `sleep` whose working directory is
+/// `dir` (a process keeping a mount busy); returns when it runs.
+pub fn hold_busy(node: &Node, dir: &str) {
+    node.run_ok(&[
+        "systemd-run",
+        "--unit=holder",
+        "-p",
+        &format!("WorkingDirectory={dir}"),
+        "sleep",
+        "300",
+    ]);
+    let running = super::wait_until(std::time::Duration::from_secs(20), || {
+        node.unit_has_processes("holder.service")
+    });
+    assert!(running, "{}: holder.service did not start", node.name());
+}
+
 /// Loop devices whose image lies in a directory of topology `prefix` (leftovers).
 pub fn loop_devices_of(prefix: &str) -> Vec<String> {
     let out = try_run(&[

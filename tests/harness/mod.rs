@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 pub use bins::{ONEHA, testkit};
 pub use bmc::{Bmc, BmcSpec, CIPHER_SUITE, IPMI_PORT};
 pub use cmd::{CmdOutput, run_cmd};
-pub use disk::{SharedDisk, loop_devices_of};
+pub use disk::{SharedDisk, hold_busy, loop_devices_of};
 pub use host::{Host, Proc};
 pub use hypervisor::{HYPERVISOR_PORT, Hypervisor};
 pub use leftovers::leftovers;
