@@ -116,3 +116,42 @@ fn io_probe_writes_and_reads_back() {
     let gone = dir.path().join("gone");
     assert!(io_probe(&gone, false).is_err_and(|e| e.contains("cannot create")));
 }
+
+/// A probe that blocks (here: opening a FIFO nobody reads, as I/O to a dead LUN blocks in
+/// the kernel) fails the monitor within `io_timeout`, is not started again while it hangs,
+/// and once it returns the next monitor probes afresh.
+#[tokio::test]
+async fn a_hung_io_probe_fails_the_monitor_without_blocking_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let fifo = dir.path().join(".oneha-io-probe");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU)
+        .unwrap_or_else(|e| panic!("mkfifo: {e}"));
+    let mut spec = fs("/dev/sdb1", Some("ext4"), None);
+    spec.mountpoint = dir.path().to_path_buf();
+    spec.io_timeout = Duration::from_millis(200);
+    let f = Filesystem::new(spec);
+
+    let first = tokio::time::timeout(Duration::from_secs(10), f.probe_io()).await;
+    let Ok(ResourceState::Failed(why)) = first else {
+        panic!("expected a failed probe, got {first:?}");
+    };
+    assert!(why.contains("did not finish within 200ms"), "{why}");
+    let second = f.probe_io().await;
+    let ResourceState::Failed(why) = second else {
+        panic!("expected a failed probe, got {second:?}");
+    };
+    assert!(why.contains("has not returned: the storage hangs"), "{why}");
+
+    // The storage answers again: the hung probe returns, the next one runs.
+    let reader = std::fs::File::open(&fifo).unwrap_or_else(|e| panic!("open fifo: {e}"));
+    let released = tokio::time::timeout(Duration::from_secs(10), async {
+        while f.probe_since.lock().map(|g| g.is_some()).unwrap_or(true) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(released.is_ok(), "the probe thread did not return");
+    drop(reader);
+    let _ = std::fs::remove_file(&fifo);
+    assert_eq!(f.probe_io().await, ResourceState::Running);
+}
