@@ -163,3 +163,37 @@ fn a_node_without_the_device_cannot_start_the_group_and_says_why() {
     assert!(disk.mounted_on(&c.nodes).is_empty());
     sampler.stop().assert_clean();
 }
+
+#[test]
+fn an_unclean_filesystem_is_checked_before_the_group_starts() {
+    let mut o = opts("{{disk}}", "");
+    o.resources_extra = "  autostart: false\n".into();
+    let c = Cluster::start("st_fsck", o);
+    let disk = disk(&c);
+    // As after an I/O error: the superblock records errors, so e2fsck -p checks it in full.
+    disk.mark_unclean();
+    assert_eq!(disk.state(), "clean with errors");
+    let sampler = c.topo.sampler(c.vip());
+    let mut err = String::new();
+    let enabled = wait_until(T, || {
+        let (code, _, e) = c.oneha("node3", &["enable"]);
+        err = e;
+        code == 0
+    });
+    assert!(enabled, "enable: {err}");
+    let owner = c.wait_started(T).expect("group started");
+    assert!(
+        c.agent_log(&owner)
+            .contains("contains a file system with errors, check forced"),
+        "no check on {owner}:\n{}",
+        c.agent_log(&owner)
+    );
+    let (code, _, err) = c.oneha("node3", &["disable"]);
+    assert_eq!(code, 0, "disable: {err}");
+    assert!(
+        wait_until(T, || disk.mounted_on(&c.nodes).is_empty()),
+        "still mounted after disable"
+    );
+    assert_eq!(disk.state(), "clean");
+    sampler.stop().assert_clean();
+}

@@ -238,7 +238,10 @@ impl Filesystem {
         // fsck exit codes: 0 clean, 1 errors corrected, 2 corrected and reboot advised
         // (root filesystems only); 4 and up: errors left, or the check could not run.
         match out.status.code() {
-            Some(0) => Ok(()),
+            Some(0) => {
+                tracing::info!("{}: `{}`: {}", self.what(), argv.join(" "), describe(&out));
+                Ok(())
+            }
             Some(c @ (1 | 2)) => {
                 tracing::warn!(
                     "{}: `{}` corrected errors (exit code {c}): {}",
