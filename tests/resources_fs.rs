@@ -124,6 +124,22 @@ fn a_shared_disk_moves_between_nodes_with_its_data_and_busy_mounts_are_handled()
     fs(&n2, "noforce", "stop").expect_ok();
     assert!(disk.mounted_on(&topo.nodes()).is_empty());
 
+    // Mounted by hand elsewhere on the node: the monitor fails, the start refuses, the
+    // stop unmounts it there too.
+    n1.run_ok(&["mkdir", "-p", "/run/by-hand"]);
+    let dev = disk.device().display().to_string();
+    n1.run_ok(&["mount", &dev, "/run/by-hand"]);
+    let seen = fs(&n1, "data", "monitor");
+    assert_eq!(seen.code, Some(1), "{seen:?}");
+    assert!(
+        seen.stdout
+            .contains("is mounted at /run/by-hand, not at /run/shared"),
+        "{seen:?}"
+    );
+    fs(&n1, "nofsck", "start").expect_failure(1, "is already mounted on this node at /run/by-hand");
+    fs(&n1, "data", "stop").expect_ok();
+    assert!(disk.mounted_on(&topo.nodes()).is_empty());
+
     // A device this node does not have: the start fails saying so.
     let ghost = fs(&n1, "ghost", "start");
     ghost.expect_failure(

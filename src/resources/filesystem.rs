@@ -76,6 +76,17 @@ impl Filesystem {
             }
             Found::Nothing => {}
         }
+        let elsewhere = mounts_of(&self.spec, device.as_ref(), &mountinfo::read("self")?);
+        if !elsewhere.is_empty() {
+            return Err(format!(
+                "{} is already mounted on this node at {}: unmount it there (or stop what \
+                 mounted it) before the group mounts it on {}",
+                self.spec.device,
+                paths(&elsewhere),
+                self.spec.mountpoint.display()
+            )
+            .into());
+        }
         let source = match &device {
             Some(d) => d.path.display().to_string(),
             None => self.spec.device.clone(),
@@ -126,21 +137,30 @@ impl Filesystem {
                 None
             }
         };
-        let entry = match self.find(device.as_ref())? {
-            Found::Ours(e) => e,
-            Found::Nothing | Found::Other(_) => return Ok(()),
-        };
-        let target = self.spec.mountpoint.clone();
+        // Every mount of it on this node, the last mounted first: a filesystem mounted by
+        // hand elsewhere is as dangerous as the one at the mountpoint.
+        let mounts = mounts_of(&self.spec, device.as_ref(), &mountinfo::read("self")?);
+        for m in mounts.iter().rev() {
+            self.unmount(m).await?;
+        }
+        Ok(())
+    }
+
+    async fn unmount(&self, m: &MountEntry) -> Result<(), Fault> {
+        let target = m.mount_point.clone();
+        let what = format!("{} on {}", self.spec.device, target.display());
         match umount(&target, MntFlags::empty()).await {
             Ok(()) => return Ok(()),
             Err(Errno::EBUSY) => {}
-            Err(e) => return Err(format!("cannot unmount {}: {e}", self.what()).into()),
+            Err(e) => return Err(format!("cannot unmount {what}: {e}").into()),
         }
-        let users = find_users(entry.dev).await;
+        let users = find_users(m.dev).await;
         if !self.spec.force_unmount {
-            return Err(self.busy(&users, "force_unmount is off").into());
+            return Err(self
+                .busy(&what, &target, &users, "force_unmount is off")
+                .into());
         }
-        self.kill_users(entry.dev, users).await;
+        self.kill_users(&what, m.dev, users).await;
         let flags = if self.spec.is_network() {
             MntFlags::MNT_FORCE
         } else {
@@ -149,10 +169,12 @@ impl Filesystem {
         match umount(&target, flags).await {
             Ok(()) => Ok(()),
             Err(Errno::EBUSY) => {
-                let users = find_users(entry.dev).await;
-                Err(self.busy(&users, "still busy after TERM and KILL").into())
+                let users = find_users(m.dev).await;
+                Err(self
+                    .busy(&what, &target, &users, "still busy after TERM and KILL")
+                    .into())
             }
-            Err(e) => Err(format!("cannot unmount {}: {e}", self.what()).into()),
+            Err(e) => Err(format!("cannot unmount {what}: {e}").into()),
         }
     }
 
@@ -168,10 +190,23 @@ impl Filesystem {
                 });
             }
         };
-        match self.find(device.as_ref())? {
+        let entries = mountinfo::read("self")?;
+        match classify(&self.spec, device.as_ref(), &entries) {
             Found::Ours(_) if self.spec.monitor_io => Ok(self.probe_io().await),
             Found::Ours(_) => Ok(ResourceState::Running),
-            Found::Nothing | Found::Other(_) => Ok(ResourceState::Stopped),
+            Found::Nothing | Found::Other(_) => {
+                let elsewhere = mounts_of(&self.spec, device.as_ref(), &entries);
+                Ok(if elsewhere.is_empty() {
+                    ResourceState::Stopped
+                } else {
+                    ResourceState::Failed(format!(
+                        "{} is mounted at {}, not at {}",
+                        self.spec.device,
+                        paths(&elsewhere),
+                        self.spec.mountpoint.display()
+                    ))
+                })
+            }
         }
     }
 
@@ -262,13 +297,12 @@ impl Filesystem {
         }
     }
 
-    async fn kill_users(&self, dev: (u32, u32), users: Vec<User>) {
+    async fn kill_users(&self, what: &str, dev: (u32, u32), users: Vec<User>) {
         if users.is_empty() {
             return;
         }
         tracing::warn!(
-            "{} is busy; sending TERM to {}",
-            self.what(),
+            "{what} is busy; sending TERM to {}",
             mount_users::describe(&users)
         );
         mount_users::signal(&users, Signal::SIGTERM);
@@ -277,28 +311,26 @@ impl Filesystem {
         }
         let left = find_users(dev).await;
         tracing::warn!(
-            "{}: still used after TERM; sending KILL to {}",
-            self.what(),
+            "{what}: still used after TERM; sending KILL to {}",
             mount_users::describe(&left)
         );
         mount_users::signal(&left, Signal::SIGKILL);
         wait_free(dev, KILL_GRACE).await;
     }
 
-    fn busy(&self, users: &[User], why: &str) -> String {
+    fn busy(&self, what: &str, target: &Path, users: &[User], why: &str) -> String {
         let held = if users.is_empty() {
             format!(
                 "no process holds it: look for mounts below {} or loop devices on it",
-                self.spec.mountpoint.display()
+                target.display()
             )
         } else {
             format!("used by {}", mount_users::describe(users))
         };
         format!(
-            "cannot unmount {}: busy ({why}), {held}; stop those processes (or set \
+            "cannot unmount {what}: busy ({why}), {held}; stop those processes (or set \
              `force_unmount: true`). The node must be fenced before the group starts \
-             elsewhere",
-            self.what()
+             elsewhere"
         )
     }
 
@@ -359,27 +391,45 @@ struct Device {
     dev: (u32, u32),
 }
 
-/// Which mount is ours: one of our block device (by number), one of our export (by
-/// source and type), or, when the device cannot be found any more (stop only), whatever is
-/// mounted at the mountpoint.
+/// What is at the mountpoint: our filesystem (see [`is_ours`]), nothing, or another one.
 fn classify(spec: &FsSpec, device: Option<&Device>, entries: &[MountEntry]) -> Found {
-    let Some(e) = mountinfo::at(entries, &spec.mountpoint) else {
-        return Found::Nothing;
-    };
-    let ours = match device {
+    match mountinfo::at(entries, &spec.mountpoint) {
+        None => Found::Nothing,
+        Some(e) if is_ours(spec, device, e) => Found::Ours(e.clone()),
+        Some(e) => Found::Other(e.clone()),
+    }
+}
+
+/// A mount of our filesystem: of our block device (by number), of our export (by source
+/// and type), or, when the device cannot be found any more (stop only), whatever is
+/// mounted at the mountpoint.
+fn is_ours(spec: &FsSpec, device: Option<&Device>, e: &MountEntry) -> bool {
+    match device {
         Some(d) => e.dev == d.dev,
         None if spec.is_network() => {
             let want = spec.fstype.as_deref().unwrap_or_default();
             e.source.trim_end_matches('/') == spec.device.trim_end_matches('/')
                 && (e.fstype == want || (e.fstype.starts_with("nfs") && want.starts_with("nfs")))
         }
-        None => true,
-    };
-    if ours {
-        Found::Ours(e.clone())
-    } else {
-        Found::Other(e.clone())
+        None => e.mount_point == spec.mountpoint,
     }
+}
+
+/// Every mount of our filesystem on this node, in mount order (wherever mounted).
+fn mounts_of(spec: &FsSpec, device: Option<&Device>, entries: &[MountEntry]) -> Vec<MountEntry> {
+    entries
+        .iter()
+        .filter(|e| is_ours(spec, device, e))
+        .cloned()
+        .collect()
+}
+
+fn paths(mounts: &[MountEntry]) -> String {
+    mounts
+        .iter()
+        .map(|m| m.mount_point.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `mount [-t TYPE] [-o OPTIONS] SOURCE MOUNTPOINT`.

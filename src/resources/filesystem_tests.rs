@@ -155,3 +155,31 @@ async fn a_hung_io_probe_fails_the_monitor_without_blocking_it() {
     let _ = std::fs::remove_file(&fifo);
     assert_eq!(f.probe_io().await, ResourceState::Running);
 }
+
+#[test]
+fn every_mount_of_the_device_counts_wherever_it_is() {
+    let s = fs("/dev/sdb1", Some("ext4"), None);
+    let dev = Device {
+        path: "/dev/sdb1".into(),
+        dev: (8, 17),
+    };
+    let by_hand = entry(40, (8, 17), "/mnt", "ext4", "/dev/sdb1");
+    let other = entry(41, (8, 33), "/var/lib/one", "ext4", "/dev/sdc1");
+    let ours = entry(42, (8, 17), "/var/lib/one", "ext4", "/dev/sdb1");
+    let all = [by_hand.clone(), other.clone(), ours.clone()];
+    assert_eq!(mounts_of(&s, Some(&dev), &all), [by_hand.clone(), ours]);
+    assert_eq!(
+        classify(&s, Some(&dev), &all[..2]),
+        Found::Other(other.clone())
+    );
+    assert_eq!(
+        mounts_of(&s, Some(&dev), &all[..2]),
+        std::slice::from_ref(&by_hand)
+    );
+    assert_eq!(
+        paths(&[by_hand.clone(), other.clone()]),
+        "/mnt, /var/lib/one"
+    );
+    // The device unknown: only what is at the mountpoint.
+    assert_eq!(mounts_of(&s, None, &all[..2]), [other]);
+}
