@@ -10,6 +10,7 @@ pub mod cli;
 mod config;
 mod error;
 pub mod filesystem;
+mod fs_commands;
 mod fs_config;
 mod group;
 pub mod lsb;
