@@ -296,9 +296,9 @@ fn qdisk_becomes_a_witness_and_unsupported_parts_are_listed() {
     assert!(d.restricted && !d.failback);
     assert!(!cfg.resources.autostart);
     assert_eq!(cfg.resources.recovery, Recovery::Disable);
-    // The fs is not translated; what is nested in it still is, in rgmanager's order.
+    // The fs starts first; what is nested in it after it, in rgmanager's order.
     let names: Vec<String> = group(&cfg).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["vip", "oned", "sunstone"]);
+    assert_eq!(names, ["one-datastore", "vip", "oned", "sunstone"]);
     let nb = &cfg.fencing.nodes["node-b"];
     assert_eq!(
         nb.levels.len(),
@@ -320,7 +320,6 @@ fn qdisk_becomes_a_witness_and_unsupported_parts_are_listed() {
     for what in [
         "quorum disk",
         "ping -c1 -w1 192.0.2.254",
-        "<fs name=\"one-datastore\">",
         "exclusive",
         "depend=\"service:nfs-helper\"",
         "__independent_subtree",
@@ -573,5 +572,65 @@ fn the_report_escapes_control_characters() {
     assert!(
         !report.contains('\x1b') && !report.contains('\x07'),
         "{report:?}"
+    );
+}
+
+#[test]
+fn storage_and_databases_are_translated_in_rgmanagers_order() {
+    let (cfg, out) = run_case("storage", false);
+    let g = group(&cfg);
+    let names: Vec<&str> = g.iter().map(|(n, _)| n.as_str()).collect();
+    // lvm, fs (and what is nested in it), clusterfs, netfs, ip, script, then the untyped.
+    assert_eq!(
+        names,
+        [
+            "one-vg",
+            "one-var",
+            "onedb",
+            "shared-gfs",
+            "datastores",
+            "vip",
+            "oned",
+            "pg"
+        ]
+    );
+    let fs = |i: usize| match &g[i].1 {
+        ResourceKind::Filesystem(s) => s.clone(),
+        other => panic!("{other:?}"),
+    };
+    let var = fs(1);
+    assert_eq!(var.device, "UUID=7d1e0b6c-3f7a-4b7e-9c1e-2a7b1e0c9f11");
+    assert_eq!(var.mountpoint, Path::new("/var/lib/one"));
+    assert_eq!(var.options.as_deref(), Some("noatime"));
+    assert!(var.fsck && var.force_unmount);
+    let nfs = fs(4);
+    assert_eq!(nfs.device, "nfs1.example.org:/export/one");
+    assert!(nfs.is_network() && !nfs.fsck && !nfs.force_unmount);
+    assert_eq!(
+        g[0].1,
+        ResourceKind::Lsb("/etc/init.d/oneha-lvm-onevg".into())
+    );
+    assert_eq!(g[2].1, ResourceKind::Systemd("mariadb.service".into()));
+    assert_eq!(g[7].1, ResourceKind::Systemd("postgresql.service".into()));
+    let fill = out.notes.fill_in.join("\n");
+    for what in [
+        "install /etc/init.d/oneha-lvm-onevg",
+        "config_file=\"/etc/mysql/my.cnf\" listen_address=\"192.0.2.50\"",
+        "GFS2 needs dlm",
+    ] {
+        assert!(fill.contains(what), "{what} missing from:\n{fill}");
+    }
+    assert!(
+        out.notes
+            .untranslated
+            .iter()
+            .any(|n| n.contains("quick_status=\"1\" not translated")),
+        "{:?}",
+        out.notes.untranslated
+    );
+    assert!(
+        out.yaml.contains("self_fence: oneha always fences"),
+        "{}",
+        out.yaml
     );
 }

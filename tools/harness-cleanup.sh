@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Removes what crashed real-host test runs left behind: network namespaces, the cgroups of
 # nodes, hypervisor hosts and BMCs (ipmi_sim and power scripts die with their cgroup),
-# temp dirs and registry entries named `ohtXXXX-*` (the harness prefix, see
+# loop devices of shared disks (images in the temp dirs), temp dirs and registry entries
+# named `ohtXXXX-*` (the harness prefix, see
 # tests/harness/topology.rs). A prefix whose test process still runs is kept,
 # unless --all is given (use that only when no test runs).
 set -u
@@ -37,6 +38,12 @@ for p in $prefixes; do
   for ns in $(ls /run/netns 2>/dev/null | grep "^$p-"); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
     ip netns del "$ns"
+  done
+  # Shared disks: loop devices over images in the run's temp dir (their nodes are gone, so
+  # nothing holds them; a detach of a busy device is deferred until it is released).
+  for dev in $(losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null \
+               | awk -v d="/tmp/$p-" 'index($2, d) == 1 { print $1 }'); do
+    losetup -d "$dev" && echo "  detached $dev"
   done
   rm -rf /tmp/"$p"-*
   rm -f "$REG/$p"

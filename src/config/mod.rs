@@ -382,7 +382,8 @@ pub fn resolve_path(explicit: Option<&Path>) -> PathBuf {
 /// check-config` prints them): a front-end without a fence level cannot be fenced, so if it
 /// is lost while running the group, nobody takes over until an operator confirms it is off.
 pub fn warnings(c: &Config) -> Vec<String> {
-    c.nodes
+    let mut w: Vec<String> = c
+        .nodes
         .iter()
         .filter(|n| n.role == Role::Frontend)
         .filter(|n| {
@@ -400,7 +401,9 @@ pub fn warnings(c: &Config) -> Vec<String> {
                 name = n.name
             )
         })
-        .collect()
+        .collect();
+    w.extend(c.resources.warnings());
+    w
 }
 
 /// Reads, parses and validates a config file.

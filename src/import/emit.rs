@@ -188,6 +188,27 @@ fn emit_resource(o: &mut String, r: &PlanResource) {
             line(o, 6, "type", "lsb", None);
             line(o, 6, "script", &yaml_str(script), None);
         }
+        PlanKind::Filesystem {
+            device,
+            mountpoint,
+            fstype,
+            options,
+            fsck,
+            force_unmount,
+        } => {
+            line(o, 6, "type", "filesystem", None);
+            line(o, 6, "device", &yaml_str(device), None);
+            line(o, 6, "mountpoint", &yaml_str(mountpoint), None);
+            for (key, v) in [("fstype", fstype), ("options", options)] {
+                if let Some(v) = v {
+                    line(o, 6, key, &yaml_str(v), None);
+                }
+            }
+            if let Some(v) = fsck {
+                noted(o, 6, "fsck", v, bool::to_string);
+            }
+            noted(o, 6, "force_unmount", force_unmount, bool::to_string);
+        }
     }
     for (key, v) in [
         ("monitor_interval", r.monitor_interval),

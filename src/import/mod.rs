@@ -20,6 +20,7 @@ mod fencing;
 pub mod host;
 pub mod plan;
 mod service;
+mod storage;
 mod translate;
 pub mod xml;
 

@@ -133,6 +133,21 @@ pub enum PlanKind {
         /// Script path.
         script: String,
     },
+    /// A filesystem.
+    Filesystem {
+        /// Device, `UUID=`/`LABEL=`, or `host:/export`.
+        device: String,
+        /// Mountpoint.
+        mountpoint: String,
+        /// Filesystem type, if given.
+        fstype: Option<String>,
+        /// Mount options, if given.
+        options: Option<String>,
+        /// `fsck`, when cluster.conf said (`force_fsck`).
+        fsck: Option<Noted<bool>>,
+        /// `force_unmount`, always written (rgmanager's default differs from oneha's).
+        force_unmount: Noted<bool>,
+    },
 }
 
 /// One fence device.

@@ -1,12 +1,14 @@
 //! `<rm>`: the service (-> `resources`), its failover domain and its resources, flattened in
-//! rgmanager's start order: within a parent, ip resources start before scripts (service.sh's
-//! child ordering), siblings of one type in document order, children after their parent.
+//! rgmanager's start order: within a parent, lvm, fs, clusterfs, netfs, ip, then scripts
+//! (service.sh's child ordering), then resources of other types (mysql, postgres-8), siblings
+//! of one type in document order, children after their parent.
 
 use std::collections::{HashMap, HashSet};
 
 use super::Options;
 use super::host::{Host, interface_for};
 use super::plan::{Noted, Notes, Plan, PlanDomain, PlanKind, PlanResource};
+use super::storage;
 use super::translate::{flag, other_attrs, seconds};
 use super::xml::Element;
 use crate::resources::parse_cidr;
@@ -377,12 +379,24 @@ fn resource(ctx: &mut Ctx, el: &Element, global: bool, notes: &mut Notes) {
             Some((base, kind, comment)) => (unique_name(ctx, &base), kind, comment),
             None => return,
         },
+        "fs" | "netfs" | "clusterfs" => match storage::filesystem(el, &ctx.service, notes) {
+            Some((base, kind, comment)) => (unique_name(ctx, &base), kind, comment),
+            None => return,
+        },
+        "lvm" => match storage::lvm(el, &ctx.service, notes) {
+            Some((base, kind, comment)) => (unique_name(ctx, &base), kind, comment),
+            None => return,
+        },
+        "mysql" | "postgres-8" => {
+            let (base, kind, comment) = storage::database(el, &ctx.service, notes);
+            (unique_name(ctx, &base), kind, comment)
+        }
         other => {
             notes.skip(
                 el.line,
                 format!(
-                    "<{other}{}> in service \"{}\": oneha has ip, systemd and lsb resources; \
-                     not translated",
+                    "<{other}{}> in service \"{}\": oneha has ip, systemd, lsb and \
+                     filesystem resources; not translated",
                     el.attr("name")
                         .map(|n| format!(" name=\"{n}\""))
                         .unwrap_or_default(),

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::fs_config::{self, FsSpec};
 use crate::config::{Config, Dur, Problems, Role};
 
 /// The resource group: an ordered list started in order and stopped in reverse.
@@ -99,7 +100,7 @@ pub struct FailoverDomain {
 pub struct ResourceConfig {
     /// Name shown in status and logs.
     pub name: String,
-    /// `ip`, `systemd` or `lsb`.
+    /// `ip`, `systemd`, `lsb` or `filesystem`.
     #[serde(rename = "type")]
     pub kind: ResourceType,
     /// ip: `ADDRESS/PREFIX`, e.g. `192.0.2.100/24`.
@@ -132,6 +133,31 @@ pub struct ResourceConfig {
     /// lsb: path of the init script, e.g. `/etc/init.d/opennebula`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
+    /// filesystem: what to mount: a device path, `UUID=...`, `LABEL=...`, or `host:/export`
+    /// for NFS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// filesystem: where to mount it (an absolute path; created if missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mountpoint: Option<String>,
+    /// filesystem: `ext4`, `xfs`, `nfs4`...; absent: detected on the device by `blkid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fstype: Option<String>,
+    /// filesystem: mount options, comma-separated as in fstab (`noatime,nodev`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<String>,
+    /// filesystem: check (and repair what is safe to repair) before mounting; default true
+    /// for block devices, false (and not allowed) for network filesystems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsck: Option<bool>,
+    /// filesystem: on stop, processes using the mount get TERM, then KILL, then it is
+    /// unmounted (default true); false: a busy mount fails the stop (the node is fenced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_unmount: Option<bool>,
+    /// filesystem: the monitor also writes, syncs and reads back a small file, so a hung NFS
+    /// server or a dead LUN is noticed (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_io: Option<bool>,
     /// How often to check it while it runs.
     #[serde(default = "default_monitor")]
     pub monitor_interval: Dur,
@@ -166,6 +192,8 @@ pub enum ResourceType {
     Systemd,
     /// An LSB init script (`start`, `stop`, `status`).
     Lsb,
+    /// A filesystem mounted on the node that runs the group.
+    Filesystem,
 }
 
 impl ResourceType {
@@ -175,6 +203,7 @@ impl ResourceType {
             ResourceType::Ip => "ip",
             ResourceType::Systemd => "systemd",
             ResourceType::Lsb => "lsb",
+            ResourceType::Filesystem => "filesystem",
         }
     }
 }
@@ -188,6 +217,8 @@ pub enum ResourceKind {
     Systemd(String),
     /// An init script path.
     Lsb(String),
+    /// A filesystem.
+    Filesystem(FsSpec),
 }
 
 /// A floating IP's settings.
@@ -226,6 +257,13 @@ impl ResourceConfig {
             conflict_wait: None,
             unit: Some(unit.to_string()),
             script: None,
+            device: None,
+            mountpoint: None,
+            fstype: None,
+            options: None,
+            fsck: None,
+            force_unmount: None,
+            monitor_io: None,
             monitor_interval: default_monitor(),
             start_timeout: default_op_timeout(),
             stop_timeout: default_op_timeout(),
@@ -259,6 +297,7 @@ impl ResourceConfig {
             ResourceType::Lsb => Ok(ResourceKind::Lsb(
                 self.script.clone().ok_or("type lsb needs `script`")?,
             )),
+            ResourceType::Filesystem => Ok(ResourceKind::Filesystem(FsSpec::from_config(self)?)),
         }
     }
 
@@ -285,6 +324,19 @@ impl ResourceConfig {
                 self.kind == ResourceType::Lsb,
             ),
         ];
+        let fs = self.kind == ResourceType::Filesystem;
+        let fs_keys = [
+            ("device", self.device.is_some()),
+            ("mountpoint", self.mountpoint.is_some()),
+            ("fstype", self.fstype.is_some()),
+            ("options", self.options.is_some()),
+            ("fsck", self.fsck.is_some()),
+            ("force_unmount", self.force_unmount.is_some()),
+            ("monitor_io", self.monitor_io.is_some()),
+        ];
+        let present = present
+            .into_iter()
+            .chain(fs_keys.into_iter().map(|(k, set)| (k, set, fs)));
         for (key, is_set, allowed) in present {
             if is_set && !allowed {
                 v.push(key);
@@ -348,11 +400,19 @@ impl ResourcesConfig {
             if let Err(e) = r.spec() {
                 let key = match r.kind {
                     ResourceType::Ip if r.address.is_some() => "address",
+                    ResourceType::Filesystem => fs_config::key_of(&e),
                     _ => "type",
                 };
                 p.push(format!("resources.group[{i}].{key}"), e);
             }
         }
+        fs_config::validate_group(&self.group, p);
+    }
+
+    /// What a valid group allows but an operator should know (`oneha check-config` prints
+    /// them): a filesystem started after the units that may need it.
+    pub fn warnings(&self) -> Vec<String> {
+        fs_config::warnings(&self.group)
     }
 }
 

@@ -1,6 +1,7 @@
-//! Resources the group is made of: a floating IP, systemd units, LSB init scripts.
+//! Resources the group is made of: a floating IP, systemd units, LSB init scripts,
+//! filesystems.
 //!
-//! [`Resource`] wraps one driver ([`vip`], [`systemd`], [`lsb`]) and bounds every operation
+//! [`Resource`] wraps one driver ([`vip`], [`systemd`], [`lsb`], [`filesystem`]) and bounds every operation
 //! by the configured timeouts; [`Group`] starts an ordered list and stops it in reverse.
 //! Nothing here knows about the cluster: callers decide when to start and stop.
 
@@ -8,8 +9,13 @@ pub mod arp;
 pub mod cli;
 mod config;
 mod error;
+pub mod filesystem;
+mod fs_commands;
+mod fs_config;
 mod group;
 pub mod lsb;
+mod mount_users;
+mod mountinfo;
 pub mod ndp;
 pub mod systemd;
 pub mod vip;
@@ -22,6 +28,7 @@ pub use config::{
     parse_cidr,
 };
 pub use error::{Fault, Op, ResourceError};
+pub use fs_config::FsSpec;
 pub use group::{Group, GroupError, Probe};
 
 /// What a monitor saw.
@@ -52,6 +59,7 @@ macro_rules! each_driver {
             Driver::Ip($d) => $call,
             Driver::Systemd($d) => $call,
             Driver::Lsb($d) => $call,
+            Driver::Filesystem($d) => $call,
         }
     };
 }
@@ -61,6 +69,7 @@ enum Driver {
     Ip(vip::Vip),
     Systemd(systemd::SystemdUnit),
     Lsb(lsb::LsbScript),
+    Filesystem(filesystem::Filesystem),
 }
 
 /// One resource of the group, ready to start, stop and monitor.
@@ -84,6 +93,7 @@ impl Resource {
             ResourceKind::Ip(spec) => Driver::Ip(vip::Vip::new(spec)),
             ResourceKind::Systemd(unit) => Driver::Systemd(systemd::SystemdUnit::new(unit)),
             ResourceKind::Lsb(script) => Driver::Lsb(lsb::LsbScript::new(script)),
+            ResourceKind::Filesystem(spec) => Driver::Filesystem(filesystem::Filesystem::new(spec)),
         };
         Ok(Resource {
             name: c.name.clone(),
@@ -130,7 +140,7 @@ impl Resource {
         let run = async {
             match &self.driver {
                 Driver::Systemd(d) => d.release_ordering().await,
-                Driver::Ip(_) | Driver::Lsb(_) => Ok(()),
+                Driver::Ip(_) | Driver::Lsb(_) | Driver::Filesystem(_) => Ok(()),
             }
         };
         self.bounded(Op::Stop, self.stop_timeout, run).await
@@ -142,7 +152,7 @@ impl Resource {
         let run = async {
             match &self.driver {
                 Driver::Systemd(d) => d.prepare().await,
-                Driver::Ip(_) | Driver::Lsb(_) => Ok(()),
+                Driver::Ip(_) | Driver::Lsb(_) | Driver::Filesystem(_) => Ok(()),
             }
         };
         self.bounded(Op::Prepare, self.start_timeout, run).await
@@ -160,7 +170,7 @@ impl Resource {
                     Ok(())
                 }
                 Driver::Systemd(d) => d.settle().await,
-                Driver::Lsb(_) => Ok(()),
+                Driver::Lsb(_) | Driver::Filesystem(_) => Ok(()),
             }
         };
         self.bounded(Op::Settle, self.stop_timeout, run).await

@@ -59,6 +59,10 @@ pub struct Opts {
     pub fake_oned: Option<&'static str>,
     /// The fence daemon logs to `TOPO_DIR/fence-daemon.log` instead of the test's stderr.
     pub quiet: bool,
+    /// Resources put before the floating IP (YAML list items indented by four spaces).
+    /// When it names `{{disk}}` or `{{disk_label}}`, the topology gets a shared disk
+    /// (`topo.shared_disks()`) and they become its device and its label.
+    pub group_head: String,
 }
 
 impl Default for Opts {
@@ -75,6 +79,7 @@ impl Default for Opts {
             units: Vec::new(),
             fake_oned: None,
             quiet: false,
+            group_head: String::new(),
         }
     }
 }
@@ -113,8 +118,9 @@ fn config(o: &Opts) -> String {
     y.push("resources:".to_string());
     y.extend(o.resources_extra.lines().map(str::to_string));
     let mon = o.monitor;
+    y.push("  group:".to_string());
+    y.extend(o.group_head.lines().map(str::to_string));
     y.extend([
-        "  group:".to_string(),
         format!("    - {{name: vip, type: ip, address: {VIP}/24, interface: eth0, monitor_interval: {mon}{}}}", o.vip_extra),
         format!("    - {{name: opennebula, type: systemd, unit: opennebula.service, monitor_interval: {mon}, stop_timeout: 10s}}"),
         format!("    - {{name: sunstone, type: systemd, unit: opennebula-sunstone.service, monitor_interval: {mon}, stop_timeout: 10s}}"),
@@ -146,7 +152,13 @@ impl Cluster {
         let topo = Topology::new(name);
         let client = topo.add_host("client", CLIENT);
         let hv = topo.add_host("hv", HV);
-        let yaml = config(&opts);
+        let mut yaml = config(&opts);
+        if yaml.contains("{{disk") {
+            let disk = topo.add_shared_disk("data", 32);
+            yaml = yaml
+                .replace("{{disk}}", &disk.device().display().to_string())
+                .replace("{{disk_label}}", disk.label());
+        }
         let frontend = match opts.fake_oned {
             Some(_) => oned::frontend_spec(),
             None => NodeSpec::opennebula(),

@@ -9,8 +9,8 @@ use super::topology::{REGISTRY_DIR, cgroup_root};
 
 /// Everything still present from the topology with name prefix `prefix` (e.g. `oht3fa9`):
 /// network namespaces (the bridge and the veths live in them), node cgroups, processes in
-/// those cgroups, the temp directory, the registry entry. Empty when the teardown was
-/// complete.
+/// those cgroups, loop devices over images in its temp directory, the temp directory, the
+/// registry entry. Empty when the teardown was complete.
 pub fn leftovers(prefix: &str) -> Vec<String> {
     let start = format!("{prefix}-");
     let mut found = Vec::new();
@@ -55,6 +55,11 @@ pub fn leftovers(prefix: &str) -> Vec<String> {
                 .map(|e| format!("directory {}", e.path().display())),
         );
     }
+    found.extend(
+        super::disk::loop_devices_of(prefix)
+            .into_iter()
+            .map(|d| format!("loop device {d}")),
+    );
     let reg = Path::new(REGISTRY_DIR).join(prefix);
     if reg.exists() {
         found.push(format!("registry entry {}", reg.display()));

@@ -1,6 +1,6 @@
 //! The real-host test harness: network namespaces on a private bridge, systemd as PID 1 of
-//! each cluster node, hypervisor hosts with simulated BMCs, faults, client-side checks and
-//! an invariant sampler.
+//! each cluster node, hypervisor hosts with simulated BMCs, shared disks (loop devices),
+//! faults, client-side checks and an invariant sampler.
 //!
 //! Use it from an integration test file with `mod harness;` and start from
 //! [`Topology::new`]. Everything a topology creates is removed when it is dropped, even when
@@ -14,6 +14,7 @@ mod bins;
 mod bmc;
 mod client;
 mod cmd;
+mod disk;
 mod faults;
 mod host;
 mod hypervisor;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 pub use bins::{ONEHA, testkit};
 pub use bmc::{Bmc, BmcSpec, CIPHER_SUITE, IPMI_PORT};
 pub use cmd::{CmdOutput, run_cmd};
+pub use disk::{SharedDisk, hold_busy, loop_devices_of};
 pub use host::{Host, Proc};
 pub use hypervisor::{HYPERVISOR_PORT, Hypervisor};
 pub use leftovers::leftovers;

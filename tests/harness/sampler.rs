@@ -1,5 +1,7 @@
-//! The invariant sampler: every 50 ms, who holds the floating IP and on which nodes the
-//! main unit has processes; at most one of each is allowed (safety rules S1 and S2).
+//! The invariant sampler: every 50 ms, who holds the floating IP, on which nodes the main
+//! unit has processes and which nodes have each shared disk mounted; at most one of each is
+//! allowed (safety rules S1 and S2, and S2 for storage: a filesystem mounted on two nodes
+//! is corrupted).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::disk::SharedDisk;
 use super::host::Host;
 use super::node::Node;
 
@@ -38,6 +41,8 @@ pub struct Change {
     pub holders: Vec<String>,
     /// Nodes where the unit has processes.
     pub active: Vec<String>,
+    /// Per shared disk (in creation order), the nodes that have it mounted.
+    pub mounted: Vec<Vec<String>>,
 }
 
 /// What a sampler saw.
@@ -67,8 +72,15 @@ impl Report {
 }
 
 impl Sampler {
-    /// Starts a sampler thread watching `vip` on `hosts` and `unit` on `nodes`.
-    pub fn start(vip: IpAddr, unit: &str, hosts: Vec<Host>, nodes: Vec<Node>) -> Sampler {
+    /// Starts a sampler thread watching `vip` on `hosts`, `unit` on `nodes` and the mounts
+    /// of `disks` on `nodes`.
+    pub fn start(
+        vip: IpAddr,
+        unit: &str,
+        hosts: Vec<Host>,
+        nodes: Vec<Node>,
+        disks: Vec<SharedDisk>,
+    ) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let violations = Arc::new(AtomicUsize::new(0));
@@ -89,10 +101,23 @@ impl Sampler {
                     .filter(|n| n.unit_has_processes(&unit))
                     .map(|n| n.name().to_string())
                     .collect();
+                let mounted: Vec<Vec<String>> =
+                    disks.iter().map(|d| d.mounted_on(&nodes)).collect();
                 let at = start.elapsed();
                 report.samples += 1;
-                if holders.len() > 1 || active.len() > 1 {
+                if holders.len() > 1 || active.len() > 1 || mounted.iter().any(|m| m.len() > 1) {
                     count.fetch_add(1, Ordering::Relaxed);
+                }
+                for (disk, on) in disks.iter().zip(&mounted) {
+                    if on.len() > 1 {
+                        let what = format!(
+                            "disk {} ({}) mounted on {}",
+                            disk.name(),
+                            disk.device().display(),
+                            on.join(", ")
+                        );
+                        report.violations.push(Violation { at, what });
+                    }
                 }
                 if holders.len() > 1 {
                     let what = format!("{vip} held by {}", holders.join(", "));
@@ -102,15 +127,15 @@ impl Sampler {
                     let what = format!("{unit} running on {}", active.join(", "));
                     report.violations.push(Violation { at, what });
                 }
-                let changed = report
-                    .changes
-                    .last()
-                    .is_none_or(|c| c.holders != holders || c.active != active);
+                let changed = report.changes.last().is_none_or(|c| {
+                    c.holders != holders || c.active != active || c.mounted != mounted
+                });
                 if changed {
                     report.changes.push(Change {
                         at,
                         holders,
                         active,
+                        mounted,
                     });
                 }
                 std::thread::sleep(PERIOD.saturating_sub(tick.elapsed()));

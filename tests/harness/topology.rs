@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use super::bmc::BmcSpec;
 use super::cmd::{run_cmd, run_with_input, try_run};
+use super::disk::SharedDisk;
 use super::host::Host;
 use super::hypervisor::Hypervisor;
 use super::node::Node;
@@ -35,6 +36,7 @@ pub struct Topology {
     hosts: Mutex<Vec<Host>>,
     nodes: Mutex<Vec<Node>>,
     hypervisors: Mutex<Vec<Hypervisor>>,
+    disks: Mutex<Vec<SharedDisk>>,
 }
 
 impl Topology {
@@ -64,6 +66,7 @@ impl Topology {
             hosts: Mutex::new(Vec::new()),
             nodes: Mutex::new(Vec::new()),
             hypervisors: Mutex::new(Vec::new()),
+            disks: Mutex::new(Vec::new()),
         };
         topo.write_fence_hook();
         let bridge = "link add br0 type bridge mcast_snooping 0\nlink set br0 up\n";
@@ -179,6 +182,22 @@ impl Topology {
         hv
     }
 
+    /// Adds a shared disk `name` of `mib` MiB: an ext4 image in [`Topology::dir`] behind a
+    /// loop device that every node sees (a SAN LUN). Its label is the prefix plus a digit
+    /// (unique on the machine), for `LABEL=` configs. Detached at teardown.
+    pub fn add_shared_disk(&self, name: &str, mib: u32) -> SharedDisk {
+        let mut disks = lock(&self.disks);
+        let label = format!("{}{}", self.prefix, disks.len());
+        let disk = SharedDisk::create(self.dir.path(), name, mib, &label);
+        disks.push(disk.clone());
+        disk
+    }
+
+    /// Every shared disk, in creation order.
+    pub fn shared_disks(&self) -> Vec<SharedDisk> {
+        lock(&self.disks).clone()
+    }
+
     /// Every hypervisor, in creation order.
     pub fn hypervisors(&self) -> Vec<Hypervisor> {
         lock(&self.hypervisors).clone()
@@ -203,10 +222,17 @@ impl Topology {
             .collect()
     }
 
-    /// Starts sampling every 50 ms, over all hosts and nodes, that at most one holds `vip`
-    /// and at most one has `opennebula.service` running.
+    /// Starts sampling every 50 ms, over all hosts and nodes, that at most one holds `vip`,
+    /// at most one has `opennebula.service` running and each shared disk is mounted on at
+    /// most one node.
     pub fn sampler(&self, vip: IpAddr) -> Sampler {
-        Sampler::start(vip, "opennebula.service", self.hosts(), self.nodes())
+        Sampler::start(
+            vip,
+            "opennebula.service",
+            self.hosts(),
+            self.nodes(),
+            self.shared_disks(),
+        )
     }
 
     fn dump_logs(&self) {
@@ -243,7 +269,8 @@ impl Topology {
 
 impl Drop for Topology {
     /// Teardown, never panicking: power nodes off (cgroups emptied and removed), stop the
-    /// BMCs and kill the hypervisors' machines (cgroups emptied and removed), kill what
+    /// BMCs and kill the hypervisors' machines (cgroups emptied and removed), detach the
+    /// shared disks' loop devices, kill what
     /// is left in the namespaces, delete the namespaces (their veths and the bridge go
     /// with them).
     fn drop(&mut self) {
@@ -257,6 +284,10 @@ impl Drop for Topology {
         }
         for hv in self.hypervisors() {
             hv.teardown();
+        }
+        // After the power-offs: no node's mount namespace holds a disk any more.
+        for disk in self.shared_disks() {
+            disk.detach();
         }
         for host in self.hosts() {
             host.kill_all();
