@@ -162,14 +162,18 @@ impl Default for VmHaConfig {
 }
 
 impl VmHaConfig {
-    /// The hook's socket: `hook_socket`, else `vm-ha.sock` beside `admin_socket`.
+    /// The hook's socket: `hook_socket`, else beside `admin_socket`: `vm-ha.sock` for the
+    /// usual `admin.sock`, `NAME.vm-ha` for an admin socket named otherwise (agents that
+    /// share a folder each get their own).
     pub fn hook_socket(&self, admin_socket: &Path) -> PathBuf {
-        self.hook_socket.clone().unwrap_or_else(|| {
-            admin_socket.parent().map_or_else(
-                || PathBuf::from(DEFAULT_HOOK_SOCKET),
-                |d| d.join("vm-ha.sock"),
-            )
-        })
+        if let Some(p) = &self.hook_socket {
+            return p.clone();
+        }
+        match admin_socket.file_name().and_then(|n| n.to_str()) {
+            Some("admin.sock") => admin_socket.with_file_name("vm-ha.sock"),
+            Some(name) => admin_socket.with_file_name(format!("{name}.vm-ha")),
+            None => PathBuf::from(DEFAULT_HOOK_SOCKET),
+        }
     }
 
     /// The policy's rules.
@@ -317,6 +321,23 @@ mod tests {
         assert_eq!(
             c.interval(),
             (Duration::from_secs(5), "vm_ha.monitoring_interval".into())
+        );
+    }
+
+    #[test]
+    fn the_hook_socket_sits_beside_the_admin_socket() {
+        let c = VmHaConfig::default();
+        let at = |p: &str| c.hook_socket(Path::new(p));
+        assert_eq!(at("/run/oneha/admin.sock"), Path::new(DEFAULT_HOOK_SOCKET));
+        // Agents sharing a folder (tests, several clusters on one machine) do not collide.
+        assert_ne!(at("/tmp/x/admin-n1.sock"), at("/tmp/x/admin-n2.sock"));
+        let set = VmHaConfig {
+            hook_socket: Some("/run/h.sock".into()),
+            ..VmHaConfig::default()
+        };
+        assert_eq!(
+            set.hook_socket(Path::new("/run/oneha/admin.sock")),
+            Path::new("/run/h.sock")
         );
     }
 
