@@ -17,6 +17,7 @@ TMP=$(mktemp -d)
 FAKE_PID=
 cleanup() { [ -n "$FAKE_PID" ] && kill "$FAKE_PID" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
+export PYTHONUNBUFFERED=1
 echo "oneadmin:opennebula" > "$TMP/one_auth"
 printf '#!/bin/sh\ncat >/dev/null\nexit 0\n' > "$TMP/fence_now"; chmod +x "$TMP/fence_now"
 cat > "$TMP/oneha.yaml" <<YAML

@@ -84,7 +84,10 @@ pub async fn work<J: Journal>(
         let mut wait_until = None;
         let mut sends = Vec::new();
         let mut read_failed = None;
+        // Facts gathered or the case changed: decide again at once.
+        let mut progressed = false;
         for step in steps {
+            progressed |= !matches!(step, Step::WaitUntil(_));
             match step {
                 Step::PollHost => {
                     if let Err(e) = poll_host(ctx, &case, &mut facts).await {
@@ -109,6 +112,7 @@ pub async fn work<J: Journal>(
                 Step::WaitUntil(t) => wait_until = Some(t),
             }
         }
+        let failed = read_failed.is_some();
         match read_failed {
             Some(e) => {
                 let since = *oned_failing_since.get_or_insert(facts.now);
@@ -139,6 +143,9 @@ pub async fn work<J: Journal>(
                 let client = ctx.client.clone();
                 tasks.spawn(async move { Done::Act(vm, op, oned::act(&client, vm, op).await) });
             }
+            continue;
+        }
+        if progressed && !failed {
             continue;
         }
         // Nothing to do now: wait for a task, the next deadline, or the stop signal.

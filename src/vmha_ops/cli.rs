@@ -209,10 +209,14 @@ async fn run_inner(args: &HostErrorArgs, config_path: &Path) -> Result<i32, Fail
     let fail = |e: String| (Some(host_id), e);
     // oned must answer (and accept the session) before anything starts: a hook that cannot
     // read its host does nothing and says why.
+    // Its template as oned has it now fills the fence device (FENCE_IP), whatever the hook
+    // manager passed.
+    let mut input = input;
     if args.host.is_none() {
-        oned::host_info(&client, host_id)
+        let fresh = oned::host_info(&client, host_id)
             .await
             .map_err(|e| fail(e.to_string()))?;
+        input.host.template = fresh.template;
     }
     let vmha = &cfg.vm_ha;
     let log = HookLog::open(&vmha.log_file, host_id);
