@@ -246,7 +246,11 @@ async fn run(cli: Cli) -> i32 {
 fn check_config(path: &Path) -> i32 {
     match config::load(path) {
         Ok(c) => {
-            for w in config::warnings(&c) {
+            let on_node = crate::resources::unit_files::missing_unit_warnings(
+                &c.resources.group,
+                Path::new("/"),
+            );
+            for w in config::warnings(&c).into_iter().chain(on_node) {
                 eprintln!("{}: warning: {w}", path.display());
             }
             print!("{}", c.to_yaml());
