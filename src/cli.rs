@@ -41,7 +41,8 @@ pub enum Cmd {
         #[arg(long, short = 'v', conflicts_with = "json")]
         verbose: bool,
     },
-    /// Validate a config file and print it with defaults filled in (exit 2 on errors).
+    /// Validate a config file and print it with defaults filled in (exit 2 on errors); warn on
+    /// stderr about a front-end without fencing and a group unit not installed on this node.
     CheckConfig {
         /// The file (default: --config, $ONEHA_CONFIG, /etc/oneha/oneha.yaml).
         file: Option<PathBuf>,
