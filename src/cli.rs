@@ -41,7 +41,8 @@ pub enum Cmd {
         #[arg(long, short = 'v', conflicts_with = "json")]
         verbose: bool,
     },
-    /// Validate a config file and print it with defaults filled in (exit 2 on errors).
+    /// Validate a config file and print it with defaults filled in (exit 2 on errors); warn on
+    /// stderr about a front-end without fencing and a group unit not installed on this node.
     CheckConfig {
         /// The file (default: --config, $ONEHA_CONFIG, /etc/oneha/oneha.yaml).
         file: Option<PathBuf>,
@@ -246,7 +247,11 @@ async fn run(cli: Cli) -> i32 {
 fn check_config(path: &Path) -> i32 {
     match config::load(path) {
         Ok(c) => {
-            for w in config::warnings(&c) {
+            let on_node = crate::resources::unit_files::missing_unit_warnings(
+                &c.resources.group,
+                Path::new("/"),
+            );
+            for w in config::warnings(&c).into_iter().chain(on_node) {
                 eprintln!("{}: warning: {w}", path.display());
             }
             print!("{}", c.to_yaml());

@@ -35,6 +35,25 @@ fn example_configs_pass_check_config() {
     assert_eq!(three.frontends().len(), 3);
     assert_eq!(three.fencing.nodes["fe2"].levels.len(), 2);
     assert!(three.metrics.listen.is_some());
+    // OpenNebula 7.x's units, the hook manager named (the VM-HA hook runs in it).
+    for c in [&two, &w, &three] {
+        let units: Vec<&str> = c
+            .resources
+            .group
+            .iter()
+            .filter_map(|r| r.unit.as_deref())
+            .collect();
+        assert_eq!(
+            units,
+            [
+                "opennebula.service",
+                "opennebula-hem.service",
+                "opennebula-fireedge.service",
+                "opennebula-flow.service",
+                "opennebula-gate.service"
+            ]
+        );
+    }
     // The packaged example is one of these.
     assert!(read("deploy/examples/witness.yaml").contains("role: witness"));
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use oneha::config::{Config, Role};
 use oneha::fence::DeviceConfig;
-use oneha::import::{self, Host, ImportArgs, ImportError, LocalAddr, Options};
+use oneha::import::{self, Host, ImportArgs, ImportError, LocalAddr, OpenNebulaVersion, Options};
 use oneha::resources::{Recovery, ResourceKind};
 
 mod ops;
@@ -137,7 +137,7 @@ fn seed_two_node_guide_config() {
     assert_eq!(cfg.resources.recovery, Recovery::Restart);
     let g = group(&cfg);
     let kinds: Vec<&str> = g.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(kinds, ["vip", "opennebula", "sunstone"]);
+    assert_eq!(kinds, ["vip", "opennebula", "opennebula-hem", "fireedge"]);
     match &g[0].1 {
         ResourceKind::Ip(ip) => {
             assert_eq!(ip.address.to_string(), "10.10.11.12");
@@ -146,10 +146,24 @@ fn seed_two_node_guide_config() {
         }
         other => panic!("{other:?}"),
     }
+    // OpenNebula 7 by default: oned, its hook manager (the VM-HA hook runs there) and
+    // FireEdge in place of Ruby Sunstone; the report says which set was used.
     assert_eq!(g[1].1, ResourceKind::Systemd("opennebula.service".into()));
     assert_eq!(
         g[2].1,
-        ResourceKind::Systemd("opennebula-sunstone.service".into())
+        ResourceKind::Systemd("opennebula-hem.service".into())
+    );
+    assert_eq!(
+        g[3].1,
+        ResourceKind::Systemd("opennebula-fireedge.service".into())
+    );
+    assert!(
+        out.notes
+            .info
+            .iter()
+            .any(|n| n.starts_with("OpenNebula 7 units (--opennebula-version 7)")),
+        "{:?}",
+        out.notes.info
     );
     // No fencing at all in the guide's file: said loudly.
     assert!(cfg.fencing.nodes.is_empty());
@@ -165,6 +179,72 @@ fn seed_two_node_guide_config() {
             .iter()
             .any(|n| n.contains("sleeptime=\"10\""))
     );
+}
+
+/// The seed's group for `--opennebula-version version`, as (name, unit), after validation.
+fn seed_units(version: OpenNebulaVersion) -> (Vec<(String, String)>, import::Imported) {
+    let o = Options {
+        opennebula_version: version,
+        ..opts("seed", false)
+    };
+    let out = import::import(&fixture("seed.conf"), &o, &host_for("seed")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ops::validate(&out.yaml, dir.path());
+    let units = group(&cfg)
+        .into_iter()
+        .filter_map(|(n, k)| match k {
+            ResourceKind::Systemd(u) => Some((n, u)),
+            _ => None,
+        })
+        .collect();
+    (units, out)
+}
+
+#[test]
+fn opennebula_version_chooses_the_units() {
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(n, u)| (n.to_string(), u.to_string()))
+            .collect()
+    };
+    let (units, out) = seed_units(OpenNebulaVersion::V6_10);
+    assert_eq!(
+        units,
+        pairs(&[
+            ("opennebula", "opennebula.service"),
+            ("opennebula-scheduler", "opennebula-scheduler.service"),
+            ("opennebula-hem", "opennebula-hem.service"),
+            ("sunstone", "opennebula-sunstone.service"),
+        ])
+    );
+    assert!(out.yaml.contains("(OpenNebula 6.10 units;"), "{}", out.yaml);
+    let report = import::report("seed.conf", &out.notes);
+    assert!(
+        report.contains("Notes:\n  - OpenNebula 6.10 units (--opennebula-version 6.10)"),
+        "{report}"
+    );
+    let (units, out) = seed_units(OpenNebulaVersion::V4);
+    assert_eq!(
+        units,
+        pairs(&[
+            ("opennebula", "opennebula.service"),
+            ("sunstone", "opennebula-sunstone.service"),
+        ])
+    );
+    assert!(
+        out.notes
+            .info
+            .iter()
+            .any(|n| n.starts_with("OpenNebula 4 units"))
+    );
+    // --lsb keeps the scripts: no unit set to report.
+    let lsb = import::import(
+        &fixture("seed.conf"),
+        &opts("seed", true),
+        &host_for("seed"),
+    )
+    .unwrap();
+    assert!(lsb.notes.info.is_empty(), "{:?}", lsb.notes.info);
 }
 
 #[test]
@@ -242,16 +322,26 @@ fn ipmilan_pair_with_pdu_and_resolved_names() {
     // ip before scripts; the VIP's interface and prefix found on this machine.
     let g = group(&cfg);
     let names: Vec<&str> = g.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["vip", "oned", "sunstone", "onegate", "httpd"]);
+    assert_eq!(
+        names,
+        [
+            "vip",
+            "oned",
+            "opennebula-hem",
+            "fireedge",
+            "onegate",
+            "httpd"
+        ]
+    );
     match &g[0].1 {
         ResourceKind::Ip(ip) => assert_eq!((ip.interface.as_str(), ip.prefix), ("bond0", 24)),
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        g[3].1,
+        g[4].1,
         ResourceKind::Systemd("opennebula-gate.service".into())
     );
-    assert_eq!(g[4].1, ResourceKind::Lsb("/etc/init.d/httpd".into()));
+    assert_eq!(g[5].1, ResourceKind::Lsb("/etc/init.d/httpd".into()));
     let oned = &cfg.resources.group[1];
     assert_eq!(oned.monitor_interval.get().as_secs(), 20);
     assert_eq!(oned.stop_timeout.get().as_secs(), 180);
@@ -298,7 +388,10 @@ fn qdisk_becomes_a_witness_and_unsupported_parts_are_listed() {
     assert_eq!(cfg.resources.recovery, Recovery::Disable);
     // The fs starts first; what is nested in it after it, in rgmanager's order.
     let names: Vec<String> = group(&cfg).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["one-datastore", "vip", "oned", "sunstone"]);
+    assert_eq!(
+        names,
+        ["one-datastore", "vip", "oned", "opennebula-hem", "fireedge"]
+    );
     let nb = &cfg.fencing.nodes["node-b"];
     assert_eq!(
         nb.levels.len(),
@@ -369,6 +462,7 @@ fn output_file_is_private_and_never_overwritten() {
     let args = ImportArgs {
         file: Path::new(DIR).join("seed-fence-xvm.conf"),
         lsb: false,
+        opennebula_version: OpenNebulaVersion::default(),
         output: Some(out.clone()),
         key_file: "/etc/oneha/cluster.key".into(),
         port: 7400,
@@ -400,6 +494,7 @@ fn arguments_parse_as_the_cli_will_take_them() {
     let c = Cli::try_parse_from(["import-cluster-conf"]).unwrap();
     assert_eq!(c.args.file, PathBuf::from("/etc/cluster/cluster.conf"));
     assert!(!c.args.lsb && c.args.output.is_none());
+    assert_eq!(c.args.opennebula_version, OpenNebulaVersion::V7);
     assert_eq!(
         (c.args.key_file.as_str(), c.args.port),
         ("/etc/oneha/cluster.key", 7400)
@@ -412,11 +507,17 @@ fn arguments_parse_as_the_cli_will_take_them() {
         "/tmp/o.yaml",
         "--port",
         "7500",
+        "--opennebula-version",
+        "6.10",
     ])
     .unwrap();
     assert!(c.args.lsb);
+    assert_eq!(c.args.opennebula_version, OpenNebulaVersion::V6_10);
     assert_eq!(c.args.output, Some(PathBuf::from("/tmp/o.yaml")));
     assert_eq!(c.args.port, 7500);
+    let c = Cli::try_parse_from(["x", "--opennebula-version", "4"]).unwrap();
+    assert_eq!(c.args.opennebula_version, OpenNebulaVersion::V4);
+    assert!(Cli::try_parse_from(["x", "--opennebula-version", "5"]).is_err());
     assert!(Cli::try_parse_from(["x", "--port", "seventy"]).is_err());
 }
 
@@ -591,6 +692,7 @@ fn storage_and_databases_are_translated_in_rgmanagers_order() {
             "datastores",
             "vip",
             "oned",
+            "opennebula-hem",
             "pg"
         ]
     );
@@ -611,7 +713,7 @@ fn storage_and_databases_are_translated_in_rgmanagers_order() {
         ResourceKind::Lsb("/etc/init.d/oneha-lvm-onevg".into())
     );
     assert_eq!(g[2].1, ResourceKind::Systemd("mariadb.service".into()));
-    assert_eq!(g[7].1, ResourceKind::Systemd("postgresql.service".into()));
+    assert_eq!(g[8].1, ResourceKind::Systemd("postgresql.service".into()));
     let fill = out.notes.fill_in.join("\n");
     for what in [
         "install /etc/init.d/oneha-lvm-onevg",

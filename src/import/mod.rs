@@ -13,7 +13,9 @@
 //! - The service -> `resources` (autostart, recovery, max_restarts, restart_expire_time), its
 //!   failover domain -> `resources.failover_domain`, its `ip` and `script` resources ->
 //!   `resources.group` in rgmanager's start order. `/etc/init.d/opennebula*` scripts become
-//!   the systemd units of the same name unless `--lsb`.
+//!   systemd units unless `--lsb`: which ones depends on `--opennebula-version` (7 by
+//!   default: oned brings `opennebula-hem`, Sunstone becomes `opennebula-fireedge`; see
+//!   [`units`]).
 
 mod emit;
 mod fencing;
@@ -22,6 +24,7 @@ pub mod plan;
 mod service;
 mod storage;
 mod translate;
+pub mod units;
 pub mod xml;
 
 use std::io::Write as _;
@@ -34,6 +37,7 @@ use crate::opennebula::terminal::sanitize;
 pub use emit::{emit, yaml_str};
 pub use host::{Host, LocalAddr, SystemHost};
 pub use plan::{Notes, Plan};
+pub use units::OpenNebulaVersion;
 
 /// The cluster key path written unless `--key-file` says otherwise (oneha's default).
 pub const DEFAULT_KEY_FILE: &str = "/etc/oneha/cluster.key";
@@ -48,6 +52,12 @@ pub struct ImportArgs {
     /// systemd units of the same name.
     #[arg(long)]
     pub lsb: bool,
+    /// The OpenNebula release the front-ends run: it decides which systemd units the
+    /// opennebula and sunstone scripts become (7: opennebula, opennebula-hem,
+    /// opennebula-fireedge; 6.10: adds opennebula-scheduler, keeps opennebula-sunstone;
+    /// 4: the units of the scripts' own names).
+    #[arg(long, value_enum, value_name = "VERSION", default_value = "7")]
+    pub opennebula_version: OpenNebulaVersion,
     /// Write the YAML to this file (mode 0600; refused if it exists) instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -64,6 +74,8 @@ pub struct ImportArgs {
 pub struct Options {
     /// Keep scripts as LSB resources.
     pub lsb: bool,
+    /// Which OpenNebula release's units the scripts become.
+    pub opennebula_version: OpenNebulaVersion,
     /// Cluster key path written as `key_file`.
     pub key_file: String,
     /// Peer port.
@@ -76,6 +88,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             lsb: false,
+            opennebula_version: OpenNebulaVersion::default(),
             key_file: DEFAULT_KEY_FILE.to_string(),
             port: 7400,
             source: "cluster.conf".to_string(),
@@ -134,6 +147,12 @@ pub fn import(text: &str, opts: &Options, host: &dyn Host) -> Result<Imported, I
 /// from cluster.conf escaped (they would reach the terminal).
 pub fn report(source: &str, notes: &Notes) -> String {
     let mut o = String::new();
+    if !notes.info.is_empty() {
+        o.push_str("Notes:\n");
+        for n in &notes.info {
+            o.push_str(&format!("  - {}\n", sanitize(n)));
+        }
+    }
     if !notes.untranslated.is_empty() {
         o.push_str(&format!(
             "Not translated from {source} (check these by hand):\n"
@@ -171,6 +190,7 @@ pub fn run_with(args: &ImportArgs, host: &dyn Host) -> i32 {
     };
     let opts = Options {
         lsb: args.lsb,
+        opennebula_version: args.opennebula_version,
         key_file: args.key_file.clone(),
         port: args.port,
         source: source.clone(),

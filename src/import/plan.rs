@@ -210,12 +210,18 @@ pub struct Notes {
     pub untranslated: Vec<String>,
     /// Values in the output that are placeholders or need checking.
     pub fill_in: Vec<String>,
+    /// Choices the import made that the operator should know of (e.g. the units used).
+    pub info: Vec<String>,
 }
 
 impl Notes {
     /// Records something not translated, found on `line` of cluster.conf.
     pub fn skip(&mut self, line: usize, what: impl std::fmt::Display) {
         self.untranslated.push(format!("line {line}: {what}"));
+    }
+    /// Records a choice the import made.
+    pub fn info(&mut self, what: impl Into<String>) {
+        self.info.push(what.into());
     }
     /// Records a value the operator must fill in or check.
     pub fn fill(&mut self, what: impl Into<String>) {

@@ -370,26 +370,28 @@ fn resource(ctx: &mut Ctx, el: &Element, global: bool, notes: &mut Notes) {
             notes.skip(el.line, format!("<{} {k}=\"{v}\"> not translated", el.name));
         }
     }
-    let (name, kind, comment) = match el.name.as_str() {
+    let made: Vec<(String, PlanKind, Option<String>)> = match el.name.as_str() {
         "ip" => match ip(ctx, el, notes) {
-            Some(kind) => (unique_name(ctx, "vip"), kind, None),
+            Some(kind) => vec![(unique_name(ctx, "vip"), kind, None)],
             None => return,
         },
-        "script" => match script(ctx, el, notes) {
-            Some((base, kind, comment)) => (unique_name(ctx, &base), kind, comment),
-            None => return,
-        },
+        "script" => {
+            let made = script(ctx, el, notes);
+            made.into_iter()
+                .map(|(base, kind, comment)| (unique_name(ctx, &base), kind, comment))
+                .collect()
+        }
         "fs" | "netfs" | "clusterfs" => match storage::filesystem(el, &ctx.service, notes) {
-            Some((base, kind, comment)) => (unique_name(ctx, &base), kind, comment),
+            Some((base, kind, comment)) => vec![(unique_name(ctx, &base), kind, comment)],
             None => return,
         },
         "lvm" => match storage::lvm(el, &ctx.service, notes) {
-            Some((base, kind, comment)) => (unique_name(ctx, &base), kind, comment),
+            Some((base, kind, comment)) => vec![(unique_name(ctx, &base), kind, comment)],
             None => return,
         },
         "mysql" | "postgres-8" => {
             let (base, kind, comment) = storage::database(el, &ctx.service, notes);
-            (unique_name(ctx, &base), kind, comment)
+            vec![(unique_name(ctx, &base), kind, comment)]
         }
         other => {
             notes.skip(
@@ -406,10 +408,11 @@ fn resource(ctx: &mut Ctx, el: &Element, global: bool, notes: &mut Notes) {
             return;
         }
     };
+    let Some(first) = made.first() else { return };
     let mut r = PlanResource {
-        name,
-        comment: comment.or_else(|| global.then(|| format!("cluster.conf line {}", el.line))),
-        kind,
+        name: first.0.clone(),
+        comment: None,
+        kind: first.1.clone(),
         monitor_interval: None,
         monitor_timeout: None,
         start_timeout: None,
@@ -431,7 +434,14 @@ fn resource(ctx: &mut Ctx, el: &Element, global: bool, notes: &mut Notes) {
             _ => notes.skip(a.line, format!("<action name=\"{op}\"> not translated")),
         }
     }
-    ctx.group.push(r);
+    for (name, kind, comment) in made {
+        ctx.group.push(PlanResource {
+            name,
+            comment: comment.or_else(|| global.then(|| format!("cluster.conf line {}", el.line))),
+            kind,
+            ..r.clone()
+        });
+    }
 }
 
 fn ip(ctx: &Ctx, el: &Element, notes: &mut Notes) -> Option<PlanKind> {
@@ -520,14 +530,12 @@ fn ip(ctx: &Ctx, el: &Element, notes: &mut Notes) -> Option<PlanKind> {
     Some(PlanKind::Ip { address, interface })
 }
 
-fn script(
-    ctx: &Ctx,
-    el: &Element,
-    notes: &mut Notes,
-) -> Option<(String, PlanKind, Option<String>)> {
+/// The resources a `<script>` becomes: `opennebula*` init scripts -> the systemd units of
+/// the chosen OpenNebula release (unless `--lsb`), others -> an `lsb` resource.
+fn script(ctx: &Ctx, el: &Element, notes: &mut Notes) -> Vec<(String, PlanKind, Option<String>)> {
     let Some(file) = el.attr("file").map(str::trim).filter(|f| !f.is_empty()) else {
         notes.skip(el.line, "<script> without file: not translated");
-        return None;
+        return Vec::new();
     };
     let base = file.rsplit('/').next().unwrap_or(file);
     let base = base.strip_suffix(".sh").unwrap_or(base);
@@ -541,16 +549,27 @@ fn script(
         }
     }
     if base.starts_with("opennebula") && !ctx.opts.lsb {
-        let unit = format!("{base}.service");
-        let comment = format!("was script {file} (--lsb keeps the init script)");
-        return Some((name, PlanKind::Systemd { unit }, Some(comment)));
+        let version = ctx.opts.opennebula_version;
+        let note = version.note();
+        if !notes.info.contains(&note) {
+            notes.info(note);
+        }
+        let comment = format!(
+            "was script {file} (OpenNebula {} units; --lsb keeps the init script)",
+            version.label()
+        );
+        return version
+            .units_for(base, &name)
+            .into_iter()
+            .map(|(n, unit)| (n, PlanKind::Systemd { unit }, Some(comment.clone())))
+            .collect();
     }
     let comment = format!("init script {file}");
-    Some((
+    vec![(
         name,
         PlanKind::Lsb {
             script: file.to_string(),
         },
         Some(comment),
-    ))
+    )]
 }

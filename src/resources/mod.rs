@@ -18,6 +18,7 @@ mod mount_users;
 mod mountinfo;
 pub mod ndp;
 pub mod systemd;
+pub mod unit_files;
 pub mod vip;
 
 use std::future::Future;
