@@ -143,6 +143,13 @@ pub enum Action {
     Notice(String),
 }
 
+/// VM HA: this node works the cluster's open host-failure cases (fences hosts, touches VMs)
+/// only while it owns the group and the group runs here: oned runs here then, and nobody
+/// else works them. Ownership moving away stops it; the new owner resumes.
+pub fn works_vm_ha_cases(st: &ReplicatedState, me: NodeId) -> bool {
+    st.group.owner == Some(me) && st.group.phase == Phase::Started
+}
+
 /// The policy for one turn.
 pub fn decide(cfg: &PolicyConfig, st: &ReplicatedState, obs: &Observations) -> Vec<Action> {
     let mut out = Vec::new();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::cluster::node::NodeHandle;
-use crate::cluster::state::{Applied, Command, NodeId, Phase};
+use crate::cluster::state::{Applied, Command, NodeId};
 use crate::config::Config;
 use crate::vmha::case::{Case, Event, Fenced};
 use crate::vmha::cases::{CaseCommand, VmHaRequest};
@@ -176,8 +176,7 @@ pub async fn serve(
     loop {
         let (owner_running, open): (bool, Vec<Case>) = {
             let v = w.borrow_and_update();
-            let g = &v.state.group;
-            let running = g.owner == Some(me) && g.phase == Phase::Started;
+            let running = crate::policy::works_vm_ha_cases(&v.state, me);
             (running, v.state.vm_ha.open().cloned().collect())
         };
         working.retain(|_, (_, task)| !task.is_finished());

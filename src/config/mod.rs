@@ -7,6 +7,7 @@
 mod duration;
 mod locate;
 mod redact;
+mod timers;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use duration::{Dur, parse_duration};
 pub use locate::{Locator, locate};
 use redact::Redactor;
+pub use timers::{Profile, Timers, TimersConfig};
 
 use crate::fence::FencingConfig;
 use crate::opennebula::OpennebulaConfig;
@@ -120,97 +122,6 @@ pub enum Role {
     Frontend,
     /// Votes and stores state; never runs the group.
     Witness,
-}
-
-/// Raft timers: a tick length and heartbeat/election counts in ticks.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TimersConfig {
-    /// `default` (tick 100ms, heartbeat 1, election 5, lost 10) or `fast` (tick 25ms,
-    /// heartbeat 1, election 6, lost 6). Explicit values below override the profile's.
-    #[serde(default)]
-    pub profile: Profile,
-    /// Length of one Raft tick.
-    pub tick: Option<Dur>,
-    /// Leader heartbeat interval, in ticks.
-    pub heartbeat_ticks: Option<usize>,
-    /// Minimum election timeout, in ticks (raft randomises it within [n, 2n)).
-    pub election_ticks: Option<usize>,
-    /// A member not heard from for this many ticks is lost: the leader moves the group
-    /// away from a lost owner, and in two-node mode the peer is fenced.
-    pub lost_ticks: Option<usize>,
-}
-
-/// A named set of timer defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Profile {
-    /// Conservative: tolerates scheduling hiccups on loaded machines.
-    #[default]
-    Default,
-    /// Fast failover on a quiet, low-latency network.
-    Fast,
-}
-
-/// The timer values in effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timers {
-    /// Length of one Raft tick.
-    pub tick: std::time::Duration,
-    /// Heartbeat interval in ticks.
-    pub heartbeat_ticks: usize,
-    /// Minimum election timeout in ticks.
-    pub election_ticks: usize,
-    /// Silence, in ticks, after which a member is lost.
-    pub lost_ticks: usize,
-}
-
-impl Timers {
-    /// Silence after which a member is lost.
-    pub fn lost_after(&self) -> std::time::Duration {
-        self.tick * self.lost_ticks as u32
-    }
-    /// S4: how long an owner may go without hearing a quorum before it stops the group.
-    /// Shorter than both the election timeout and the time after which the others declare
-    /// it lost (two thirds of it), so it stops before anyone may take over.
-    pub fn lease(&self) -> std::time::Duration {
-        self.election().min(self.lost_after() * 2 / 3)
-    }
-    /// The minimum election timeout.
-    pub fn election(&self) -> std::time::Duration {
-        self.tick * self.election_ticks as u32
-    }
-    /// The heartbeat interval.
-    pub fn heartbeat(&self) -> std::time::Duration {
-        self.tick * self.heartbeat_ticks as u32
-    }
-}
-
-impl TimersConfig {
-    /// The profile's values with explicit overrides applied.
-    pub fn effective(&self) -> Timers {
-        let (tick, hb, el, lost) = match self.profile {
-            Profile::Default => (100, 1, 5, 10),
-            Profile::Fast => (25, 1, 6, 6),
-        };
-        Timers {
-            tick: self
-                .tick
-                .map(Dur::get)
-                .unwrap_or(std::time::Duration::from_millis(tick)),
-            heartbeat_ticks: self.heartbeat_ticks.unwrap_or(hb),
-            election_ticks: self.election_ticks.unwrap_or(el),
-            lost_ticks: self.lost_ticks.unwrap_or(lost),
-        }
-    }
-
-    fn fill_defaults(&mut self) {
-        let t = self.effective();
-        self.tick = Some(Dur(t.tick));
-        self.heartbeat_ticks = Some(t.heartbeat_ticks);
-        self.election_ticks = Some(t.election_ticks);
-        self.lost_ticks = Some(t.lost_ticks);
-    }
 }
 
 impl Config {

@@ -643,3 +643,23 @@ fn a_group_failed_everywhere_tells_the_operator_what_to_do() {
         "{out:?}"
     );
 }
+
+#[test]
+fn only_the_owner_running_the_group_works_vm_ha_cases() {
+    #[rustfmt::skip]
+    let table = [
+        (Some(1), Phase::Started, 1, true),
+        (Some(1), Phase::Starting, 1, false),
+        (Some(1), Phase::Failed, 1, false),
+        (Some(2), Phase::Started, 1, false),
+        (None, Phase::Stopped, 1, false),
+    ];
+    for (owner, phase, me, want) in table {
+        let s = st(owner, &[], phase);
+        assert_eq!(
+            works_vm_ha_cases(&s, me),
+            want,
+            "{owner:?} {phase:?} me={me}"
+        );
+    }
+}

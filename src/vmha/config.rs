@@ -187,6 +187,7 @@ impl VmHaConfig {
             max_tries: 3,
             ha_attribute: self.ha_attribute.clone(),
             priority_attribute: self.priority_attribute.clone(),
+            ..Rules::default()
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Rules {
     pub ha_attribute: String,
     /// The user-template attribute with the VM's priority (higher first).
     pub priority_attribute: String,
+    /// How long oned may stay unreadable before the case ends with an error.
+    pub oned_patience: Duration,
 }
 
 impl Default for Rules {
@@ -51,6 +53,7 @@ impl Default for Rules {
             max_tries: 3,
             ha_attribute: "HA".into(),
             priority_attribute: "HA_PRIORITY".into(),
+            oned_patience: Duration::from_secs(300),
         }
     }
 }
@@ -93,6 +96,10 @@ pub struct Facts {
     pub datastores: Option<BTreeMap<i64, bool>>,
     /// VMs whose action is being sent now.
     pub in_flight: BTreeSet<i64>,
+    /// An operator has acknowledged that the host is off (standalone: `oneha fence-ack`).
+    pub acked: bool,
+    /// oned has failed every read since then (ms), with the last error.
+    pub oned_failing: Option<(u64, String)>,
 }
 
 /// What the interpreter should do.
@@ -146,6 +153,16 @@ pub fn decide(case: &Case, facts: &Facts, rules: &Rules) -> Vec<Step> {
     if case.closed.is_some() {
         return Vec::new();
     }
+    if let Some((since, e)) = &facts.oned_failing
+        && facts.now.saturating_sub(*since) > ms(rules.oned_patience)
+    {
+        let detail = format!(
+            "oned unreadable for {}s: {e}",
+            rules.oned_patience.as_secs()
+        );
+        let how = Closed::Error { detail };
+        return vec![Step::Record(Event::Closed { how, at: facts.now })];
+    }
     if case.fence.done.is_none() {
         return before_fence(case, facts, rules);
     }
@@ -157,6 +174,13 @@ pub fn decide(case: &Case, facts: &Facts, rules: &Rules) -> Vec<Step> {
 
 fn before_fence(case: &Case, facts: &Facts, rules: &Rules) -> Vec<Step> {
     let now = facts.now;
+    if facts.acked && !facts.fencing {
+        return vec![Step::Record(Event::FenceResult {
+            at: now,
+            fenced: Some(Fenced::Acked),
+            error: None,
+        })];
+    }
     let Some(host) = &facts.host else {
         return vec![Step::PollHost];
     };

@@ -17,8 +17,6 @@ use crate::fence::{Action, Fencer};
 use crate::opennebula::OnedError;
 use crate::opennebula::xmlrpc::Client;
 
-/// How long oned may stay unreadable before the case ends with an error.
-pub const ONED_PATIENCE: Duration = Duration::from_secs(300);
 /// VM reads in flight at once.
 const READ_PARALLEL: usize = 16;
 
@@ -60,7 +58,6 @@ pub async fn work<J: Journal>(
     let mut facts = Facts::default();
     let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut pending: Vec<(i64, VmOutcome)> = Vec::new();
-    let mut oned_failing_since: Option<u64> = None;
     while case.closed.is_none() {
         facts.now = now_ms();
         if let Some(c) = ctx.journal.current().await {
@@ -69,17 +66,7 @@ pub async fn work<J: Journal>(
                 break;
             }
         }
-        if case.fence.done.is_none() && !facts.fencing && ctx.journal.acked().await {
-            let ev = Event::FenceResult {
-                at: facts.now,
-                fenced: Some(Fenced::Acked),
-                error: None,
-            };
-            ctx.log
-                .info("Fencing acknowledged by an operator (oneha fence-ack)");
-            case = record(ctx, &case, ev).await;
-            continue;
-        }
+        facts.acked = case.fence.done.is_none() && ctx.journal.acked().await;
         let steps = decide::decide(&case, &facts, &ctx.rules);
         let mut wait_until = None;
         let mut sends = Vec::new();
@@ -115,20 +102,12 @@ pub async fn work<J: Journal>(
         let failed = read_failed.is_some();
         match read_failed {
             Some(e) => {
-                let since = *oned_failing_since.get_or_insert(facts.now);
                 ctx.log.error(&format!("cannot read from oned: {e}"));
-                if facts.now.saturating_sub(since) > ONED_PATIENCE.as_millis() as u64 {
-                    let detail = format!("oned unreadable for {}s: {e}", ONED_PATIENCE.as_secs());
-                    let ev = Event::Closed {
-                        how: Closed::Error { detail },
-                        at: facts.now,
-                    };
-                    case = record(ctx, &case, ev).await;
-                    continue;
-                }
+                let since = facts.oned_failing.as_ref().map_or(facts.now, |f| f.0);
+                facts.oned_failing = Some((since, e.to_string()));
                 wait_until = Some(facts.now + 2000);
             }
-            None => oned_failing_since = None,
+            None => facts.oned_failing = None,
         }
         if !pending.is_empty() || !sends.is_empty() {
             let ev = Event::Progress {
@@ -315,7 +294,7 @@ fn log_event(log: &HookLog, case: &Case, ev: &Event) {
         Event::FenceResult {
             fenced: Some(Fenced::Acked),
             ..
-        } => {}
+        } => log.info("Fencing acknowledged by an operator (oneha fence-ack)"),
         Event::FenceResult { error, .. } => log.error(&format!(
             "Fencing error: {}; no VM is touched; retrying with backoff (release with \
              `oneha fence-ack {} --yes` once you have checked it is off)",
