@@ -15,7 +15,7 @@ use crate::control::{self, ControlMsg, SharedLocal};
 
 use crate::admin::{self, AdminHandler, AdminRequest, AdminResponse};
 use crate::cluster::auth::ClusterKey;
-use crate::cluster::node::{self, Event, NodeHandle, NodeSettings};
+use crate::cluster::node::{self, Event, NodeHandle, NodeSettings, RaftRole};
 use crate::cluster::state::{Command, NodeId};
 use crate::cluster::transport::{self, ClientTiming, TransportIdentity, TransportStats};
 use crate::config::{Config, Role};
@@ -260,7 +260,7 @@ async fn wait_for_signal() {
 /// not wait an election timeout.
 async fn graceful_leave(agent: &Agent, election: Duration) {
     let view = agent.node.view();
-    if view.role != "leader" {
+    if view.role != RaftRole::Leader {
         return;
     }
     let members = agent.node.members();

@@ -81,8 +81,13 @@ pub struct MemberStatus {
     pub role: String,
     /// Whether this is the answering node.
     pub local: bool,
-    /// Heard from recently (always true for the local node).
+    /// Up, as failover counts it (`policy::liveness`): heard directly within the peer
+    /// timeout, or heard by a member this node hears (always true for the local node).
     pub up: bool,
+    /// Heard directly within the peer timeout (false while up only through another member:
+    /// a partition between this node and it).
+    #[serde(default)]
+    pub direct: bool,
     /// Milliseconds since last heard from (None: never since the agent started).
     pub last_contact_ms: Option<u64>,
     /// Whether it votes in Raft now.
@@ -276,7 +281,11 @@ impl StatusReport {
             } else {
                 format!("{}*", m.role)
             };
-            let status = if m.up { "Online" } else { "Offline" };
+            let status = match (m.up, m.direct || m.local) {
+                (true, true) => "Online",
+                (true, false) => "Relayed",
+                (false, _) => "Offline",
+            };
             let contact = if m.local {
                 "-".to_string()
             } else {
@@ -408,6 +417,7 @@ mod tests {
             role: "frontend".into(),
             local: true,
             up: true,
+            direct: true,
             last_contact_ms: None,
             voter: true,
             resources,
@@ -439,6 +449,7 @@ mod tests {
                     role: "frontend".into(),
                     local: false,
                     up: false,
+                    direct: false,
                     last_contact_ms: Some(4200),
                     voter: false,
                     resources: vec![],
@@ -479,6 +490,14 @@ mod tests {
         );
         assert!(text.contains("2 peer frames rejected"), "{text}");
         assert!(text.contains("! hello"), "{text}");
+        // Up only through another member (what failover counts as up): said as such.
+        let mut r = r;
+        r.members[1].up = true;
+        let text = r.render();
+        assert!(
+            text.contains("Relayed") && !text.contains("Offline"),
+            "{text}"
+        );
     }
 
     /// Long resource errors kept each member's line at about 500 characters, the same error

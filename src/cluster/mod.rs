@@ -2,6 +2,7 @@
 //! replicated state machine.
 
 pub mod auth;
+pub mod gossip;
 pub mod logger;
 pub mod node;
 pub mod state;

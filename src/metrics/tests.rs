@@ -17,6 +17,7 @@ fn member(name: &str, id: u64, role: &str, local: bool, up: bool) -> MemberStatu
         role: role.into(),
         local,
         up,
+        direct: up,
         last_contact_ms: if local { None } else { Some(1500) },
         voter: true,
         resources: vec![],

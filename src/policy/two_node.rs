@@ -1,0 +1,80 @@
+//! Two-node rules: fencing a lost peer (the active side at once, the passive side after
+//! its delay) and continuing as the single voter after a confirmed fence.
+
+use std::time::Duration;
+
+use super::{Action, Held, Observations, PolicyConfig};
+use crate::cluster::state::{NodeId, ReplicatedState};
+
+pub(super) fn two_node_actions(
+    cfg: &PolicyConfig,
+    st: &ReplicatedState,
+    obs: &Observations,
+    out: &mut Vec<Action>,
+) {
+    let Some(peer) = cfg.members.iter().copied().find(|&m| m != cfg.me) else {
+        return;
+    };
+    let Some(lost_for) = obs.peer_lost_for else {
+        return;
+    };
+    // Already the confirmed single voter: ordinary leader logic takes it from here.
+    if st.voters == [cfg.me] {
+        return;
+    }
+    if !obs.seen_all {
+        out.push(Action::Notice(format!(
+            "peer {peer} is out of touch, but this node has not seen it since it started \
+             (wait-for-all): not fencing, not taking over; `oneha override-wait-for-all` \
+             forces it"
+        )));
+        return;
+    }
+    if obs.fencing || obs.fence_backoff.contains(&peer) {
+        return;
+    }
+    // The active side (running the group) fences at once; the other waits its delay.
+    let active = matches!(obs.held, Held::Running(_) | Held::Starting(_));
+    let delay = if active {
+        Duration::ZERO
+    } else {
+        obs.peer_fence_delay
+    };
+    if lost_for >= delay {
+        let epoch = st.group.dirty.get(&peer).copied().unwrap_or(0);
+        out.push(Action::Fence {
+            target: peer,
+            epoch,
+        });
+    } else {
+        out.push(Action::Notice(format!(
+            "peer {peer} out of touch: fencing it in {:.1}s unless it fences us first",
+            (delay - lost_for).as_secs_f64()
+        )));
+    }
+}
+
+/// After `target` was confirmed off (a fence success or an operator's acknowledgement):
+/// does this node continue as the single voter? Only in two-node mode while both are still
+/// voters: [`Action::ForceSingleVoter`]; but never when `target` was heard from within
+/// `heard_within` (since the fence operation began): it still runs, whatever its device
+/// said, and the answer is a [`Action::Notice`] saying so. Nothing otherwise.
+pub fn continue_alone(
+    cfg: &PolicyConfig,
+    st: &ReplicatedState,
+    target: NodeId,
+    target_last_contact_ms: Option<u64>,
+    heard_within: Duration,
+) -> Option<Action> {
+    if !cfg.two_node || st.voters == [cfg.me] || target == cfg.me {
+        return None;
+    }
+    if target_last_contact_ms.is_some_and(|ms| u128::from(ms) < heard_within.as_millis()) {
+        return Some(Action::Notice(format!(
+            "node {target} was heard from within the last {} ms, although confirmed off: not \
+             continuing as the single voter",
+            heard_within.as_millis()
+        )));
+    }
+    Some(Action::ForceSingleVoter)
+}
