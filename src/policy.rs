@@ -101,6 +101,9 @@ pub struct Observations {
     pub fence_backoff: BTreeSet<NodeId>,
     /// How long the two-node peer has been out of touch (None: in touch).
     pub peer_lost_for: Option<Duration>,
+    /// Two-node: the peer is heard now, and its gossip says it has lost this node (a one-way
+    /// split: it is about to fence this node).
+    pub peer_lost_me: bool,
     /// The fence delay for the peer (two-node tie-break).
     pub peer_fence_delay: Duration,
     /// This node's state is known to hold everything committed before the agent started

@@ -22,6 +22,11 @@ pub struct Gossip {
     /// Members the sender hears directly within the peer timeout (itself included).
     #[serde(default)]
     pub live: Vec<NodeId>,
+    /// Members the sender heard since it started and has lost now (silent beyond the peer
+    /// timeout): what it is about to act on. A node that still hears the sender learns
+    /// from this that the split is one-way.
+    #[serde(default)]
+    pub lost: Vec<NodeId>,
 }
 
 impl Gossip {
@@ -47,6 +52,7 @@ mod tests {
             held: "running (generation 3)".into(),
             resources: vec![("vip".into(), "running".into())],
             live: vec![1, 2],
+            lost: vec![3],
         };
         assert_eq!(Gossip::decode(&g.encode()), Some(g));
         // What agents before the typed form sent (serde_json::json! of the same fields).

@@ -98,6 +98,8 @@ struct Loop {
     takeover_since: HashMap<u64, Instant>,
     /// Members this node hears itself (gossiped to the others).
     direct_live: Vec<NodeId>,
+    /// Members this node heard since it started and has lost now (gossiped).
+    lost_now: Vec<NodeId>,
     in_flight: HashSet<String>,
     prop_done: mpsc::UnboundedSender<String>,
     claims: mpsc::UnboundedSender<(u64, Result<(), String>)>,
@@ -166,6 +168,7 @@ pub async fn run(
         restarting: false,
         next_wake: Duration::ZERO,
         direct_live: Vec::new(),
+        lost_now: Vec::new(),
         in_flight: HashSet::new(),
         prop_done: prop_tx,
         claims: claim_tx,
@@ -509,6 +512,7 @@ impl Loop {
             held: status.held.clone(),
             resources: status.resources.clone(),
             live: self.direct_live.clone(),
+            lost: self.lost_now.clone(),
         };
         if let Ok(mut l) = self.local.lock() {
             *l = status;

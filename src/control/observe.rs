@@ -18,6 +18,13 @@ impl Loop {
         let members = ctx.node.members();
         let liveness = Liveness::derive(ctx.me, &members, lost_after, timers.lease());
         self.direct_live = liveness.direct.iter().copied().collect();
+        // Members heard since this agent started and silent now: what this node would act
+        // on (gossiped, so that a peer that still hears this node learns it is lost here).
+        self.lost_now = members
+            .iter()
+            .filter(|m| m.last_contact_ms.is_some() && !liveness.direct.contains(&m.id))
+            .map(|m| m.id)
+            .collect();
         let now = Instant::now();
         // How long each blocker of the current generation has had to release.
         let g = &st.group;
@@ -43,7 +50,14 @@ impl Loop {
                     .recently_fenced
                     .get(n)
                     .map(|at| now.duration_since(*at));
-                !fence_allowed(*retry_in, ago)
+                let heard_since = ago.is_some_and(|ago| {
+                    members.iter().any(|m| {
+                        m.id == *n
+                            && m.last_contact_ms
+                                .is_some_and(|ms| u128::from(ms) < ago.as_millis())
+                    })
+                });
+                !fence_allowed(*retry_in, ago, heard_since)
             })
             .map(|(n, _)| n)
             .collect();
@@ -59,6 +73,15 @@ impl Loop {
         let peer_lost_for = peer.and_then(|p| {
             let last = members.iter().find(|m| m.id == p)?.last_contact_ms;
             lost_for(last, lost_after)
+        });
+        // The peer is heard now and its gossip says it has lost this node: a one-way split.
+        let peer_lost_me = peer.is_some_and(|p| {
+            liveness.direct.contains(&p)
+                && members
+                    .iter()
+                    .find(|m| m.id == p)
+                    .and_then(|m| m.gossip.as_ref())
+                    .is_some_and(|g| g.lost.contains(&ctx.me))
         });
         // Two-node: while the peer is lost, ask its fence device once whether it is already
         // off; if so, the passive side need not wait its handicap.
@@ -134,6 +157,7 @@ impl Loop {
             waiting,
             fence_backoff,
             peer_lost_for,
+            peer_lost_me,
             peer_fence_delay,
             synced: self.synced,
             start_failure_pending: self.start_failure_pending(g),

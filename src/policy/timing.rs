@@ -36,10 +36,18 @@ pub fn fence_retry_after(
 }
 
 /// May a node be fenced now? Not while a failed fence of it waits for its retry
-/// (`retry_in`: time left), nor within [`FENCE_HOLD_OFF`] after it was confirmed off.
-pub fn fence_allowed(retry_in: Option<Duration>, fenced_ago: Option<Duration>) -> bool {
+/// (`retry_in`: time left), nor within [`FENCE_HOLD_OFF`] after it was confirmed off,
+/// unless it has been heard from since (`heard_since_fence`): then it came back, and a new
+/// loss is a new fault, not the old one seen late. (Holding it off anyway let a peer that
+/// had just rebooted win the next split: it fenced after its delay while the active side,
+/// held off, could not.)
+pub fn fence_allowed(
+    retry_in: Option<Duration>,
+    fenced_ago: Option<Duration>,
+    heard_since_fence: bool,
+) -> bool {
     let waiting = retry_in.is_some_and(|d| !d.is_zero());
-    let held_off = fenced_ago.is_some_and(|d| d < FENCE_HOLD_OFF);
+    let held_off = fenced_ago.is_some_and(|d| d < FENCE_HOLD_OFF) && !heard_since_fence;
     !waiting && !held_off
 }
 
@@ -114,20 +122,24 @@ mod tests {
 
     #[test]
     fn fence_allowed_table() {
-        // (retry in, fenced ago, allowed)
+        // (retry in, fenced ago, heard since the fence, allowed)
         let rows = [
-            (None, None, true),
-            (Some(S(3)), None, false),
-            (Some(Duration::ZERO), None, true),
-            (None, Some(S(2)), false),
-            (None, Some(S(10)), true),
-            (Some(Duration::ZERO), Some(S(11)), true),
+            (None, None, false, true),
+            (Some(S(3)), None, false, false),
+            (Some(Duration::ZERO), None, false, true),
+            (None, Some(S(2)), false, false),
+            (None, Some(S(10)), false, true),
+            (Some(Duration::ZERO), Some(S(11)), false, true),
+            // Fenced 4 s ago, rebooted and heard since, lost again: a new fault.
+            (None, Some(S(4)), true, true),
+            // But a failed retry still waits.
+            (Some(S(2)), Some(S(4)), true, false),
         ];
-        for (retry, ago, want) in rows {
+        for (retry, ago, heard, want) in rows {
             assert_eq!(
-                fence_allowed(retry, ago),
+                fence_allowed(retry, ago, heard),
                 want,
-                "retry {retry:?}, ago {ago:?}"
+                "retry {retry:?}, ago {ago:?}, heard since {heard}"
             );
         }
     }

@@ -15,8 +15,17 @@ pub(super) fn two_node_actions(
     let Some(peer) = cfg.members.iter().copied().find(|&m| m != cfg.me) else {
         return;
     };
-    let Some(lost_for) = obs.peer_lost_for else {
-        return;
+    // The active side: the group runs or starts here, or, for an agent just restarted on
+    // the owner, was found running here and this node owns it by its own view.
+    let active = matches!(obs.held, Held::Running(_) | Held::Starting(_))
+        || (obs.held == Held::Unknown && st.group.owner == Some(cfg.me));
+    // A one-way split: this node hears the peer, the peer has lost this node and will fence
+    // it after its delay. The active side fences first; the passive side lets it happen.
+    let one_way = obs.peer_lost_for.is_none() && obs.peer_lost_me;
+    let lost_for = match obs.peer_lost_for {
+        Some(d) => d,
+        None if one_way && active => Duration::MAX,
+        None => return,
     };
     // Already the confirmed single voter: ordinary leader logic takes it from here.
     if st.voters == [cfg.me] {
@@ -33,8 +42,7 @@ pub(super) fn two_node_actions(
     if obs.fencing || obs.fence_backoff.contains(&peer) {
         return;
     }
-    // The active side (running the group) fences at once; the other waits its delay.
-    let active = matches!(obs.held, Held::Running(_) | Held::Starting(_));
+    // The active side fences at once; the other waits its delay.
     let delay = if active {
         Duration::ZERO
     } else {

@@ -159,3 +159,98 @@ fn continue_alone_table() {
         assert_eq!(kind, want, "{name}: {got:?}");
     }
 }
+
+/// Two-node splits: who fences, and when (issue 16: the active side wins every split).
+/// Rows: (name, owner in this node's view, held here, peer lost for, peer says it lost
+/// us, fence now).
+#[test]
+fn two_node_split_table() {
+    type Split = (&'static str, Option<NodeId>, Held, Option<u64>, bool, bool);
+    let rows: Vec<Split> = vec![
+        (
+            "symmetric, running here: fence at once",
+            Some(1),
+            Held::Running(4),
+            Some(0),
+            false,
+            true,
+        ),
+        (
+            "symmetric, passive within its delay: wait",
+            Some(2),
+            Held::Stopped,
+            Some(2),
+            false,
+            false,
+        ),
+        (
+            "symmetric, passive past its delay: fence",
+            Some(2),
+            Held::Stopped,
+            Some(6),
+            false,
+            true,
+        ),
+        (
+            "agent just restarted on the owner, group found running: active, fence at once",
+            Some(1),
+            Held::Unknown,
+            Some(0),
+            false,
+            true,
+        ),
+        (
+            "agent just restarted, found something running, not the owner: passive",
+            Some(2),
+            Held::Unknown,
+            Some(0),
+            false,
+            false,
+        ),
+        (
+            "one-way: the peer lost us, we hear it, running here: fence first",
+            Some(1),
+            Held::Running(4),
+            None,
+            true,
+            true,
+        ),
+        (
+            "one-way: the peer lost us, we hear it, passive: let it fence us",
+            Some(2),
+            Held::Stopped,
+            None,
+            true,
+            false,
+        ),
+        (
+            "in touch both ways: nothing",
+            Some(1),
+            Held::Running(4),
+            None,
+            false,
+            false,
+        ),
+    ];
+    for (name, owner, held, lost_s, lost_me, want) in rows {
+        let mut s = st(owner, &[], Phase::Started);
+        s.voters = vec![1, 2];
+        let o = Observations {
+            held,
+            live: if lost_s.is_some() {
+                set(&[1])
+            } else {
+                set(&[1, 2])
+            },
+            within_lease: set(&[1]),
+            peer_lost_for: lost_s.map(Duration::from_secs),
+            peer_lost_me: lost_me,
+            ..obs()
+        };
+        let out = decide(&two_node_cfg(), &s, &o);
+        let fenced = out
+            .iter()
+            .any(|a| matches!(a, Action::Fence { target: 2, .. }));
+        assert_eq!(fenced, want, "{name}: {out:?}");
+    }
+}
