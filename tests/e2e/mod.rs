@@ -63,6 +63,8 @@ pub struct Opts {
     /// When it names `{{disk}}` or `{{disk_label}}`, the topology gets a shared disk
     /// (`topo.shared_disks()`) and they become its device and its label.
     pub group_head: String,
+    /// More fence devices (YAML map entries indented by four spaces), e.g. hypervisors' BMCs.
+    pub fence_devices: String,
 }
 
 impl Default for Opts {
@@ -80,6 +82,7 @@ impl Default for Opts {
             fake_oned: None,
             quiet: false,
             group_head: String::new(),
+            fence_devices: String::new(),
         }
     }
 }
@@ -127,9 +130,18 @@ fn config(o: &Opts) -> String {
         "fencing:".to_string(),
         "  devices:".to_string(),
         "    hv: {type: xvm, key_file: /etc/oneha/fence.key, timeout: 3s, retransmit: 500ms}".to_string(),
+    ]);
+    y.extend(o.fence_devices.lines().map(str::to_string));
+    y.extend([
         "  nodes:".to_string(),
-        format!("    node1: {{delay: {}, levels: [{{device: hv, plug: node1, retries: 0}}]}}", o.delays.0),
-        format!("    node2: {{delay: {}, levels: [{{device: hv, plug: node2, retries: 0}}]}}", o.delays.1),
+        format!(
+            "    node1: {{delay: {}, levels: [{{device: hv, plug: node1, retries: 0}}]}}",
+            o.delays.0
+        ),
+        format!(
+            "    node2: {{delay: {}, levels: [{{device: hv, plug: node2, retries: 0}}]}}",
+            o.delays.1
+        ),
     ]);
     y.push(match o.fake_oned {
         Some(delay) => oned::opennebula_section(delay),
