@@ -51,6 +51,7 @@ fn an_undecodable_snapshot_stops_the_node_and_is_not_kept() {
     handle
         .send(Event::Inbound(Inbound {
             from: 2,
+            link: 0,
             msgs: vec![snapshot_from_leader(40, b"not a state")],
             gossip: Vec::new(),
         }))
