@@ -20,6 +20,19 @@ impl Host {
         self.add_fault_rule_on("eth0", &format!("ether saddr {} drop", from.mac()));
     }
 
+    /// Drops `percent`% of the frames from `from` arriving at this host, at random (a lossy
+    /// path between two hosts; others are not hit).
+    pub fn set_loss_from(&self, from: &Host, percent: u8) {
+        assert!(percent <= 100, "loss of {percent}%?");
+        self.add_fault_rule_on(
+            "eth0",
+            &format!(
+                "ether saddr {} numgen random mod 100 < {percent} drop",
+                from.mac()
+            ),
+        );
+    }
+
     /// Drops `percent`% of the frames arriving at this host, at random.
     pub fn set_loss(&self, percent: u8) {
         assert!(percent <= 100, "loss of {percent}%?");
