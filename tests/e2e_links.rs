@@ -65,6 +65,24 @@ fn assert_undisturbed(c: &Cluster, owner: &str) {
     assert_eq!(c.one_owner_serves(T), owner, "the group moved");
 }
 
+/// A command from each node commits (needs both voters: each way, some link carries Raft).
+fn commands_commit_both_ways(c: &Cluster, owner: &str) {
+    let peer = other(owner);
+    for (node, cmd) in [(peer, "freeze"), (owner, "unfreeze")] {
+        let (code, out, err) = c.oneha(node, &[cmd]);
+        assert_eq!(
+            code,
+            0,
+            "{cmd} on {node}: {out}{err}\n{}",
+            c.agent_log(node)
+        );
+    }
+    assert!(
+        wait_until(T, || c.status(peer).is_some_and(|s| !s.group.frozen)),
+        "the unfreeze did not reach {peer}"
+    );
+}
+
 #[test]
 fn lan_between_the_front_ends_down_no_fence_no_move_status_and_metrics_show_it() {
     let c = Cluster::start("links_lan_down", opts());
@@ -148,6 +166,47 @@ fn crossover_pulled_then_lan_flapping_no_fence_no_move() {
         c.node(peer).set_crossover(true);
         std::thread::sleep(Duration::from_millis(400));
     }
+    assert_undisturbed(&c, &owner);
+    sampler.stop().assert_clean();
+}
+
+/// The LAN broken one way only (the owner's frames no longer reach its peer; the peer's
+/// still reach the owner): the owner still hears its peer on link 1 but its connection there
+/// fails, so its Raft messages move to the crossover; commands still commit.
+#[test]
+fn lan_broken_one_way_raft_moves_to_the_crossover_and_commands_commit() {
+    let c = Cluster::start("links_one_way", opts());
+    let sampler = c.topo.sampler(c.vip());
+    let owner = c.wait_started(T).expect("started");
+    let peer = other(&owner);
+    c.topo.partition_one_way(c.node(&owner), c.node(peer));
+    std::thread::sleep(HOLD);
+    commands_commit_both_ways(&c, &owner);
+    c.topo.heal_all();
+    assert_undisturbed(&c, &owner);
+    sampler.stop().assert_clean();
+}
+
+/// A firewall on the peer refuses the owner's connections on the LAN while the peer's own
+/// connection to the owner works: the owner hears its peer on link 1 but cannot send there,
+/// so its Raft messages must go over the crossover (before: they went into the LAN client's
+/// queue, dropped while it could not connect, and nothing the owner sent reached its peer).
+#[test]
+fn lan_refused_one_way_by_a_firewall_raft_uses_the_crossover() {
+    let c = Cluster::start("links_firewall", opts());
+    let sampler = c.topo.sampler(c.vip());
+    let owner = c.wait_started(T).expect("started");
+    let peer = other(&owner);
+    c.node(peer).block_tcp_port_from(c.node(&owner), 7400);
+    std::thread::sleep(HOLD);
+    let s = c.status(&owner).expect("status");
+    assert_eq!(
+        peer_links(&s, peer),
+        (true, vec![true, true]),
+        "the owner still hears its peer on both links"
+    );
+    commands_commit_both_ways(&c, &owner);
+    c.topo.heal_all();
     assert_undisturbed(&c, &owner);
     sampler.stop().assert_clean();
 }

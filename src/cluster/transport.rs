@@ -26,7 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::auth::{ClusterKey, FrameParts, new_challenge};
 use super::state::NodeId;
 
-pub use links::{LinkId, LinkTable, Route, most_recent, route};
+pub use links::{LinkId, LinkState, LinkTable, Route, route};
 
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 mod pb {
@@ -278,7 +278,7 @@ impl PeerSender {
     /// Queues an encoded raft message on the link [`route`] picks; drops it when the queue
     /// is full.
     pub fn send(&self, msg: Vec<u8>) {
-        let sent = match route(&self.table.ages(self.peer), self.silent_after) {
+        let sent = match route(&self.table.states(self.peer), self.silent_after) {
             Route::One(k) => self.links.get(k).is_some_and(|tx| tx.try_send(msg).is_ok()),
             Route::All => {
                 self.links
@@ -342,6 +342,7 @@ pub fn start_clients(
                 link,
                 addr: l.addr,
                 source: l.source,
+                table: table.clone(),
                 timing,
                 gossip: gossip.clone(),
                 stats: stats.clone(),
@@ -370,6 +371,7 @@ struct PeerClientTask {
     link: LinkId,
     addr: SocketAddr,
     source: Option<std::net::IpAddr>,
+    table: Arc<LinkTable>,
     timing: ClientTiming,
     gossip: watch::Receiver<Vec<u8>>,
     stats: Arc<TransportStats>,
@@ -384,7 +386,9 @@ impl PeerClientTask {
             if *self.shutdown.borrow() {
                 return;
             }
-            match self.session(&mut rx).await {
+            let ended = self.session(&mut rx).await;
+            self.table.set_connected(self.peer, self.link, false);
+            match ended {
                 Ok(()) => return,
                 Err(e) => {
                     if e != last_error {
@@ -446,6 +450,7 @@ impl PeerClientTask {
             ));
         }
         let challenge = hello.challenge;
+        self.table.set_connected(self.peer, self.link, true);
         let mut seq = 0u64;
         let mut keepalive = tokio::time::interval(self.timing.keepalive);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

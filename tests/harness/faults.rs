@@ -20,6 +20,16 @@ impl Host {
         self.add_fault_rule_on("eth0", &format!("ether saddr {} drop", from.mac()));
     }
 
+    /// A firewall here that drops TCP to `port` from `from` (other traffic, replies from
+    /// this host's own port included, still passes): one side of a link refuses to be
+    /// connected to while it still connects out.
+    pub fn block_tcp_port_from(&self, from: &Host, port: u16) {
+        self.add_fault_rule_on(
+            "eth0",
+            &format!("ether saddr {} tcp dport {port} drop", from.mac()),
+        );
+    }
+
     /// Drops `percent`% of the frames from `from` arriving at this host, at random (a lossy
     /// path between two hosts; others are not hit).
     pub fn set_loss_from(&self, from: &Host, percent: u8) {

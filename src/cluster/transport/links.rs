@@ -4,9 +4,11 @@
 //! Link `k` joins the `k`-th configured address of every node (0-based here, 1-based in
 //! `oneha status`). Every link carries keep-alive frames with gossip, so each one's health
 //! is known; Raft messages go over one link only ([`route`]): the first one heard from
-//! recently, so a link that falls silent is left at once and traffic is not doubled.
+//! recently whose outgoing connection is up, so a link that falls silent is left at once, a
+//! link broken only towards the peer is left once its connection fails (HTTP/2 keep-alive),
+//! and traffic is not doubled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,23 +27,26 @@ pub enum Route {
     All,
 }
 
-/// Which link carries the Raft messages to a peer, given how long ago each link last
-/// delivered a frame from it (`None`: never): the first link heard within
-/// `silent_after`, else every link.
-pub fn route(ages: &[Option<Duration>], silent_after: Duration) -> Route {
-    match ages
-        .iter()
-        .position(|a| a.is_some_and(|a| a <= silent_after))
-    {
-        Some(k) => Route::One(k),
-        None if ages.len() == 1 => Route::One(0),
-        None => Route::All,
-    }
+/// One link towards a peer, as the sender sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkState {
+    /// How long ago it last delivered a frame from the peer (`None`: never).
+    pub age: Option<Duration>,
+    /// This node's connection to the peer on it is established.
+    pub connected: bool,
 }
 
-/// The most recent contact over all links (`None`: never heard on any).
-pub fn most_recent(ages: &[Option<Duration>]) -> Option<Duration> {
-    ages.iter().flatten().min().copied()
+/// Which link carries the Raft messages to a peer: the first link heard within
+/// `silent_after` whose connection is up, else every link.
+pub fn route(links: &[LinkState], silent_after: Duration) -> Route {
+    match links
+        .iter()
+        .position(|l| l.connected && l.age.is_some_and(|a| a <= silent_after))
+    {
+        Some(k) => Route::One(k),
+        None if links.len() == 1 => Route::One(0),
+        None => Route::All,
+    }
 }
 
 /// When each peer was last heard on each link: written by the server for every accepted
@@ -51,6 +56,7 @@ pub struct LinkTable {
     /// Links of each peer (what it and this node both have).
     links: HashMap<NodeId, usize>,
     heard: Mutex<HashMap<(NodeId, LinkId), Instant>>,
+    connected: Mutex<HashSet<(NodeId, LinkId)>>,
 }
 
 impl LinkTable {
@@ -59,6 +65,7 @@ impl LinkTable {
         LinkTable {
             links: peers.into_iter().collect(),
             heard: Mutex::default(),
+            connected: Mutex::default(),
         }
     }
 
@@ -67,6 +74,30 @@ impl LinkTable {
         if let Ok(mut h) = self.heard.lock() {
             h.insert((peer, link), Instant::now());
         }
+    }
+
+    /// Records whether this node's connection to `peer` on `link` is established.
+    pub fn set_connected(&self, peer: NodeId, link: LinkId, up: bool) {
+        if let Ok(mut c) = self.connected.lock() {
+            if up {
+                c.insert((peer, link));
+            } else {
+                c.remove(&(peer, link));
+            }
+        }
+    }
+
+    /// Each link towards `peer`, for [`route`].
+    pub fn states(&self, peer: NodeId) -> Vec<LinkState> {
+        let connected = self.connected.lock().map(|c| c.clone()).unwrap_or_default();
+        self.ages(peer)
+            .into_iter()
+            .enumerate()
+            .map(|(k, age)| LinkState {
+                age,
+                connected: connected.contains(&(peer, k)),
+            })
+            .collect()
     }
 
     /// How long ago `peer` was last heard on each of its links (`None`: never).
@@ -90,6 +121,14 @@ mod tests {
 
     fn ms(v: u64) -> Option<Duration> {
         Some(Duration::from_millis(v))
+    }
+
+    /// Heard `v` ms ago, connected.
+    fn up(v: u64) -> LinkState {
+        LinkState {
+            age: ms(v),
+            connected: true,
+        }
     }
 
     #[test]
@@ -125,22 +164,38 @@ mod tests {
             (&[], Route::All, "no shared link"),
         ];
         for (ages, want, why) in rows {
-            assert_eq!(route(ages, SILENT), *want, "{why}: {ages:?}");
+            let links: Vec<LinkState> = ages
+                .iter()
+                .map(|&age| LinkState {
+                    age,
+                    connected: true,
+                })
+                .collect();
+            assert_eq!(route(&links, SILENT), *want, "{why}: {ages:?}");
         }
     }
 
+    /// A link heard from but whose outgoing connection is down (broken one way, towards the
+    /// peer) does not carry the Raft messages.
     #[test]
-    fn most_recent_contact_over_links() {
-        let rows: &[(&[Option<Duration>], Option<Duration>)] = &[
-            (&[None], None),
-            (&[ms(7)], ms(7)),
-            (&[ms(3000), ms(20)], ms(20)),
-            (&[None, ms(20)], ms(20)),
-            (&[ms(5), None], ms(5)),
-            (&[None, None], None),
+    fn route_skips_links_whose_connection_is_down() {
+        let down = |v| LinkState {
+            age: ms(v),
+            connected: false,
+        };
+        let rows: &[(&[LinkState], Route, &str)] = &[
+            (&[down(10), up(10)], Route::One(1), "first not connected"),
+            (&[up(10), down(10)], Route::One(0), "second not connected"),
+            (&[down(10), down(10)], Route::All, "none connected"),
+            (
+                &[down(10), up(900)],
+                Route::All,
+                "one silent, other not connected",
+            ),
+            (&[down(10)], Route::One(0), "one link: the only one"),
         ];
-        for (ages, want) in rows {
-            assert_eq!(most_recent(ages), *want, "{ages:?}");
+        for (links, want, why) in rows {
+            assert_eq!(route(links, SILENT), *want, "{why}: {links:?}");
         }
     }
 
@@ -151,6 +206,11 @@ mod tests {
         t.heard(2, 1);
         let a = t.ages(2);
         assert!(a[0].is_none() && a[1].is_some(), "{a:?}");
+        t.set_connected(2, 1, true);
+        let s = t.states(2);
+        assert!(!s[0].connected && s[1].connected, "{s:?}");
+        t.set_connected(2, 1, false);
+        assert!(!t.states(2)[1].connected);
         assert_eq!(t.ages(3), vec![None]);
         assert!(t.ages(9).is_empty(), "unknown peer: no links");
     }
