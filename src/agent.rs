@@ -214,7 +214,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     .await?;
     tracing::info!(
         id = me,
-        address = %me_cfg.address,
+        addresses = ?me_cfg.addresses,
         "agent started ({} members, tick {:?}, election {:?})",
         agent.cfg.nodes.len(),
         timers.tick,

@@ -11,6 +11,7 @@
 use std::net::Ipv6Addr;
 
 use super::cmd::run_with_input;
+use super::faults::loss_rule;
 use super::host::Host;
 use super::topology::Topology;
 
@@ -67,10 +68,6 @@ impl Host {
 
     /// Drops `percent`% of the frames arriving on the crossover, at random.
     pub fn set_crossover_loss(&self, percent: u8) {
-        assert!(percent <= 100, "loss of {percent}%?");
-        self.add_fault_rule_on(
-            CROSSOVER_DEV,
-            &format!("numgen random mod 100 < {percent} drop"),
-        );
+        self.add_fault_rule_on(CROSSOVER_DEV, &loss_rule(percent));
     }
 }

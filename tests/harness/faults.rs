@@ -33,20 +33,15 @@ impl Host {
     /// Drops `percent`% of the frames from `from` arriving at this host, at random (a lossy
     /// path between two hosts; others are not hit).
     pub fn set_loss_from(&self, from: &Host, percent: u8) {
-        assert!(percent <= 100, "loss of {percent}%?");
         self.add_fault_rule_on(
             "eth0",
-            &format!(
-                "ether saddr {} numgen random mod 100 < {percent} drop",
-                from.mac()
-            ),
+            &format!("ether saddr {} {}", from.mac(), loss_rule(percent)),
         );
     }
 
     /// Drops `percent`% of the frames arriving at this host, at random.
     pub fn set_loss(&self, percent: u8) {
-        assert!(percent <= 100, "loss of {percent}%?");
-        self.add_fault_rule_on("eth0", &format!("numgen random mod 100 < {percent} drop"));
+        self.add_fault_rule_on("eth0", &loss_rule(percent));
     }
 
     /// Removes every partition and loss rule of this host (every interface).
@@ -67,6 +62,17 @@ impl Host {
             &script,
         )
         .expect_ok();
+    }
+}
+
+/// The nftables statement dropping `percent`% of the frames at random (nftables refuses
+/// `< 100`: all of them is a plain drop).
+pub(super) fn loss_rule(percent: u8) -> String {
+    assert!(percent <= 100, "loss of {percent}%?");
+    if percent == 100 {
+        "drop".to_string()
+    } else {
+        format!("numgen random mod 100 < {percent} drop")
     }
 }
 
