@@ -17,7 +17,9 @@ use crate::admin::{self, AdminHandler, AdminRequest, AdminResponse};
 use crate::cluster::auth::ClusterKey;
 use crate::cluster::node::{self, Event, NodeHandle, NodeSettings, RaftRole};
 use crate::cluster::state::{Command, NodeId};
-use crate::cluster::transport::{self, ClientTiming, TransportIdentity, TransportStats};
+use crate::cluster::transport::{
+    self, ClientTiming, LinkTable, PeerLink, TransportIdentity, TransportStats,
+};
 use crate::config::{Config, Role};
 
 /// Everything the agent's tasks share.
@@ -32,6 +34,8 @@ pub struct Agent {
     pub node: NodeHandle,
     /// Transport counters.
     pub stats: Arc<TransportStats>,
+    /// When each peer was last heard on each link.
+    pub links: Arc<LinkTable>,
     /// Requests for the control loop.
     pub control: mpsc::Sender<ControlMsg>,
     /// What the control loop reports about this node.
@@ -63,7 +67,9 @@ pub fn resolve_node(cfg: &Config, explicit: Option<&str>) -> Result<String, Stri
         }
     }
     for n in &cfg.nodes {
-        if std::net::TcpListener::bind((n.address.ip(), 0)).is_ok() && !n.address.ip().is_loopback()
+        if n.addresses
+            .iter()
+            .any(|a| std::net::TcpListener::bind((a.ip(), 0)).is_ok() && !a.ip().is_loopback())
         {
             return Ok(n.name.clone());
         }
@@ -73,6 +79,28 @@ pub fn resolve_node(cfg: &Config, explicit: Option<&str>) -> Result<String, Stri
          address is local; pass --node NAME or set ONEHA_NODE",
         names(cfg)
     ))
+}
+
+/// Each other node's links as this node shares them: link `k` joins the `k`-th address of
+/// both (a node with fewer links shares fewer), with this node's own `k`-th address as the
+/// source.
+fn peer_links(cfg: &Config, me: &crate::config::NodeConfig) -> Vec<(NodeId, Vec<PeerLink>)> {
+    cfg.nodes
+        .iter()
+        .filter(|n| n.id != me.id)
+        .map(|n| {
+            let links = n
+                .addresses
+                .iter()
+                .zip(&me.addresses)
+                .map(|(addr, own)| PeerLink {
+                    addr: *addr,
+                    source: Some(own.ip()).filter(|ip| !ip.is_unspecified()),
+                })
+                .collect();
+            (n.id, links)
+        })
+        .collect()
 }
 
 fn names(cfg: &Config) -> String {
@@ -99,21 +127,19 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         cluster: cfg.cluster.clone(),
         me,
         key,
-        source: Some(me_cfg.address.ip()).filter(|ip| !ip.is_unspecified()),
     };
-    let peers: Vec<(NodeId, std::net::SocketAddr)> = cfg
-        .nodes
-        .iter()
-        .filter(|n| n.id != me)
-        .map(|n| (n.id, n.address))
-        .collect();
+    let peers = peer_links(&cfg, &me_cfg);
+    let links = Arc::new(LinkTable::new(peers.iter().map(|(id, l)| (*id, l.len()))));
     let heartbeat = timers.heartbeat();
     let election = timers.election();
+    // Often enough for loss detection, rarely enough to stay cheap when idle.
+    let keepalive = heartbeat.max(timers.lost_after() / 4);
     let timing = ClientTiming {
-        // Often enough for loss detection, rarely enough to stay cheap when idle.
-        keepalive: heartbeat.max(timers.lost_after() / 4),
+        keepalive,
         connect_timeout: election.max(Duration::from_millis(200)),
         max_backoff: election.clamp(Duration::from_millis(100), Duration::from_millis(500)),
+        // Keep-alives arrive on every healthy link at least every `keepalive`.
+        link_silent_after: keepalive * 3 / 2,
     };
     let senders = transport::start_clients(
         &ident,
@@ -121,6 +147,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         timing,
         gossip_rx,
         stats.clone(),
+        links.clone(),
         shutdown.clone(),
     );
     // /run is emptied at boot: the marker tells an agent restart (keep a single-voter
@@ -140,11 +167,12 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let (handle, raft_thread) = node::start(settings, senders)?;
     let known: Vec<NodeId> = cfg.nodes.iter().map(|n| n.id).collect();
     let server = transport::serve(
-        me_cfg.address,
+        &me_cfg.addresses,
         ident,
         known,
         handle.inbound_sink(),
         stats.clone(),
+        links.clone(),
         shutdown.clone(),
     )
     .await
@@ -167,6 +195,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         name,
         node: handle.clone(),
         stats,
+        links,
         control: control_tx,
         local: local.clone(),
         counters,
@@ -185,7 +214,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     .await?;
     tracing::info!(
         id = me,
-        address = %me_cfg.address,
+        addresses = ?me_cfg.addresses,
         "agent started ({} members, tick {:?}, election {:?})",
         agent.cfg.nodes.len(),
         timers.tick,
@@ -232,7 +261,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let _ = shutdown_tx.send(true);
     let _ = handle.send(Event::Shutdown);
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(server)).await;
     let _ = admin_task.await;
     let _ = hook_task.await;
     if let Some(t) = metrics_task {

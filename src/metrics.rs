@@ -4,6 +4,7 @@
 //! [`serve`] on `metrics.listen` (off unless set).
 
 mod http;
+mod links;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -347,6 +348,7 @@ fn render_cluster(o: &mut Out, s: &StatusReport) {
             );
         }
     }
+    links::render_links(o, s);
     let t = &s.transport;
     o.single(
         "oneha_peer_frames_received_total",

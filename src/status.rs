@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+mod links;
+pub use links::LinkStatus;
+
 /// The whole status report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
@@ -94,6 +97,9 @@ pub struct MemberStatus {
     pub voter: bool,
     /// Its own report of its resources (name -> state), from gossip.
     pub resources: Vec<(String, String)>,
+    /// Each link towards it (empty for the local node).
+    #[serde(default)]
+    pub links: Vec<LinkStatus>,
 }
 
 /// The group.
@@ -297,12 +303,19 @@ impl StatusReport {
             );
             if verbose {
                 let _ = writeln!(o, "{}", head.trim_end());
+                for l in links::verbose(&m.links) {
+                    let _ = writeln!(o, "     {l}");
+                }
                 for (n, s) in &m.resources {
                     let _ = writeln!(o, "     {n}: {s}");
                 }
             } else {
                 let room = WIDTH.saturating_sub(head.chars().count());
                 let _ = writeln!(o, "{head}{}", resources_line(&m.resources, room));
+                let links = links::compact(&m.links);
+                if !links.is_empty() {
+                    let _ = writeln!(o, "     {links}");
+                }
             }
         }
         if self.members.iter().any(|m| !m.voter) {
@@ -421,6 +434,7 @@ mod tests {
             last_contact_ms: None,
             voter: true,
             resources,
+            links: vec![],
         }
     }
 
@@ -453,6 +467,20 @@ mod tests {
                     last_contact_ms: Some(4200),
                     voter: false,
                     resources: vec![],
+                    links: vec![
+                        LinkStatus {
+                            link: 1,
+                            address: "192.0.2.2:7400".into(),
+                            up: false,
+                            last_heard_ms: None,
+                        },
+                        LinkStatus {
+                            link: 2,
+                            address: "[2001:db8:2::2]:7400".into(),
+                            up: false,
+                            last_heard_ms: Some(4200),
+                        },
+                    ],
                 },
             ],
             group: GroupStatus {
@@ -484,6 +512,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("frontend*"), "{text}");
+        assert!(text.contains("\n     links 1:DOWN 2:DOWN\n"), "{text}");
+        let verbose = r.render_verbose();
+        assert!(
+            verbose.contains("link 1 192.0.2.2:7400  DOWN  last heard never")
+                && verbose.contains("link 2 [2001:db8:2::2]:7400  DOWN  last heard 4.2s ago"),
+            "{verbose}"
+        );
         assert!(
             text.contains("Group: started  owner a  generation 3  (b lost)"),
             "{text}"

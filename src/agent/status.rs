@@ -11,11 +11,30 @@ use crate::cluster::state::NodeId;
 use crate::config::{Config, Role};
 use crate::policy::liveness::Liveness;
 use crate::status::{
-    FenceLine, FencingStatus, GroupStatus, MemberStatus, RaftStatus, StatusReport,
+    FenceLine, FencingStatus, GroupStatus, LinkStatus, MemberStatus, RaftStatus, StatusReport,
     TransportCounters,
 };
 
 impl Agent {
+    /// Each link towards member `n`: up when a frame came on it within the peer timeout.
+    fn link_status(&self, n: &crate::config::NodeConfig, timeout_ms: u64) -> Vec<LinkStatus> {
+        self.links
+            .ages(n.id)
+            .into_iter()
+            .zip(&n.addresses)
+            .enumerate()
+            .map(|(k, (age, addr))| {
+                let ms = age.map(|a| a.as_millis() as u64);
+                LinkStatus {
+                    link: k + 1,
+                    address: addr.to_string(),
+                    up: ms.is_some_and(|ms| ms <= timeout_ms),
+                    last_heard_ms: ms,
+                }
+            })
+            .collect()
+    }
+
     /// Builds the status report from the current view.
     pub fn status(&self) -> StatusReport {
         let v: Arc<RaftView> = self.node.view();
@@ -51,6 +70,11 @@ impl Agent {
                         mv.and_then(|m| m.gossip.as_ref())
                             .map(|g| g.resources.clone())
                             .unwrap_or_default()
+                    },
+                    links: if is_local {
+                        Vec::new()
+                    } else {
+                        self.link_status(n, timeout_ms)
                     },
                 }
             })

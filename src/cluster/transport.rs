@@ -1,10 +1,15 @@
-//! The peer transport: a tonic server that accepts authenticated frames from the other
-//! agents, and one reconnecting client per peer with a bounded queue.
+//! The peer transport: a tonic server on each link's address that accepts authenticated
+//! frames from the other agents, and one reconnecting client per peer and link with a
+//! bounded queue.
 //!
 //! Nothing here blocks the Raft loop: it hands messages over with `try_send` and a full
 //! queue drops them (Raft retransmits), so a slow or dead peer costs a bounded amount of
 //! memory. Idle clients still send an empty frame every heartbeat so that every node knows
 //! when it last heard from every other node, and each frame carries the sender's gossip.
+//! With several links (`addresses`), every link carries keep-alives and gossip, and the
+//! Raft messages go over one healthy link (see [`links`]).
+
+mod links;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +25,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::{ClusterKey, FrameParts, new_challenge};
 use super::state::NodeId;
+
+pub use links::{LinkId, LinkState, LinkTable, Route, route};
 
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 mod pb {
@@ -52,6 +59,8 @@ pub struct TransportStats {
 pub struct Inbound {
     /// Sender.
     pub from: NodeId,
+    /// The link it came on (the index of the address it was sent to).
+    pub link: LinkId,
     /// Its raft messages (possibly none: a keep-alive).
     pub msgs: Vec<RaftMessage>,
     /// Its gossip bytes.
@@ -67,15 +76,12 @@ pub struct TransportIdentity {
     pub me: NodeId,
     /// The cluster key.
     pub key: ClusterKey,
-    /// Source address of outgoing peer connections: this node's own peer address, so
-    /// that peers (and firewalls) always see it, never a floating IP that the kernel
-    /// might otherwise pick (the primary address of the subnet). `None`: the kernel's
-    /// choice (own address configured as unspecified).
-    pub source: Option<std::net::IpAddr>,
 }
 
 struct PeerService {
     id: TransportIdentity,
+    link: LinkId,
+    links: Arc<LinkTable>,
     known: Arc<Vec<NodeId>>,
     deliver: Arc<dyn Fn(Inbound) + Send + Sync>,
     stats: Arc<TransportStats>,
@@ -101,11 +107,13 @@ impl Peer for PeerService {
         tx.send(Ok(hello))
             .await
             .map_err(|_| Status::internal("stream closed"))?;
-        let (id, known, deliver, stats) = (
+        let (id, known, deliver, stats, links, link) = (
             self.id.clone(),
             self.known.clone(),
             self.deliver.clone(),
             self.stats.clone(),
+            self.links.clone(),
+            self.link,
         );
         tokio::spawn(async move {
             let mut last_seq = 0u64;
@@ -118,8 +126,10 @@ impl Peer for PeerService {
                     Ok(msgs) => {
                         last_seq = frame.seq;
                         stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                        links.heard(frame.from, link);
                         deliver(Inbound {
                             from: frame.from,
+                            link,
                             msgs,
                             gossip: frame.gossip,
                         });
@@ -197,13 +207,37 @@ fn check_frame(
     Ok(msgs)
 }
 
-/// Binds the peer port and serves until `shutdown` flips to true.
+/// Binds each link's address of this node (link `k` = `addrs[k]`) and serves until
+/// `shutdown` flips to true; frames are tagged with the link they came on.
 pub async fn serve(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     id: TransportIdentity,
     known: Vec<NodeId>,
     deliver: Arc<dyn Fn(Inbound) + Send + Sync>,
     stats: Arc<TransportStats>,
+    links: Arc<LinkTable>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, std::io::Error> {
+    let known = Arc::new(known);
+    let mut tasks = Vec::new();
+    for (link, &addr) in addrs.iter().enumerate() {
+        let svc = PeerService {
+            id: id.clone(),
+            link,
+            links: links.clone(),
+            known: known.clone(),
+            deliver: deliver.clone(),
+            stats: stats.clone(),
+        };
+        tasks.push(serve_link(addr, svc, shutdown.clone()).await?);
+    }
+    Ok(tasks)
+}
+
+/// Serves one link's address.
+async fn serve_link(
+    addr: SocketAddr,
+    svc: PeerService,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -215,12 +249,6 @@ pub async fn serve(
             ),
         )
     })?;
-    let svc = PeerService {
-        id,
-        known: Arc::new(known),
-        deliver,
-        stats,
-    };
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
@@ -231,22 +259,36 @@ pub async fn serve(
         });
     Ok(tokio::spawn(async move {
         if let Err(e) = server.await {
-            tracing::error!("peer server stopped: {e}");
+            tracing::error!(%addr, "peer server stopped: {e}");
         }
     }))
 }
 
-/// The sending side towards one peer.
+/// The sending side towards one peer: one queue per link.
 #[derive(Clone)]
 pub struct PeerSender {
-    tx: mpsc::Sender<Vec<u8>>,
+    peer: NodeId,
+    links: Vec<mpsc::Sender<Vec<u8>>>,
+    table: Arc<LinkTable>,
+    silent_after: Duration,
     stats: Arc<TransportStats>,
 }
 
 impl PeerSender {
-    /// Queues an encoded raft message; drops it when the queue is full.
+    /// Queues an encoded raft message on the link [`route`] picks; drops it when the queue
+    /// is full.
     pub fn send(&self, msg: Vec<u8>) {
-        if self.tx.try_send(msg).is_err() {
+        let sent = match route(&self.table.states(self.peer), self.silent_after) {
+            Route::One(k) => self.links.get(k).is_some_and(|tx| tx.try_send(msg).is_ok()),
+            Route::All => {
+                self.links
+                    .iter()
+                    .filter(|tx| tx.try_send(msg.clone()).is_ok())
+                    .count()
+                    > 0
+            }
+        };
+        if !sent {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -261,34 +303,61 @@ pub struct ClientTiming {
     pub connect_timeout: Duration,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// A link that delivered nothing from a peer for this long no longer carries Raft
+    /// messages to it (see [`route`]).
+    pub link_silent_after: Duration,
 }
 
-/// Starts one reconnecting client per peer; returns their senders by node id.
+/// One link towards a peer: its address there, and the source address here.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerLink {
+    /// The peer's address on this link.
+    pub addr: SocketAddr,
+    /// Source address of the connection: this node's own address on the same link, so
+    /// that peers (and firewalls) always see it, never a floating IP that the kernel might
+    /// otherwise pick (the primary address of the subnet). `None`: the kernel's choice
+    /// (own address configured as unspecified).
+    pub source: Option<std::net::IpAddr>,
+}
+
+/// Starts one reconnecting client per peer and link (link `k` = `links[k]`); returns the
+/// senders by node id.
 pub fn start_clients(
     id: &TransportIdentity,
-    peers: &[(NodeId, SocketAddr)],
+    peers: &[(NodeId, Vec<PeerLink>)],
     timing: ClientTiming,
     gossip: watch::Receiver<Vec<u8>>,
     stats: Arc<TransportStats>,
+    table: Arc<LinkTable>,
     shutdown: watch::Receiver<bool>,
 ) -> HashMap<NodeId, PeerSender> {
     let mut out = HashMap::new();
-    for &(peer, addr) in peers {
-        let (tx, rx) = mpsc::channel(PEER_QUEUE);
-        let client = PeerClientTask {
-            id: id.clone(),
-            peer,
-            addr,
-            timing,
-            gossip: gossip.clone(),
-            stats: stats.clone(),
-            shutdown: shutdown.clone(),
-        };
-        tokio::spawn(client.run(rx));
+    for (peer, links) in peers {
+        let mut txs = Vec::new();
+        for (link, l) in links.iter().enumerate() {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            let client = PeerClientTask {
+                id: id.clone(),
+                peer: *peer,
+                link,
+                addr: l.addr,
+                source: l.source,
+                table: table.clone(),
+                timing,
+                gossip: gossip.clone(),
+                stats: stats.clone(),
+                shutdown: shutdown.clone(),
+            };
+            tokio::spawn(client.run(rx));
+            txs.push(tx);
+        }
         out.insert(
-            peer,
+            *peer,
             PeerSender {
-                tx,
+                peer: *peer,
+                links: txs,
+                table: table.clone(),
+                silent_after: timing.link_silent_after,
                 stats: stats.clone(),
             },
         );
@@ -299,7 +368,10 @@ pub fn start_clients(
 struct PeerClientTask {
     id: TransportIdentity,
     peer: NodeId,
+    link: LinkId,
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    table: Arc<LinkTable>,
     timing: ClientTiming,
     gossip: watch::Receiver<Vec<u8>>,
     stats: Arc<TransportStats>,
@@ -314,11 +386,18 @@ impl PeerClientTask {
             if *self.shutdown.borrow() {
                 return;
             }
-            match self.session(&mut rx).await {
+            let ended = self.session(&mut rx).await;
+            self.table.set_connected(self.peer, self.link, false);
+            match ended {
                 Ok(()) => return,
                 Err(e) => {
                     if e != last_error {
-                        tracing::debug!(peer = self.peer, addr = %self.addr, "peer link: {e}");
+                        tracing::debug!(
+                            peer = self.peer,
+                            link = self.link + 1,
+                            addr = %self.addr,
+                            "peer link: {e}"
+                        );
                         last_error = e;
                     }
                 }
@@ -340,7 +419,7 @@ impl PeerClientTask {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
             .map_err(|e| format!("bad address: {e}"))?
             .connect_timeout(self.timing.connect_timeout)
-            .local_address(self.id.source)
+            .local_address(self.source)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(3))
@@ -371,6 +450,7 @@ impl PeerClientTask {
             ));
         }
         let challenge = hello.challenge;
+        self.table.set_connected(self.peer, self.link, true);
         let mut seq = 0u64;
         let mut keepalive = tokio::time::interval(self.timing.keepalive);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -5,6 +5,7 @@
 //! happen). `oneha check-config` prints the effective config with defaults filled in.
 
 mod duration;
+mod links;
 mod locate;
 mod redact;
 mod timers;
@@ -17,6 +18,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use duration::{Dur, parse_duration};
+pub use links::MAX_LINKS;
+use links::NodeSpec;
 pub use locate::{Locator, locate};
 use redact::Redactor;
 pub use timers::{Profile, Timers, TimersConfig};
@@ -95,21 +98,22 @@ fn default_admin_socket() -> PathBuf {
     PathBuf::from("/run/oneha/admin.sock")
 }
 
-/// One cluster member.
+/// One cluster member (written as a [`NodeSpec`]: `address` or `addresses`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "NodeSpec", into = "NodeSpec")]
 pub struct NodeConfig {
     /// Name, as operators type it (`oneha relocate --to NAME`).
     pub name: String,
     /// Raft id: a positive number, unique, never reused for another machine.
     pub id: u64,
-    /// Peer address `IP:PORT` the other agents connect to.
+    /// Peer address `IP:PORT` of the first link (`addresses[0]`).
     pub address: SocketAddr,
+    /// Every link's peer address `IP:PORT`, the first link first (one entry when the file
+    /// gives `address`): the other agents connect to each.
+    pub addresses: Vec<SocketAddr>,
     /// `frontend` (may run the group) or `witness` (votes only).
-    #[serde(default)]
     pub role: Role,
     /// Lower runs the group first (rgmanager's failover domain priority). Default: list order.
-    #[serde(default)]
     pub priority: Option<u32>,
 }
 
@@ -313,6 +317,7 @@ pub fn warnings(c: &Config) -> Vec<String> {
             )
         })
         .collect();
+    w.extend(links::warnings(c));
     w.extend(c.resources.warnings());
     w
 }
@@ -387,7 +392,6 @@ fn validate(c: &Config, p: &mut Problems) {
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut ids: HashMap<u64, usize> = HashMap::new();
-    let mut addrs: HashMap<SocketAddr, usize> = HashMap::new();
     for (i, n) in c.nodes.iter().enumerate() {
         if n.name.is_empty() || n.name.contains(char::is_whitespace) {
             p.push(
@@ -416,22 +420,8 @@ fn validate(c: &Config, p: &mut Problems) {
                 ),
             );
         }
-        if let Some(j) = addrs.insert(n.address, i) {
-            p.push(
-                format!("nodes[{i}].address"),
-                format!(
-                    "duplicate address {} (also nodes[{j}]); each node needs its own",
-                    n.address
-                ),
-            );
-        }
-        if n.address.port() == 0 {
-            p.push(
-                format!("nodes[{i}].address"),
-                "expected a port other than 0",
-            );
-        }
     }
+    links::validate(c, p);
     let frontends = c.nodes.iter().filter(|n| n.role == Role::Frontend).count();
     if frontends < 2 {
         p.push(

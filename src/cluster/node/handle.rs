@@ -17,7 +17,9 @@ use crate::cluster::state::{Applied, Command, NodeId, ReplicatedState};
 use crate::cluster::transport::Inbound;
 
 /// Liveness and gossip of the other members, updated by the transport as frames arrive
-/// (keep-alives included) without waking the Raft thread.
+/// (keep-alives included) without waking the Raft thread. A frame on any link refreshes the
+/// member's contact, so it is the most recent contact over all links (per-link times are in
+/// the transport's `LinkTable`): a member is lost only when every link is silent.
 #[derive(Default)]
 pub struct PeerTable {
     contact: HashMap<NodeId, Instant>,
