@@ -1,5 +1,7 @@
 //! The peer transport: a tonic server that accepts authenticated frames from the other
-//! agents, and one reconnecting client per peer with a bounded queue.
+//! agents, and one reconnecting client per peer with a bounded queue. Each stream starts
+//! with a Noise handshake and every frame after it is sealed (`secure.rs`, `frames.rs`);
+//! connections that have not authenticated yet are limited (`limits.rs`).
 //!
 //! Nothing here blocks the Raft loop: it hands messages over with `try_send` and a full
 //! queue drops them (Raft retransmits), so a slow or dead peer costs a bounded amount of
@@ -12,22 +14,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use protobuf::Message as _;
 use raft::eraftpb::Message as RaftMessage;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth::{ClusterKey, FrameParts, new_challenge};
+use super::frames::{self, LogLimiter, Refusal};
+use super::keyring::KeyRing;
+use super::limits::{self, ConnLimits, HANDSHAKE_DEADLINE};
+use super::secure::{PROTOCOL_VERSION, Session};
 use super::state::NodeId;
 
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
-mod pb {
+pub(super) mod pb {
     tonic::include_proto!("oneha.peer.v1");
 }
 use pb::peer_client::PeerClient;
 use pb::peer_server::{Peer, PeerServer};
-use pb::{ClientFrame, ServerFrame};
+use pb::{ClientFrame, Content, ServerFrame};
 
 /// Raft messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 256;
@@ -41,8 +45,13 @@ pub struct TransportStats {
     pub frames_in: AtomicU64,
     /// Frames sent.
     pub frames_out: AtomicU64,
-    /// Frames rejected (bad MAC, wrong cluster or node, bad sequence, undecodable).
+    /// Frames rejected (did not open, wrong cluster or node, bad sequence, undecodable).
     pub rejected: AtomicU64,
+    /// Handshakes refused (wrong or old key, older agent, garbage, unknown node).
+    pub handshakes_refused: AtomicU64,
+    /// Unauthenticated connections closed: over the limit at accept, or no handshake
+    /// before the deadline.
+    pub unauth_refused: AtomicU64,
     /// Raft messages dropped because a peer queue was full or the peer was unreachable.
     pub dropped: AtomicU64,
 }
@@ -65,8 +74,8 @@ pub struct TransportIdentity {
     pub cluster: String,
     /// This node's id.
     pub me: NodeId,
-    /// The cluster key.
-    pub key: ClusterKey,
+    /// The cluster keys (current, and next during a rotation).
+    pub keys: Arc<KeyRing>,
     /// Source address of outgoing peer connections: this node's own peer address, so
     /// that peers (and firewalls) always see it, never a floating IP that the kernel
     /// might otherwise pick (the primary address of the subnet). `None`: the kernel's
@@ -74,15 +83,24 @@ pub struct TransportIdentity {
     pub source: Option<std::net::IpAddr>,
 }
 
+/// What every inbound stream of the server shares.
 struct PeerService {
     id: TransportIdentity,
-    known: Arc<Vec<NodeId>>,
+    known: Vec<NodeId>,
     deliver: Arc<dyn Fn(Inbound) + Send + Sync>,
     stats: Arc<TransportStats>,
+    limits: Arc<ConnLimits>,
+    log: LogLimiter,
 }
 
+/// The tonic service: hands each stream to an `InboundStream` task.
+struct StreamService(Arc<PeerService>);
+
+/// How often a refusal is logged per peer address at most.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(600);
+
 #[tonic::async_trait]
-impl Peer for PeerService {
+impl Peer for StreamService {
     type StreamStream = ReceiverStream<Result<ServerFrame, Status>>;
 
     async fn stream(
@@ -90,111 +108,140 @@ impl Peer for PeerService {
         request: Request<Streaming<ClientFrame>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let remote = request.remote_addr();
-        let mut frames = request.into_inner();
-        let challenge = new_challenge();
+        let frames = request.into_inner();
         let (tx, rx) = mpsc::channel(2);
+        // The version announcement (an older client reads `node`, then sends an HMAC frame
+        // that `frames::accept` recognises).
         let hello = ServerFrame {
-            challenge: challenge.clone(),
-            node: self.id.me,
-            error: String::new(),
+            node: self.0.id.me,
+            version: PROTOCOL_VERSION,
+            ..ServerFrame::default()
         };
         tx.send(Ok(hello))
             .await
             .map_err(|_| Status::internal("stream closed"))?;
-        let (id, known, deliver, stats) = (
-            self.id.clone(),
-            self.known.clone(),
-            self.deliver.clone(),
-            self.stats.clone(),
-        );
-        tokio::spawn(async move {
-            let mut last_seq = 0u64;
-            loop {
-                let frame = match frames.message().await {
-                    Ok(Some(f)) => f,
-                    Ok(None) | Err(_) => return,
-                };
-                match check_frame(&id, &known, &challenge, last_seq, &frame) {
-                    Ok(msgs) => {
-                        last_seq = frame.seq;
-                        stats.frames_in.fetch_add(1, Ordering::Relaxed);
-                        deliver(Inbound {
-                            from: frame.from,
-                            msgs,
-                            gossip: frame.gossip,
-                        });
-                    }
-                    Err(why) => {
-                        stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        let peer = remote.map_or("unknown".to_string(), |a| a.to_string());
-                        tracing::warn!(%peer, claimed = frame.from, "rejected peer frame: {why}");
-                        let _ = tx
-                            .send(Ok(ServerFrame {
-                                challenge: Vec::new(),
-                                node: id.me,
-                                error: why,
-                            }))
-                            .await;
-                        return;
-                    }
-                }
-            }
-        });
+        let conn = InboundStream {
+            svc: self.0.clone(),
+            remote,
+            tx,
+        };
+        tokio::spawn(conn.run(frames));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
-/// Verifies one frame; returns its decoded raft messages or why it is rejected.
-fn check_frame(
-    id: &TransportIdentity,
-    known: &[NodeId],
-    challenge: &[u8],
-    last_seq: u64,
-    f: &ClientFrame,
-) -> Result<Vec<RaftMessage>, String> {
-    let parts = FrameParts {
-        challenge,
-        cluster: &f.cluster,
-        from: f.from,
-        to: f.to,
-        seq: f.seq,
-        raft: &f.raft,
-        gossip: &f.gossip,
-    };
-    if !id.key.verify(&parts, &f.mac) {
-        return Err("bad MAC: the sender does not hold this cluster's key".into());
-    }
-    if f.cluster != id.cluster {
-        return Err(format!(
-            "frame for cluster `{}`, this is `{}`",
-            f.cluster, id.cluster
-        ));
-    }
-    if f.to != id.me {
-        return Err(format!("frame for node {}, this is node {}", f.to, id.me));
-    }
-    if !known.contains(&f.from) || f.from == id.me {
-        return Err(format!("node {} is not a member of this cluster", f.from));
-    }
-    if f.seq != last_seq + 1 {
-        return Err(format!(
-            "sequence {} after {last_seq}: replay or reorder",
-            f.seq
-        ));
-    }
-    let mut msgs = Vec::with_capacity(f.raft.len());
-    for bytes in &f.raft {
-        let m = RaftMessage::parse_from_bytes(bytes)
-            .map_err(|e| format!("undecodable raft message: {e}"))?;
-        if m.from != f.from || m.to != id.me {
-            return Err(format!(
-                "raft message from {} to {} inside a frame from {} to {}",
-                m.from, m.to, f.from, id.me
-            ));
+/// One inbound stream: handshake, then sealed frames.
+struct InboundStream {
+    svc: Arc<PeerService>,
+    remote: Option<SocketAddr>,
+    tx: mpsc::Sender<Result<ServerFrame, Status>>,
+}
+
+impl InboundStream {
+    async fn run(self, mut frames: Streaming<ClientFrame>) {
+        let first = match tokio::time::timeout(HANDSHAKE_DEADLINE, frames.message()).await {
+            Ok(Ok(Some(f))) => f,
+            Ok(_) => return,
+            Err(_) => {
+                self.svc
+                    .stats
+                    .unauth_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let psks = self.svc.id.keys.psks();
+        let accepted = frames::accept(
+            &self.svc.id.cluster,
+            self.svc.id.me,
+            &self.svc.known,
+            &psks,
+            &first,
+        );
+        let (mut session, peer, reply) = match accepted {
+            Ok((session, peer, _key_index, reply)) => (session, peer, reply),
+            Err(why) => return self.refuse(why).await,
+        };
+        if self.tx.send(Ok(reply)).await.is_err() {
+            return;
         }
-        msgs.push(m);
+        self.svc.limits.authenticated(self.remote);
+        let mut last_seq = 0u64;
+        loop {
+            let frame = match frames.message().await {
+                Ok(Some(f)) => f,
+                Ok(None) | Err(_) => return,
+            };
+            let checked = frames::open(&mut session, &frame.sealed).and_then(|c| {
+                let msgs = frames::check_content(
+                    &self.svc.id.cluster,
+                    self.svc.id.me,
+                    peer,
+                    last_seq,
+                    &c,
+                )?;
+                Ok((c, msgs))
+            });
+            match checked {
+                Ok((c, msgs)) => {
+                    last_seq = c.seq;
+                    self.svc.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                    (self.svc.deliver)(Inbound {
+                        from: peer,
+                        msgs,
+                        gossip: c.gossip,
+                    });
+                }
+                Err(why) => {
+                    self.svc.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(peer = %self.shown(), node = peer, "rejected peer frame: {why}");
+                    let error = Content {
+                        error: why,
+                        ..Content::default()
+                    };
+                    if let Ok(sealed) = frames::seal(&mut session, &error) {
+                        let _ = self
+                            .tx
+                            .send(Ok(ServerFrame {
+                                sealed,
+                                ..ServerFrame::default()
+                            }))
+                            .await;
+                    }
+                    return;
+                }
+            }
+        }
     }
-    Ok(msgs)
+
+    fn shown(&self) -> String {
+        self.remote.map_or("unknown".to_string(), |a| a.to_string())
+    }
+
+    /// Refuses an unauthenticated stream: one log line per address and kind per
+    /// `REFUSAL_LOG_EVERY`, and the reason in clear (it only closes the stream).
+    async fn refuse(self, why: Refusal) {
+        self.svc
+            .stats
+            .handshakes_refused
+            .fetch_add(1, Ordering::Relaxed);
+        let kind = match why {
+            Refusal::OldPeer => 0,
+            Refusal::WrongKey => 1,
+            Refusal::Bad(_) => 2,
+        };
+        let ip = self.remote.map(|a| a.ip());
+        if ip.is_none_or(|ip| self.svc.log.allow(ip, kind)) {
+            tracing::warn!(peer = %self.shown(), "refused peer connection from {}: {why}", self.shown());
+        }
+        let _ = self
+            .tx
+            .send(Ok(ServerFrame {
+                error: why.to_string(),
+                ..ServerFrame::default()
+            }))
+            .await;
+    }
 }
 
 /// Binds the peer port and serves until `shutdown` flips to true.
@@ -215,18 +262,26 @@ pub async fn serve(
             ),
         )
     })?;
-    let svc = PeerService {
+    let limits = Arc::new(ConnLimits::default());
+    let svc = StreamService(Arc::new(PeerService {
         id,
-        known: Arc::new(known),
+        known,
         deliver,
-        stats,
-    };
+        stats: stats.clone(),
+        limits: limits.clone(),
+        log: LogLimiter::new(REFUSAL_LOG_EVERY),
+    }));
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(3)))
+        // One stream per peer connection is the protocol; a few spare for reconnects.
+        .max_concurrent_streams(Some(8))
+        .concurrency_limit_per_connection(8)
+        .http2_max_header_list_size(Some(16 * 1024))
+        .http2_max_pending_accept_reset_streams(Some(16))
         .add_service(PeerServer::new(svc))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(limits::incoming(listener, limits, stats), async move {
             let _ = shutdown.wait_for(|s| *s).await;
         });
     Ok(tokio::spawn(async move {
@@ -306,17 +361,43 @@ struct PeerClientTask {
     shutdown: watch::Receiver<bool>,
 }
 
+/// Why a client link failed.
+#[derive(Debug, PartialEq, Eq)]
+enum LinkError {
+    /// The peer refused our key (or we its answer): try the other key if there is one.
+    Key(String),
+    /// The peer speaks protocol version 1.
+    OldPeer(String),
+    /// Anything else (unreachable, closed, misaddressed).
+    Other(String),
+}
+
 impl PeerClientTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Vec<u8>>) {
         let mut backoff = Duration::from_millis(20);
         let mut last_error = String::new();
+        let mut key_index = 0usize;
         loop {
             if *self.shutdown.borrow() {
                 return;
             }
-            match self.session(&mut rx).await {
+            match self.session(&mut rx, key_index).await {
                 Ok(()) => return,
-                Err(e) => {
+                Err(LinkError::Key(e)) => {
+                    // Current key, then next (during a rotation), then current again.
+                    key_index = (key_index + 1) % self.id.keys.psks().len().max(1);
+                    if e != last_error {
+                        tracing::warn!(peer = self.peer, addr = %self.addr, "peer link: {e}");
+                        last_error = e;
+                    }
+                }
+                Err(LinkError::OldPeer(e)) => {
+                    if e != last_error {
+                        tracing::warn!(peer = self.peer, addr = %self.addr, "peer link: {e}");
+                        last_error = e;
+                    }
+                }
+                Err(LinkError::Other(e)) => {
                     if e != last_error {
                         tracing::debug!(peer = self.peer, addr = %self.addr, "peer link: {e}");
                         last_error = e;
@@ -335,10 +416,14 @@ impl PeerClientTask {
         }
     }
 
-    /// One connection: returns Ok on shutdown, Err when the link fails.
-    async fn session(&mut self, rx: &mut mpsc::Receiver<Vec<u8>>) -> Result<(), String> {
+    /// Opens a stream and runs the handshake under key `key_index`.
+    async fn handshake(
+        &self,
+        key_index: usize,
+    ) -> Result<(Streaming<ServerFrame>, mpsc::Sender<ClientFrame>, Session), LinkError> {
+        let other = LinkError::Other;
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| format!("bad address: {e}"))?
+            .map_err(|e| other(format!("bad address: {e}")))?
             .connect_timeout(self.timing.connect_timeout)
             .local_address(self.id.source)
             .tcp_nodelay(true)
@@ -348,29 +433,81 @@ impl PeerClientTask {
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(|e| other(format!("connect: {e}")))?;
         let mut client = PeerClient::new(channel);
+        let psks = self.id.keys.psks();
+        let psk = &psks[key_index % psks.len()];
+        let (init, first) = frames::initiate(&self.id.cluster, self.id.me, self.peer, psk)
+            .map_err(LinkError::Other)?;
         let (out_tx, out_rx) = mpsc::channel::<ClientFrame>(16);
-        let response = tokio::time::timeout(
-            self.timing.connect_timeout,
-            client.stream(ReceiverStream::new(out_rx)),
-        )
-        .await
-        .map_err(|_| "stream open timed out".to_string())?
-        .map_err(|e| format!("stream: {e}"))?;
-        let mut inbound = response.into_inner();
-        let hello = tokio::time::timeout(self.timing.connect_timeout, inbound.message())
+        // Message 1 goes out with the stream; the server's hello arrives meanwhile.
+        let _ = out_tx.try_send(first);
+        let wait = self.timing.connect_timeout;
+        let response = tokio::time::timeout(wait, client.stream(ReceiverStream::new(out_rx)))
             .await
-            .map_err(|_| "no challenge from peer".to_string())?
-            .map_err(|e| format!("challenge: {e}"))?
-            .ok_or("peer closed before its challenge")?;
+            .map_err(|_| other("stream open timed out".into()))?
+            .map_err(|e| other(format!("stream: {e}")))?;
+        let mut inbound = response.into_inner();
+        let mut next = async |what: &str| {
+            tokio::time::timeout(wait, inbound.message())
+                .await
+                .map_err(|_| other(format!("no {what} from peer")))?
+                .map_err(|e| other(format!("{what}: {e}")))?
+                .ok_or_else(|| other(format!("peer closed before its {what}")))
+        };
+        let hello = next("hello").await?;
+        if hello.version == 0 {
+            return Err(LinkError::OldPeer(format!(
+                "peer {} runs an older oneha (plain HMAC transport): upgrade it",
+                self.addr
+            )));
+        }
         if hello.node != self.peer {
-            return Err(format!(
+            return Err(other(format!(
                 "{} answers as node {}, expected node {}: check `nodes` addresses",
                 self.addr, hello.node, self.peer
-            ));
+            )));
         }
-        let challenge = hello.challenge;
+        let answer = next("handshake answer").await?;
+        let key_error = || {
+            LinkError::Key(format!(
+                "peer {} refused our handshake: wrong or old cluster key (ours or theirs; \
+                 compare the key fingerprints that `oneha reload-keys` prints on both nodes)",
+                self.addr
+            ))
+        };
+        if !answer.error.is_empty() {
+            return Err(if answer.error.contains("wrong or old cluster key") {
+                key_error()
+            } else {
+                other(format!("peer refused us: {}", answer.error))
+            });
+        }
+        let session = frames::finish(
+            &self.id.cluster,
+            self.id.me,
+            self.peer,
+            init,
+            &answer.handshake,
+        )
+        .map_err(|e| {
+            if e.contains("wrong or old cluster key") {
+                key_error()
+            } else {
+                other(e)
+            }
+        })?;
+        Ok((inbound, out_tx, session))
+    }
+
+    /// One connection: returns Ok on shutdown, Err when the link fails.
+    async fn session(
+        &mut self,
+        rx: &mut mpsc::Receiver<Vec<u8>>,
+        key_index: usize,
+    ) -> Result<(), LinkError> {
+        let (mut inbound, out_tx, mut session) = self.handshake(key_index).await?;
+        let other = LinkError::Other;
         let mut seq = 0u64;
         let mut keepalive = tokio::time::interval(self.timing.keepalive);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -389,51 +526,48 @@ impl PeerClientTask {
                 }
                 _ = keepalive.tick() => {}
                 reply = inbound.message() => {
-                    return Err(match reply {
-                        Ok(Some(f)) if !f.error.is_empty() => format!("peer rejected us: {}", f.error),
+                    return Err(other(match reply {
+                        Ok(Some(f)) if !f.sealed.is_empty() => match frames::open(&mut session, &f.sealed) {
+                            Ok(c) => format!("peer rejected us: {}", c.error),
+                            Err(e) => format!("peer sent an invalid frame: {e}"),
+                        },
                         Ok(_) => "peer closed the stream".to_string(),
                         Err(e) => format!("stream: {e}"),
-                    });
+                    }));
                 }
                 _ = self.shutdown.wait_for(|s| *s) => return Ok(()),
             }
-            seq += 1;
-            let gossip = self.gossip.borrow().clone();
-            let mac = self.id.key.frame_mac(&FrameParts {
-                challenge: &challenge,
-                cluster: &self.id.cluster,
-                from: self.id.me,
-                to: self.peer,
-                seq,
-                raft: &batch,
-                gossip: &gossip,
-            });
             keepalive.reset();
-            let frame = ClientFrame {
+            // Sealing uses a nonce: only seal a frame that will be sent.
+            let permit = match out_tx.try_reserve() {
+                Ok(p) => p,
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    // The peer is not reading (hung?): drop the batch.
+                    self.stats
+                        .dropped
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    continue;
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    return Err(other("stream closed".to_string()));
+                }
+            };
+            seq += 1;
+            let content = Content {
                 cluster: self.id.cluster.clone(),
                 from: self.id.me,
                 to: self.peer,
                 seq,
                 raft: batch,
-                mac,
-                gossip,
+                gossip: self.gossip.borrow().clone(),
+                error: String::new(),
             };
-            match out_tx.try_send(frame) {
-                Ok(()) => {
-                    self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(mpsc::error::TrySendError::Full(f)) => {
-                    // The peer is not reading (hung?). Drop, and keep the sequence dense
-                    // by reusing this number for the next frame.
-                    seq -= 1;
-                    self.stats
-                        .dropped
-                        .fetch_add(f.raft.len() as u64, Ordering::Relaxed);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    return Err("stream closed".to_string());
-                }
-            }
+            let sealed = frames::seal(&mut session, &content).map_err(other)?;
+            permit.send(ClientFrame {
+                sealed,
+                ..ClientFrame::default()
+            });
+            self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -442,5 +576,5 @@ impl PeerClientTask {
 #[doc(hidden)]
 pub mod raw {
     pub use super::pb::peer_client::PeerClient;
-    pub use super::pb::{ClientFrame, ServerFrame};
+    pub use super::pb::{ClientFrame, Content, Hello, ServerFrame};
 }
