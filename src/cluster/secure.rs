@@ -188,17 +188,19 @@ impl Session {
         if chunks.is_empty() {
             return Err(SecureError::Tampered);
         }
+        // Opened in place at the end of `plain`: no per-frame scratch buffer.
         let mut plain = Vec::with_capacity(total);
-        let mut buf = vec![0u8; MAX_MESSAGE];
         for c in chunks {
             if c.len() < TAG || c.len() > MAX_MESSAGE {
                 return Err(SecureError::Tampered);
             }
+            let at = plain.len();
+            plain.resize(at + c.len(), 0);
             let n = self
                 .ts
-                .read_message(c, &mut buf)
+                .read_message(c, &mut plain[at..])
                 .map_err(|_| SecureError::Tampered)?;
-            plain.extend_from_slice(&buf[..n]);
+            plain.truncate(at + n);
         }
         Ok(plain)
     }
