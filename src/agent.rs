@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::control::{self, ControlMsg, SharedLocal};
 
 use crate::admin::{self, AdminHandler, AdminRequest, AdminResponse};
-use crate::cluster::auth::ClusterKey;
+use crate::cluster::keyring::{KeyFiles, KeyRing};
 use crate::cluster::node::{self, Event, NodeHandle, NodeSettings, RaftRole};
 use crate::cluster::state::{Command, NodeId};
 use crate::cluster::transport::{
@@ -42,6 +42,8 @@ pub struct Agent {
     pub local: SharedLocal,
     /// Event counters for the metrics endpoint.
     pub counters: Arc<crate::metrics::Counters>,
+    /// The cluster keys the transport uses (`reload_keys`).
+    pub keys: Arc<KeyRing>,
 }
 
 /// Finds which configured node this machine is: `--node`, then `$ONEHA_NODE`, then the
@@ -113,7 +115,14 @@ fn names(cfg: &Config) -> String {
 
 /// Runs the agent until SIGTERM/SIGINT.
 pub async fn run(cfg: Config, name: String) -> Result<(), String> {
-    let key = ClusterKey::load(&cfg.key_file).map_err(|e| e.to_string())?;
+    let keys = Arc::new(KeyRing::load(
+        &cfg.cluster,
+        KeyFiles {
+            current: cfg.key_file.clone(),
+            next: cfg.next_key_file(),
+        },
+    )?);
+    tracing::info!("cluster keys: {}", keys.summary());
     let me_cfg = cfg
         .node(&name)
         .ok_or_else(|| format!("node `{name}` is not configured"))?
@@ -126,7 +135,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let ident = TransportIdentity {
         cluster: cfg.cluster.clone(),
         me,
-        key,
+        keys: keys.clone(),
     };
     let peers = peer_links(&cfg, &me_cfg);
     let links = Arc::new(LinkTable::new(peers.iter().map(|(id, l)| (*id, l.len()))));
@@ -199,6 +208,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         control: control_tx,
         local: local.clone(),
         counters,
+        keys,
     });
     let admin_task = admin::serve(
         &agent.cfg.admin_socket,
@@ -251,7 +261,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         "READY=1\nSTATUS=waiting for peers (no leader yet)"
     });
 
-    wait_for_signal().await;
+    wait_for_signal(&agent).await;
     tracing::info!("shutting down");
     let _ = crate::notify::notify("STOPPING=1");
     let _ = leave_tx.send(true);
@@ -270,18 +280,25 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM/SIGINT; SIGHUP re-reads the cluster key files meanwhile.
+async fn wait_for_signal(agent: &Agent) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         // Without signal handlers we can only wait forever; the process is killed.
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                let _ = agent.reload_keys();
+            }
+        }
     }
 }
 
@@ -310,6 +327,17 @@ async fn graceful_leave(agent: &Agent, election: Duration) {
 }
 
 impl Agent {
+    /// Re-reads the cluster key files (SIGHUP, `oneha reload-keys`); on error the keys in
+    /// use stay. Logs the outcome (fingerprints only).
+    pub fn reload_keys(&self) -> Result<String, String> {
+        let r = self.keys.reload();
+        match &r {
+            Ok(s) => tracing::info!("cluster keys reloaded: {s}"),
+            Err(e) => tracing::error!("cluster keys NOT reloaded: {e}"),
+        }
+        r
+    }
+
     /// Name of a node id.
     pub fn node_name(&self, id: NodeId) -> String {
         self.cfg.node_name(id)
@@ -446,6 +474,10 @@ impl AdminHandler for Agent {
                     self.ask_control(|reply| ControlMsg::FenceAck { target, reply })
                         .await
                 }
+                AdminRequest::ReloadKeys => match self.reload_keys() {
+                    Ok(s) => AdminResponse::ok(serde_json::json!(s)),
+                    Err(e) => AdminResponse::err(e),
+                },
                 AdminRequest::ForceWaitForAll => {
                     self.ask_control(|reply| ControlMsg::ForceWaitForAll { reply })
                         .await

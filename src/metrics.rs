@@ -369,6 +369,18 @@ fn render_cluster(o: &mut Out, s: &StatusReport) {
         t.rejected as f64,
     );
     o.single(
+        "oneha_peer_handshakes_refused_total",
+        "counter",
+        "Peer handshakes refused (wrong or old cluster key, older agent, garbage).",
+        t.handshakes_refused as f64,
+    );
+    o.single(
+        "oneha_peer_unauthenticated_closed_total",
+        "counter",
+        "Unauthenticated peer connections closed (over the limit or no handshake in time).",
+        t.unauth_refused as f64,
+    );
+    o.single(
         "oneha_peer_messages_dropped_total",
         "counter",
         "Raft messages dropped (queue full, peer down).",

@@ -166,6 +166,12 @@ pub struct TransportCounters {
     pub rejected: u64,
     /// Raft messages dropped (full queue, peer down).
     pub dropped: u64,
+    /// Peer handshakes refused (wrong or old key, older agent, garbage).
+    #[serde(default)]
+    pub handshakes_refused: u64,
+    /// Unauthenticated connections closed (over the limit, or no handshake in time).
+    #[serde(default)]
+    pub unauth_refused: u64,
 }
 
 fn ago(ms: Option<u64>) -> String {
@@ -400,6 +406,14 @@ impl StatusReport {
                 o,
                 "! {} peer frames rejected (wrong key or forged): see the agent's log",
                 self.transport.rejected
+            );
+        }
+        if self.transport.handshakes_refused > 0 {
+            let _ = writeln!(
+                o,
+                "! {} peer handshakes refused (wrong or old cluster key, older oneha): see \
+                 the agent's log",
+                self.transport.handshakes_refused
             );
         }
         o

@@ -74,7 +74,7 @@ impl Agent {
                     links: if is_local {
                         Vec::new()
                     } else {
-                        self.link_status(n, timeout_ms)
+                        self.link_status(n, timers.lost_after().as_millis() as u64)
                     },
                 }
             })
@@ -227,6 +227,8 @@ impl Agent {
                 frames_out: self.stats.frames_out.load(Ordering::Relaxed),
                 rejected: self.stats.rejected.load(Ordering::Relaxed),
                 dropped: self.stats.dropped.load(Ordering::Relaxed),
+                handshakes_refused: self.stats.handshakes_refused.load(Ordering::Relaxed),
+                unauth_refused: self.stats.unauth_refused.load(Ordering::Relaxed),
             },
             vm_ha: v
                 .state

@@ -56,6 +56,10 @@ pub struct Config {
     /// The cluster key (`oneha keygen`), mode 0600, identical on every node.
     #[serde(default = "default_key_file")]
     pub key_file: PathBuf,
+    /// The next cluster key during a rotation (`oneha keygen --next`), accepted alongside
+    /// `key_file`; default: `key_file` with `.next` appended. A missing file is normal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_key_file: Option<PathBuf>,
     /// The admin API's unix socket (root only).
     #[serde(default = "default_admin_socket")]
     pub admin_socket: PathBuf,
@@ -129,6 +133,14 @@ pub enum Role {
 }
 
 impl Config {
+    /// The next cluster key's path: `next_key_file`, else `key_file` + `.next`.
+    pub fn next_key_file(&self) -> PathBuf {
+        self.next_key_file.clone().unwrap_or_else(|| {
+            let mut p = self.key_file.clone().into_os_string();
+            p.push(".next");
+            PathBuf::from(p)
+        })
+    }
     /// The member with this name.
     pub fn node(&self, name: &str) -> Option<&NodeConfig> {
         self.nodes.iter().find(|n| n.name == name)
@@ -497,6 +509,12 @@ fn validate(c: &Config, p: &mut Problems) {
         );
     } else if let Err(e) = crate::cluster::auth::check_private(&c.key_file) {
         p.push("key_file", e.to_string());
+    }
+    let next = c.next_key_file();
+    if next.exists()
+        && let Err(e) = crate::cluster::auth::check_private(&next)
+    {
+        p.push("next_key_file", e.to_string());
     }
     c.resources.validate(c, p);
     c.fencing.validate(c, p);

@@ -359,6 +359,26 @@ fn readable_cluster_key_is_refused() {
     assert!(e.0[0].message.contains("chmod 600"), "{e}");
 }
 
+/// The next key of a rotation: optional (default path `key_file` + `.next`); when present it
+/// must be private like the current one.
+#[test]
+fn next_key_file_defaults_beside_the_key_and_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let key = key_file();
+    let c = parse(Path::new("c.yaml"), &with_key(BASE, &key)).expect("no next key is fine");
+    let next = c.next_key_file();
+    assert_eq!(
+        next.display().to_string(),
+        format!("{}.next", key.path().display())
+    );
+    std::fs::write(&next, [1u8; 32]).expect("write");
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let e = parse(Path::new("c.yaml"), &with_key(BASE, &key)).expect_err("readable next key");
+    std::fs::remove_file(&next).expect("rm");
+    assert_eq!(e.0[0].key, "next_key_file");
+    assert!(e.0[0].message.contains("chmod 600"), "{e}");
+}
+
 #[test]
 fn frontends_without_fence_levels_are_warned_about() {
     let key = key_file();

@@ -93,6 +93,8 @@ fn report() -> StatusReport {
             frames_out: 90,
             rejected: 4,
             dropped: 1,
+            handshakes_refused: 2,
+            unauth_refused: 3,
         },
         vm_ha: vec![],
     }
@@ -228,6 +230,11 @@ fn renders_status_in_the_exposition_format() {
     assert_eq!(value(&s, "oneha_group_restart_requests_total", ""), "2");
     assert_eq!(value(&s, "oneha_stuck_vms", ""), "3");
     assert_eq!(value(&s, "oneha_peer_frames_rejected_total", ""), "4");
+    assert_eq!(value(&s, "oneha_peer_handshakes_refused_total", ""), "2");
+    assert_eq!(
+        value(&s, "oneha_peer_unauthenticated_closed_total", ""),
+        "3"
+    );
     assert_eq!(value(&s, "oneha_peer_frames_received_total", ""), "100");
     assert_eq!(
         value(
