@@ -116,6 +116,9 @@ pub struct Observations {
     pub start_failure_pending: bool,
     /// How long this agent has been waiting for its start-up barrier (zero once synced).
     pub unsynced_for: Duration,
+    /// Members out of touch that announced a restart of their agent in place and are
+    /// still within [`exit::RESTART_GRACE`]: not fenced, not replaced as owner yet.
+    pub restarting: BTreeSet<NodeId>,
 }
 
 /// What the control loop should do.
@@ -253,6 +256,12 @@ fn leader_actions(
                     "no eligible front-end is online to run the group".into(),
                 )),
             }
+        }
+        Some(o) if !obs.live.contains(&o) && obs.restarting.contains(&o) => {
+            out.push(Action::Notice(format!(
+                "owner {o} is restarting its agent in place: waiting for it (at most {}s)",
+                exit::RESTART_GRACE.as_secs()
+            )));
         }
         Some(o) if !obs.live.contains(&o) => {
             if let Some(n) = best(cfg, obs, g.preferred, &[o]) {
@@ -477,6 +486,7 @@ fn local_actions(
     }
 }
 
+pub mod exit;
 pub mod liveness;
 pub mod timing;
 mod two_node;

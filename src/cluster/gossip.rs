@@ -27,6 +27,10 @@ pub struct Gossip {
     /// from this that the split is one-way.
     #[serde(default)]
     pub lost: Vec<NodeId>,
+    /// The sender's agent is exiting for a restart in place (`systemctl restart oneha`)
+    /// and leaves its group running: the others wait for it (`policy::exit`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarting: bool,
 }
 
 impl Gossip {
@@ -53,6 +57,7 @@ mod tests {
             resources: vec![("vip".into(), "running".into())],
             live: vec![1, 2],
             lost: vec![3],
+            restarting: true,
         };
         assert_eq!(Gossip::decode(&g.encode()), Some(g));
         // What agents before the typed form sent (serde_json::json! of the same fields).

@@ -91,6 +91,9 @@ struct Loop {
     recently_fenced: HashMap<NodeId, Instant>,
     /// An in-place restart (recovery) is running.
     restarting: bool,
+    /// This agent is exiting for a restart of its unit and leaves the group running
+    /// (gossiped as `restarting`).
+    exit_restart: bool,
     /// When nothing is pending, the loop sleeps until the next liveness deadline instead of
     /// waking every tick (see `observations`).
     next_wake: Duration,
@@ -166,6 +169,7 @@ pub async fn run(
         recently_fenced: HashMap::new(),
         takeover_since: HashMap::new(),
         restarting: false,
+        exit_restart: false,
         next_wake: Duration::ZERO,
         direct_live: Vec::new(),
         lost_now: Vec::new(),
@@ -513,6 +517,7 @@ impl Loop {
             resources: status.resources.clone(),
             live: self.direct_live.clone(),
             lost: self.lost_now.clone(),
+            restarting: self.exit_restart,
         };
         if let Ok(mut l) = self.local.lock() {
             *l = status;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use super::Loop;
 use crate::cluster::state::ReplicatedState;
 use crate::policy::Observations;
+use crate::policy::exit::in_restart_grace;
 use crate::policy::liveness::{Liveness, lost_for};
 use crate::policy::timing::{
     FENCE_HOLD_OFF, PowerHint, fence_allowed, peer_fence_delay, start_failure_pending,
@@ -23,6 +24,17 @@ impl Loop {
         self.lost_now = members
             .iter()
             .filter(|m| m.last_contact_ms.is_some() && !liveness.direct.contains(&m.id))
+            .map(|m| m.id)
+            .collect();
+        // Members silent now whose last word was a restart of their agent in place.
+        let restarting = members
+            .iter()
+            .filter(|m| {
+                in_restart_grace(
+                    m.gossip.as_ref().is_some_and(|g| g.restarting),
+                    lost_for(m.last_contact_ms, lost_after),
+                )
+            })
             .map(|m| m.id)
             .collect();
         let now = Instant::now();
@@ -166,6 +178,7 @@ impl Loop {
             } else {
                 self.started_at.elapsed()
             },
+            restarting,
         }
     }
 

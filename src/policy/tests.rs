@@ -665,4 +665,5 @@ fn only_the_owner_running_the_group_works_vm_ha_cases() {
     }
 }
 
+mod exit;
 mod roles;

@@ -31,6 +31,15 @@ pub(super) fn two_node_actions(
     if st.voters == [cfg.me] {
         return;
     }
+    // The peer announced a restart of its agent in place (`systemctl restart oneha`): its
+    // group keeps running; fencing it now would turn an upgrade into a failover.
+    if obs.restarting.contains(&peer) {
+        out.push(Action::Notice(format!(
+            "peer {peer} is restarting its agent in place: not fencing it for up to {}s",
+            super::exit::RESTART_GRACE.as_secs()
+        )));
+        return;
+    }
     if !obs.seen_all {
         out.push(Action::Notice(format!(
             "peer {peer} is out of touch, but this node has not seen it since it started \
