@@ -24,8 +24,8 @@ pub struct CycleArgs {
     pub names: Vec<String>,
 }
 
-/// Runs the cycles and prints `NAME OP min median max` in milliseconds; returns the exit
-/// code.
+/// Runs the cycles and prints `NAME OP min median p90 max` in milliseconds; returns the
+/// exit code.
 pub async fn run(args: &CycleArgs) -> i32 {
     let cfg = match config::load(&args.config) {
         Ok(c) => c,
@@ -35,7 +35,7 @@ pub async fn run(args: &CycleArgs) -> i32 {
         }
     };
     println!(
-        "resource op min_ms median_ms max_ms (rounds: {})",
+        "resource op min_ms median_ms p90_ms max_ms (rounds: {})",
         args.rounds
     );
     for name in &args.names {
@@ -83,14 +83,16 @@ async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
     (v, t.elapsed())
 }
 
-/// `min median max` in milliseconds with one decimal.
+/// `min median p90 max` in milliseconds with one decimal (p90: nearest rank).
 fn summary(d: &mut [Duration]) -> String {
     d.sort();
     let ms = |x: Option<&Duration>| x.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let p90 = (d.len() * 9).div_ceil(10).saturating_sub(1);
     format!(
-        "{:.1} {:.1} {:.1}",
+        "{:.1} {:.1} {:.1} {:.1}",
         ms(d.first()),
         ms(d.get(d.len() / 2)),
+        ms(d.get(p90)),
         ms(d.last())
     )
 }

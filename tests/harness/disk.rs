@@ -1,5 +1,5 @@
-//! A shared disk, like a SAN LUN seen by every front-end: an ext4 image in the topology's
-//! directory behind one loop device. Nodes see the machine's `/dev`, so every node can
+//! A shared disk, like a SAN LUN seen by every front-end: an ext4 (or xfs) image in the
+//! topology's directory behind one loop device. Nodes see the machine's `/dev`, so every node can
 //! mount it; whether one does is read from its PID 1's `/proc/PID/mountinfo`.
 
 use std::fs;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::cmd::{run_cmd, try_run};
 use super::node::Node;
 
-/// A loop device over an ext4 image. Cheap to clone; the topology detaches it at teardown
+/// A loop device over an ext4 or xfs image. Cheap to clone; the topology detaches it at teardown
 /// (after powering the nodes off, so nothing holds it).
 #[derive(Clone)]
 pub struct SharedDisk {
@@ -23,12 +23,20 @@ struct DiskInner {
     device: PathBuf,
     dev: (u32, u32),
     label: String,
+    fstype: String,
 }
 
 impl SharedDisk {
-    /// Creates `DIR/NAME.img` (`mib` MiB, sparse), makes an ext4 with label `label` on it
-    /// and attaches it to a free loop device.
-    pub(super) fn create(dir: &Path, name: &str, mib: u32, label: &str) -> SharedDisk {
+    /// Creates `DIR/NAME.img` (`mib` MiB, sparse), makes a filesystem of type `fstype`
+    /// (`ext4` or `xfs`; xfs needs at least 300 MiB) with label `label` on it and attaches it
+    /// to a free loop device.
+    pub(super) fn create(
+        dir: &Path,
+        name: &str,
+        mib: u32,
+        label: &str,
+        fstype: &str,
+    ) -> SharedDisk {
         let image = dir.join(format!("{name}.img"));
         let f =
             fs::File::create(&image).unwrap_or_else(|e| panic!("create {}: {e}", image.display()));
@@ -36,7 +44,11 @@ impl SharedDisk {
             .unwrap_or_else(|e| panic!("size {}: {e}", image.display()));
         drop(f);
         let img = image.display().to_string();
-        run_cmd(&["mkfs.ext4", "-q", "-F", "-L", label, &img]).expect_ok();
+        match fstype {
+            "ext4" => run_cmd(&["mkfs.ext4", "-q", "-F", "-L", label, &img]).expect_ok(),
+            "xfs" => run_cmd(&["mkfs.xfs", "-q", "-f", "-L", label, &img]).expect_ok(),
+            other => panic!("shared disk {name}: no mkfs for `{other}` (ext4 or xfs)"),
+        };
         let device = run_cmd(&["losetup", "--find", "--show", &img]).expect_ok();
         let device = PathBuf::from(device.trim());
         let meta = fs::metadata(&device).unwrap_or_else(|e| panic!("{}: {e}", device.display()));
@@ -56,6 +68,7 @@ impl SharedDisk {
                 ),
                 device,
                 label: label.to_string(),
+                fstype: fstype.to_string(),
             }),
         }
     }
@@ -78,6 +91,11 @@ impl SharedDisk {
     /// The filesystem label (`LABEL=` in a config).
     pub fn label(&self) -> &str {
         &self.inner.label
+    }
+
+    /// The filesystem type made on it (`ext4`, `xfs`).
+    pub fn fstype(&self) -> &str {
+        &self.inner.fstype
     }
 
     /// The image file on the machine.
@@ -110,6 +128,7 @@ impl SharedDisk {
     }
 
     /// Runs `e2fsck -fn` on the image (read-only, forced): Ok when the filesystem is clean.
+    /// ext4 only, as are [`SharedDisk::mark_unclean`] and [`SharedDisk::state`].
     pub fn check(&self) -> Result<(), String> {
         let out = run_cmd(&["e2fsck", "-fn", &self.inner.device.display().to_string()]);
         if out.ok() {

@@ -186,9 +186,15 @@ impl Topology {
     /// loop device that every node sees (a SAN LUN). Its label is the prefix plus a digit
     /// (unique on the machine), for `LABEL=` configs. Detached at teardown.
     pub fn add_shared_disk(&self, name: &str, mib: u32) -> SharedDisk {
+        self.add_shared_disk_of(name, mib, "ext4")
+    }
+
+    /// [`Topology::add_shared_disk`] with a filesystem of type `fstype`: `ext4` or `xfs`
+    /// (xfs needs `mib` >= 300; the image stays sparse, about 65 MiB written).
+    pub fn add_shared_disk_of(&self, name: &str, mib: u32, fstype: &str) -> SharedDisk {
         let mut disks = lock(&self.disks);
         let label = format!("{}{}", self.prefix, disks.len());
-        let disk = SharedDisk::create(self.dir.path(), name, mib, &label);
+        let disk = SharedDisk::create(self.dir.path(), name, mib, &label, fstype);
         disks.push(disk.clone());
         disk
     }
