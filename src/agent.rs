@@ -153,6 +153,13 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let local: SharedLocal = Arc::default();
     let cfg = Arc::new(cfg);
     let counters = Arc::new(crate::metrics::Counters::new());
+    crate::alerts::start(
+        &cfg.alerts,
+        crate::alerts::Origin {
+            cluster: cfg.cluster.clone(),
+            node: name.clone(),
+        },
+    );
     let ctx = control::Context::new(
         cfg.clone(),
         me,
