@@ -522,4 +522,6 @@ fn validate(c: &Config, p: &mut Problems) {
 }
 
 #[cfg(test)]
+mod roundtrip_tests;
+#[cfg(test)]
 mod tests;
