@@ -5,7 +5,9 @@
 //! `ONEHA_SEED=N` (decimal or 0x-hex) replays a schedule (default: a new seed, printed);
 //! `ONEHA_CHAOS_FAULTS` (default 200 per topology); `ONEHA_CHAOS_TOPOLOGY` = `witness`,
 //! `two-node` or `both` (default); `ONEHA_CHAOS_PROFILE` = `default` or `fast`;
-//! `ONEHA_CHAOS_BOUND` seconds (default 30). The report is printed and written to
+//! `ONEHA_CHAOS_BOUND` seconds (default 30); `ONEHA_CHAOS_LINKS=2` runs the two-node
+//! topology on two networks (the LAN and a back-to-back cable) with the one-link faults
+//! (default 1; the witness topology always has one). The report is printed and written to
 //! `target/chaos-report.md`; the exit code is 1 if anything went wrong.
 
 #[path = "../tests/chaos/mod.rs"]
@@ -25,7 +27,10 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn settings() -> Result<(u64, usize, Vec<Kind>, &'static str, Duration), String> {
+/// Seed, faults, topologies, profile, bound, links.
+type Settings = (u64, usize, Vec<Kind>, &'static str, Duration, u8);
+
+fn settings() -> Result<Settings, String> {
     let seed = match env("ONEHA_SEED") {
         Some(s) => {
             let parsed = match s.strip_prefix("0x") {
@@ -68,12 +73,17 @@ fn settings() -> Result<(u64, usize, Vec<Kind>, &'static str, Duration), String>
         ),
         None => Duration::from_secs(30),
     };
-    Ok((seed, faults, kinds, profile, bound))
+    let links = match env("ONEHA_CHAOS_LINKS").as_deref() {
+        None | Some("1") => 1,
+        Some("2") => 2,
+        Some(other) => return Err(format!("ONEHA_CHAOS_LINKS={other}: use 1 or 2")),
+    };
+    Ok((seed, faults, kinds, profile, bound, links))
 }
 
 fn main() {
     support::install_interrupt_handler();
-    let (seed, faults, kinds, profile, bound) = match settings() {
+    let (seed, faults, kinds, profile, bound, links) = match settings() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chaos: {e}");
@@ -85,7 +95,7 @@ fn main() {
         "chaos: seed {seed} (replay with ONEHA_SEED={seed}), {faults} faults per topology, {machine}"
     );
     let mut md = format!(
-        "Command: `ONEHA_SEED={seed} make chaos` ({faults} faults per topology, profile {profile})  \nMachine: {machine}\n\n"
+        "Command: `ONEHA_SEED={seed} ONEHA_CHAOS_LINKS={links} make chaos` ({faults} faults per topology, profile {profile})  \nMachine: {machine}\n\n"
     );
     let mut clean = true;
     for kind in kinds {
@@ -93,6 +103,7 @@ fn main() {
             seed,
             faults,
             kind,
+            links: if kind == Kind::TwoNode { links } else { 1 },
             profile,
             bound,
             name: "chaos",

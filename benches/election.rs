@@ -36,17 +36,6 @@ fn wait_new_leader(c: &LocalCluster, old: usize, t0: Instant) -> Option<f64> {
     None
 }
 
-fn proc_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn proc_cpu_ticks(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -114,7 +103,7 @@ fn idle(c: &mut LocalCluster, name: &str) {
         println!(
             "{name}: idle agent {} RSS {:.1} MB, CPU {:.2}% of one core",
             c.agents[k].name,
-            proc_rss_kb(p) as f64 / 1024.0,
+            local::rss_kb(p) as f64 / 1024.0,
             cpu
         );
     }

@@ -52,6 +52,8 @@ pub enum AdminRequest {
     },
     /// Override wait-for-all (S6) on this node: act without having seen every member.
     ForceWaitForAll,
+    /// Re-read the cluster key files (key rotation).
+    ReloadKeys,
     /// VM HA: open, show or acknowledge host-failure cases.
     VmHa(crate::vmha::cases::VmHaRequest),
 }

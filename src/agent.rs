@@ -14,10 +14,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::control::{self, ControlMsg, SharedLocal};
 
 use crate::admin::{self, AdminHandler, AdminRequest, AdminResponse};
-use crate::cluster::auth::ClusterKey;
-use crate::cluster::node::{self, Event, NodeHandle, NodeSettings};
+use crate::cluster::keyring::{KeyFiles, KeyRing};
+use crate::cluster::node::{self, Event, NodeHandle, NodeSettings, RaftRole};
 use crate::cluster::state::{Command, NodeId};
-use crate::cluster::transport::{self, ClientTiming, TransportIdentity, TransportStats};
+use crate::cluster::transport::{
+    self, ClientTiming, LinkTable, PeerLink, TransportIdentity, TransportStats,
+};
 use crate::config::{Config, Role};
 
 /// Everything the agent's tasks share.
@@ -32,12 +34,18 @@ pub struct Agent {
     pub node: NodeHandle,
     /// Transport counters.
     pub stats: Arc<TransportStats>,
+    /// When each peer was last heard on each link.
+    pub links: Arc<LinkTable>,
     /// Requests for the control loop.
     pub control: mpsc::Sender<ControlMsg>,
     /// What the control loop reports about this node.
     pub local: SharedLocal,
     /// Event counters for the metrics endpoint.
     pub counters: Arc<crate::metrics::Counters>,
+    /// The cluster keys the transport uses (`reload_keys`).
+    pub keys: Arc<KeyRing>,
+    /// When this agent started (liveness counts a member never heard as heard then).
+    pub started: std::time::Instant,
 }
 
 /// Finds which configured node this machine is: `--node`, then `$ONEHA_NODE`, then the
@@ -63,7 +71,9 @@ pub fn resolve_node(cfg: &Config, explicit: Option<&str>) -> Result<String, Stri
         }
     }
     for n in &cfg.nodes {
-        if std::net::TcpListener::bind((n.address.ip(), 0)).is_ok() && !n.address.ip().is_loopback()
+        if n.addresses
+            .iter()
+            .any(|a| std::net::TcpListener::bind((a.ip(), 0)).is_ok() && !a.ip().is_loopback())
         {
             return Ok(n.name.clone());
         }
@@ -73,6 +83,28 @@ pub fn resolve_node(cfg: &Config, explicit: Option<&str>) -> Result<String, Stri
          address is local; pass --node NAME or set ONEHA_NODE",
         names(cfg)
     ))
+}
+
+/// Each other node's links as this node shares them: link `k` joins the `k`-th address of
+/// both (a node with fewer links shares fewer), with this node's own `k`-th address as the
+/// source.
+fn peer_links(cfg: &Config, me: &crate::config::NodeConfig) -> Vec<(NodeId, Vec<PeerLink>)> {
+    cfg.nodes
+        .iter()
+        .filter(|n| n.id != me.id)
+        .map(|n| {
+            let links = n
+                .addresses
+                .iter()
+                .zip(&me.addresses)
+                .map(|(addr, own)| PeerLink {
+                    addr: *addr,
+                    source: Some(own.ip()).filter(|ip| !ip.is_unspecified()),
+                })
+                .collect();
+            (n.id, links)
+        })
+        .collect()
 }
 
 fn names(cfg: &Config) -> String {
@@ -85,7 +117,14 @@ fn names(cfg: &Config) -> String {
 
 /// Runs the agent until SIGTERM/SIGINT.
 pub async fn run(cfg: Config, name: String) -> Result<(), String> {
-    let key = ClusterKey::load(&cfg.key_file).map_err(|e| e.to_string())?;
+    let keys = Arc::new(KeyRing::load(
+        &cfg.cluster,
+        KeyFiles {
+            current: cfg.key_file.clone(),
+            next: cfg.next_key_file(),
+        },
+    )?);
+    tracing::info!("cluster keys: {}", keys.summary());
     let me_cfg = cfg
         .node(&name)
         .ok_or_else(|| format!("node `{name}` is not configured"))?
@@ -98,22 +137,20 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let ident = TransportIdentity {
         cluster: cfg.cluster.clone(),
         me,
-        key,
-        source: Some(me_cfg.address.ip()).filter(|ip| !ip.is_unspecified()),
+        keys: keys.clone(),
     };
-    let peers: Vec<(NodeId, std::net::SocketAddr)> = cfg
-        .nodes
-        .iter()
-        .filter(|n| n.id != me)
-        .map(|n| (n.id, n.address))
-        .collect();
+    let peers = peer_links(&cfg, &me_cfg);
+    let links = Arc::new(LinkTable::new(peers.iter().map(|(id, l)| (*id, l.len()))));
     let heartbeat = timers.heartbeat();
     let election = timers.election();
+    // Often enough for loss detection, rarely enough to stay cheap when idle.
+    let keepalive = heartbeat.max(timers.lost_after() / 4);
     let timing = ClientTiming {
-        // Often enough for loss detection, rarely enough to stay cheap when idle.
-        keepalive: heartbeat.max(timers.lost_after() / 4),
+        keepalive,
         connect_timeout: election.max(Duration::from_millis(200)),
         max_backoff: election.clamp(Duration::from_millis(100), Duration::from_millis(500)),
+        // Keep-alives arrive on every healthy link at least every `keepalive`.
+        link_silent_after: keepalive * 3 / 2,
     };
     let senders = transport::start_clients(
         &ident,
@@ -121,6 +158,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         timing,
         gossip_rx,
         stats.clone(),
+        links.clone(),
         shutdown.clone(),
     );
     // /run is emptied at boot: the marker tells an agent restart (keep a single-voter
@@ -140,11 +178,12 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let (handle, raft_thread) = node::start(settings, senders)?;
     let known: Vec<NodeId> = cfg.nodes.iter().map(|n| n.id).collect();
     let server = transport::serve(
-        me_cfg.address,
+        &me_cfg.addresses,
         ident,
         known,
         handle.inbound_sink(),
         stats.clone(),
+        links.clone(),
         shutdown.clone(),
     )
     .await
@@ -174,9 +213,12 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         name,
         node: handle.clone(),
         stats,
+        links,
         control: control_tx,
         local: local.clone(),
         counters,
+        keys,
+        started: std::time::Instant::now(),
     });
     let admin_task = admin::serve(
         &agent.cfg.admin_socket,
@@ -192,7 +234,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     .await?;
     tracing::info!(
         id = me,
-        address = %me_cfg.address,
+        addresses = ?me_cfg.addresses,
         "agent started ({} members, tick {:?}, election {:?})",
         agent.cfg.nodes.len(),
         timers.tick,
@@ -229,7 +271,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         "READY=1\nSTATUS=waiting for peers (no leader yet)"
     });
 
-    wait_for_signal().await;
+    wait_for_signal(&agent).await;
     tracing::info!("shutting down");
     let _ = crate::notify::notify("STOPPING=1");
     let _ = leave_tx.send(true);
@@ -239,7 +281,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let _ = shutdown_tx.send(true);
     let _ = handle.send(Event::Shutdown);
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(server)).await;
     let _ = admin_task.await;
     let _ = hook_task.await;
     if let Some(t) = metrics_task {
@@ -248,18 +290,25 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM/SIGINT; SIGHUP re-reads the cluster key files meanwhile.
+async fn wait_for_signal(agent: &Agent) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         // Without signal handlers we can only wait forever; the process is killed.
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                let _ = agent.reload_keys();
+            }
+        }
     }
 }
 
@@ -267,7 +316,7 @@ async fn wait_for_signal() {
 /// not wait an election timeout.
 async fn graceful_leave(agent: &Agent, election: Duration) {
     let view = agent.node.view();
-    if view.role != "leader" {
+    if view.role != RaftRole::Leader {
         return;
     }
     let members = agent.node.members();
@@ -288,6 +337,17 @@ async fn graceful_leave(agent: &Agent, election: Duration) {
 }
 
 impl Agent {
+    /// Re-reads the cluster key files (SIGHUP, `oneha reload-keys`); on error the keys in
+    /// use stay. Logs the outcome (fingerprints only).
+    pub fn reload_keys(&self) -> Result<String, String> {
+        let r = self.keys.reload();
+        match &r {
+            Ok(s) => tracing::info!("cluster keys reloaded: {s}"),
+            Err(e) => tracing::error!("cluster keys NOT reloaded: {e}"),
+        }
+        r
+    }
+
     /// Name of a node id.
     pub fn node_name(&self, id: NodeId) -> String {
         self.cfg.node_name(id)
@@ -424,6 +484,10 @@ impl AdminHandler for Agent {
                     self.ask_control(|reply| ControlMsg::FenceAck { target, reply })
                         .await
                 }
+                AdminRequest::ReloadKeys => match self.reload_keys() {
+                    Ok(s) => AdminResponse::ok(serde_json::json!(s)),
+                    Err(e) => AdminResponse::err(e),
+                },
                 AdminRequest::ForceWaitForAll => {
                     self.ask_control(|reply| ControlMsg::ForceWaitForAll { reply })
                         .await

@@ -47,11 +47,24 @@ pub enum Cmd {
         /// The file (default: --config, $ONEHA_CONFIG, /etc/oneha/oneha.yaml).
         file: Option<PathBuf>,
     },
-    /// Write a new random cluster key (mode 0600); copy it to every node.
+    /// Write a new random cluster key (mode 0600); copy it to every node. Key rotation
+    /// (docs/runbook.md): `--next`, copy, `reload-keys` everywhere; then `--promote` and
+    /// `reload-keys` on every node; then remove the next key file and `reload-keys`.
     Keygen {
-        /// Where (default: the config's key_file, else /etc/oneha/cluster.key).
+        /// Where (default: the config's key_file, else /etc/oneha/cluster.key; with
+        /// --next: the config's next_key_file, else key_file + `.next`).
         file: Option<PathBuf>,
+        /// Write the next key of a rotation instead of the current one.
+        #[arg(long, conflicts_with = "promote")]
+        next: bool,
+        /// Swap the current and the next key files (atomically): the new key becomes
+        /// current, the old one stays accepted as next until removed.
+        #[arg(long, conflicts_with = "file")]
+        promote: bool,
     },
+    /// Make the agent re-read its cluster key files (as SIGHUP does); prints the key
+    /// fingerprints it now uses. A bad file keeps the old keys and is reported.
+    ReloadKeys,
     /// Let the group run (clusvcadm -e), optionally on a given node.
     Enable {
         /// Preferred node.
@@ -154,7 +167,12 @@ async fn run(cli: Cli) -> i32 {
     let config_path = config::resolve_path(cli.config.as_deref());
     match cli.command {
         Cmd::CheckConfig { file } => check_config(file.as_deref().unwrap_or(&config_path)),
-        Cmd::Keygen { file } => keygen(file, &config_path),
+        Cmd::Keygen {
+            file,
+            next,
+            promote,
+        } => keygen(file, next, promote, &config_path),
+        Cmd::ReloadKeys => simple(&config_path, AdminRequest::ReloadKeys).await,
         Cmd::Agent { node } => agent(&config_path, node.as_deref()).await,
         Cmd::Status { json, verbose } => status(&config_path, json, verbose).await,
         Cmd::Enable { on } => simple(&config_path, AdminRequest::Enable { on }).await,
@@ -264,15 +282,45 @@ fn check_config(path: &Path) -> i32 {
     }
 }
 
-fn keygen(file: Option<PathBuf>, config_path: &Path) -> i32 {
-    let path = file.unwrap_or_else(|| {
-        // The config may not validate yet (its key file is missing): read just the path.
-        std::fs::read_to_string(config_path)
-            .ok()
-            .and_then(|t| serde_norway::from_str::<serde_norway::Value>(&t).ok())
-            .and_then(|v| v.get("key_file")?.as_str().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/etc/oneha/cluster.key"))
+/// The current and next key paths from the config, read loosely: the config may not
+/// validate yet (its key file is missing).
+fn key_paths(config_path: &Path) -> (PathBuf, PathBuf) {
+    let v = std::fs::read_to_string(config_path)
+        .ok()
+        .and_then(|t| serde_norway::from_str::<serde_norway::Value>(&t).ok());
+    let get = |k: &str| {
+        v.as_ref()
+            .and_then(|v| v.get(k)?.as_str().map(PathBuf::from))
+    };
+    let current = get("key_file").unwrap_or_else(|| PathBuf::from("/etc/oneha/cluster.key"));
+    let next = get("next_key_file").unwrap_or_else(|| {
+        let mut p = current.clone().into_os_string();
+        p.push(".next");
+        PathBuf::from(p)
     });
+    (current, next)
+}
+
+fn keygen(file: Option<PathBuf>, next: bool, promote: bool, config_path: &Path) -> i32 {
+    let (current, next_path) = key_paths(config_path);
+    if promote {
+        return match crate::cluster::auth::swap_key_files(&current, &next_path) {
+            Ok(()) => {
+                println!(
+                    "{} is now the new key, {} the old one (still accepted); run `oneha \
+                     reload-keys` on this node, then promote on every other node",
+                    current.display(),
+                    next_path.display()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("oneha keygen --promote: {e}");
+                2
+            }
+        };
+    }
+    let path = file.unwrap_or(if next { next_path } else { current });
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
         && let Err(e) = std::fs::create_dir_all(dir)
@@ -282,10 +330,18 @@ fn keygen(file: Option<PathBuf>, config_path: &Path) -> i32 {
     }
     match crate::cluster::auth::ClusterKey::generate(&path) {
         Ok(()) => {
-            println!(
-                "wrote a new cluster key to {} (mode 0600); copy it to every node",
-                path.display()
-            );
+            if next {
+                println!(
+                    "wrote the next cluster key to {} (mode 0600); copy it to the same path \
+                     on every node (witness too), then run `oneha reload-keys` on each",
+                    path.display()
+                );
+            } else {
+                println!(
+                    "wrote a new cluster key to {} (mode 0600); copy it to every node",
+                    path.display()
+                );
+            }
             0
         }
         Err(e) => {

@@ -12,7 +12,7 @@
 //!   `fence`, `opennebula`;
 //! - `cluster` and `admin` -> `vmha` (the case types kept in the replicated state and asked
 //!   for over the admin API); `logging`, `notify` import nothing of the crate; most others
-//!   use `config`.
+//!   use `config`; `own_job` (asks systemd what it does to our unit) imports nothing of it.
 //!
 //! One cycle remains, through `config`: it takes its `fencing`, `opennebula`, `resources` and
 //! `vm_ha` sections from those modules, which import `config` back, and checks the key with
@@ -35,6 +35,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod opennebula;
+pub mod own_job;
 pub mod policy;
 pub mod resources;
 pub mod status;

@@ -4,6 +4,7 @@
 //! [`serve`] on `metrics.listen` (off unless set).
 
 mod http;
+mod links;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -347,6 +348,7 @@ fn render_cluster(o: &mut Out, s: &StatusReport) {
             );
         }
     }
+    links::render_links(o, s);
     let t = &s.transport;
     o.single(
         "oneha_peer_frames_received_total",
@@ -365,6 +367,18 @@ fn render_cluster(o: &mut Out, s: &StatusReport) {
         "counter",
         "Peer frames rejected (wrong key, forged, replayed).",
         t.rejected as f64,
+    );
+    o.single(
+        "oneha_peer_handshakes_refused_total",
+        "counter",
+        "Peer handshakes refused (wrong or old cluster key, older agent, garbage).",
+        t.handshakes_refused as f64,
+    );
+    o.single(
+        "oneha_peer_unauthenticated_closed_total",
+        "counter",
+        "Unauthenticated peer connections closed (over the limit or no handshake in time).",
+        t.unauth_refused as f64,
     );
     o.single(
         "oneha_peer_messages_dropped_total",

@@ -67,6 +67,9 @@ pub struct PolicyConfig {
     pub release_timeout: Duration,
     /// S4: an owner out of touch with a quorum this long stops the group.
     pub lease: Duration,
+    /// This node is a witness: it votes and, as leader, places the group, but never runs,
+    /// stops or fences anything.
+    pub witness: bool,
 }
 
 /// What this node observes now.
@@ -98,6 +101,9 @@ pub struct Observations {
     pub fence_backoff: BTreeSet<NodeId>,
     /// How long the two-node peer has been out of touch (None: in touch).
     pub peer_lost_for: Option<Duration>,
+    /// Two-node: the peer is heard now, and its gossip says it has lost this node (a one-way
+    /// split: it is about to fence this node).
+    pub peer_lost_me: bool,
     /// The fence delay for the peer (two-node tie-break).
     pub peer_fence_delay: Duration,
     /// This node's state is known to hold everything committed before the agent started
@@ -110,6 +116,9 @@ pub struct Observations {
     pub start_failure_pending: bool,
     /// How long this agent has been waiting for its start-up barrier (zero once synced).
     pub unsynced_for: Duration,
+    /// Members out of touch that announced a restart of their agent in place and are
+    /// still within [`exit::RESTART_GRACE`]: not fenced, not replaced as owner yet.
+    pub restarting: BTreeSet<NodeId>,
 }
 
 /// What the control loop should do.
@@ -119,15 +128,14 @@ pub enum Action {
     Propose(Command),
     /// Start the group for this generation.
     Start(u64),
-    /// Stop the group; when done, journal a release of this dirty epoch (if any).
+    /// Stop the group (the release is journaled once it is stopped, by the rule for a
+    /// stopped node that is still marked dirty).
     Stop {
         /// Why.
         reason: String,
-        /// Dirty epoch to release afterwards.
-        release: Option<u64>,
     },
     /// Restart the group in place.
-    Restart(String),
+    Restart(RestartCause),
     /// Fence `target` to clear its dirty `epoch` (0: none recorded).
     Fence {
         /// Node to fence.
@@ -143,6 +151,30 @@ pub enum Action {
     Notice(String),
 }
 
+/// Why the group is restarted in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestartCause {
+    /// An operator asked (`oneha restart`): served once, not counted against
+    /// `max_restarts`.
+    Operator,
+    /// A resource's monitor failed: counted against `max_restarts`.
+    Monitor {
+        /// The resource.
+        resource: String,
+        /// What its monitor said.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for RestartCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestartCause::Operator => f.write_str("restart requested by an operator"),
+            RestartCause::Monitor { resource, reason } => write!(f, "{resource} failed: {reason}"),
+        }
+    }
+}
+
 /// VM HA: this node works the cluster's open host-failure cases (fences hosts, touches VMs)
 /// only while it owns the group and the group runs here: oned runs here then, and nobody
 /// else works them. Ownership moving away stops it; the new owner resumes.
@@ -155,6 +187,9 @@ pub fn decide(cfg: &PolicyConfig, st: &ReplicatedState, obs: &Observations) -> V
     let mut out = Vec::new();
     if obs.leader {
         leader_actions(cfg, st, obs, &mut out);
+    }
+    if cfg.witness {
+        return out;
     }
     if cfg.two_node {
         two_node_actions(cfg, st, obs, &mut out);
@@ -222,6 +257,12 @@ fn leader_actions(
                 )),
             }
         }
+        Some(o) if !obs.live.contains(&o) && obs.restarting.contains(&o) => {
+            out.push(Action::Notice(format!(
+                "owner {o} is restarting its agent in place: waiting for it (at most {}s)",
+                exit::RESTART_GRACE.as_secs()
+            )));
+        }
         Some(o) if !obs.live.contains(&o) => {
             if let Some(n) = best(cfg, obs, g.preferred, &[o]) {
                 out.push(assign(st, Some(n), format!("owner {o} lost")));
@@ -273,56 +314,7 @@ fn quorum_loss_actions(st: &ReplicatedState, obs: &Observations, out: &mut Vec<A
                 "lost quorum ({in_touch} of {voters} voters in touch within the lease): \
                  stopping before the majority takes over (S4)"
             ),
-            release: None,
         });
-    }
-}
-
-fn two_node_actions(
-    cfg: &PolicyConfig,
-    st: &ReplicatedState,
-    obs: &Observations,
-    out: &mut Vec<Action>,
-) {
-    let Some(peer) = cfg.members.iter().copied().find(|&m| m != cfg.me) else {
-        return;
-    };
-    let Some(lost_for) = obs.peer_lost_for else {
-        return;
-    };
-    // Already the confirmed single voter: ordinary leader logic takes it from here.
-    if st.voters == [cfg.me] {
-        return;
-    }
-    if !obs.seen_all {
-        out.push(Action::Notice(format!(
-            "peer {peer} is out of touch, but this node has not seen it since it started \
-             (wait-for-all): not fencing, not taking over; `oneha override-wait-for-all` \
-             forces it"
-        )));
-        return;
-    }
-    if obs.fencing || obs.fence_backoff.contains(&peer) {
-        return;
-    }
-    // The active side (running the group) fences at once; the other waits its delay.
-    let active = matches!(obs.held, Held::Running(_) | Held::Starting(_));
-    let delay = if active {
-        Duration::ZERO
-    } else {
-        obs.peer_fence_delay
-    };
-    if lost_for >= delay {
-        let epoch = st.group.dirty.get(&peer).copied().unwrap_or(0);
-        out.push(Action::Fence {
-            target: peer,
-            epoch,
-        });
-    } else {
-        out.push(Action::Notice(format!(
-            "peer {peer} out of touch: fencing it in {:.1}s unless it fences us first",
-            (delay - lost_for).as_secs_f64()
-        )));
     }
 }
 
@@ -353,7 +345,6 @@ fn local_actions(
                      up with the cluster within {:.1}s: stopping what runs here",
                     obs.unsynced_for.as_secs_f64()
                 ),
-                release: None,
             });
             return;
         }
@@ -388,7 +379,6 @@ fn local_actions(
                 } else {
                     "this node is not the owner".into()
                 },
-                release: my_epoch,
             }),
         }
         return;
@@ -462,12 +452,16 @@ fn local_actions(
         }
         Held::Running(_) => {
             if g.restart_requests > obs.restarts_served {
-                out.push(Action::Restart("restart requested by an operator".into()));
+                out.push(Action::Restart(RestartCause::Operator));
             } else if let Some((res, why)) = obs.monitor_failed.first() {
-                let reason = format!("{res} failed: {why}");
+                let cause = RestartCause::Monitor {
+                    resource: res.clone(),
+                    reason: why.clone(),
+                };
+                let reason = cause.to_string();
                 match cfg.recovery {
                     Recovery::Restart if obs.recent_restarts < cfg.max_restarts => {
-                        out.push(Action::Restart(reason))
+                        out.push(Action::Restart(cause))
                     }
                     Recovery::Restart | Recovery::Relocate => {
                         out.push(Action::Propose(Command::GiveUp {
@@ -491,6 +485,14 @@ fn local_actions(
         Held::Starting(_) | Held::Stopping => {}
     }
 }
+
+pub mod exit;
+pub mod liveness;
+pub mod timing;
+mod two_node;
+
+pub use two_node::continue_alone;
+use two_node::two_node_actions;
 
 #[cfg(test)]
 mod tests;

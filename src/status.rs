@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+mod links;
+pub use links::LinkStatus;
+
 /// The whole status report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
@@ -81,14 +84,22 @@ pub struct MemberStatus {
     pub role: String,
     /// Whether this is the answering node.
     pub local: bool,
-    /// Heard from recently (always true for the local node).
+    /// Up, as failover counts it (`policy::liveness`): heard directly within the peer
+    /// timeout, or heard by a member this node hears (always true for the local node).
     pub up: bool,
+    /// Heard directly within the peer timeout (false while up only through another member:
+    /// a partition between this node and it).
+    #[serde(default)]
+    pub direct: bool,
     /// Milliseconds since last heard from (None: never since the agent started).
     pub last_contact_ms: Option<u64>,
     /// Whether it votes in Raft now.
     pub voter: bool,
     /// Its own report of its resources (name -> state), from gossip.
     pub resources: Vec<(String, String)>,
+    /// Each link towards it (empty for the local node).
+    #[serde(default)]
+    pub links: Vec<LinkStatus>,
 }
 
 /// The group.
@@ -155,6 +166,12 @@ pub struct TransportCounters {
     pub rejected: u64,
     /// Raft messages dropped (full queue, peer down).
     pub dropped: u64,
+    /// Peer handshakes refused (wrong or old key, older agent, garbage).
+    #[serde(default)]
+    pub handshakes_refused: u64,
+    /// Unauthenticated connections closed (over the limit, or no handshake in time).
+    #[serde(default)]
+    pub unauth_refused: u64,
 }
 
 fn ago(ms: Option<u64>) -> String {
@@ -276,7 +293,11 @@ impl StatusReport {
             } else {
                 format!("{}*", m.role)
             };
-            let status = if m.up { "Online" } else { "Offline" };
+            let status = match (m.up, m.direct || m.local) {
+                (true, true) => "Online",
+                (true, false) => "Relayed",
+                (false, _) => "Offline",
+            };
             let contact = if m.local {
                 "-".to_string()
             } else {
@@ -288,12 +309,19 @@ impl StatusReport {
             );
             if verbose {
                 let _ = writeln!(o, "{}", head.trim_end());
+                for l in links::verbose(&m.links) {
+                    let _ = writeln!(o, "     {l}");
+                }
                 for (n, s) in &m.resources {
                     let _ = writeln!(o, "     {n}: {s}");
                 }
             } else {
                 let room = WIDTH.saturating_sub(head.chars().count());
                 let _ = writeln!(o, "{head}{}", resources_line(&m.resources, room));
+                let links = links::compact(&m.links);
+                if !links.is_empty() {
+                    let _ = writeln!(o, "     {links}");
+                }
             }
         }
         if self.members.iter().any(|m| !m.voter) {
@@ -380,6 +408,14 @@ impl StatusReport {
                 self.transport.rejected
             );
         }
+        if self.transport.handshakes_refused > 0 {
+            let _ = writeln!(
+                o,
+                "! {} peer handshakes refused (wrong or old cluster key, older oneha): see \
+                 the agent's log",
+                self.transport.handshakes_refused
+            );
+        }
         o
     }
 }
@@ -408,9 +444,11 @@ mod tests {
             role: "frontend".into(),
             local: true,
             up: true,
+            direct: true,
             last_contact_ms: None,
             voter: true,
             resources,
+            links: vec![],
         }
     }
 
@@ -439,9 +477,24 @@ mod tests {
                     role: "frontend".into(),
                     local: false,
                     up: false,
+                    direct: false,
                     last_contact_ms: Some(4200),
                     voter: false,
                     resources: vec![],
+                    links: vec![
+                        LinkStatus {
+                            link: 1,
+                            address: "192.0.2.2:7400".into(),
+                            up: false,
+                            last_heard_ms: None,
+                        },
+                        LinkStatus {
+                            link: 2,
+                            address: "[2001:db8:2::2]:7400".into(),
+                            up: false,
+                            last_heard_ms: Some(4200),
+                        },
+                    ],
                 },
             ],
             group: GroupStatus {
@@ -473,12 +526,27 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("frontend*"), "{text}");
+        assert!(text.contains("\n     links 1:DOWN 2:DOWN\n"), "{text}");
+        let verbose = r.render_verbose();
+        assert!(
+            verbose.contains("link 1 192.0.2.2:7400  DOWN  last heard never")
+                && verbose.contains("link 2 [2001:db8:2::2]:7400  DOWN  last heard 4.2s ago"),
+            "{verbose}"
+        );
         assert!(
             text.contains("Group: started  owner a  generation 3  (b lost)"),
             "{text}"
         );
         assert!(text.contains("2 peer frames rejected"), "{text}");
         assert!(text.contains("! hello"), "{text}");
+        // Up only through another member (what failover counts as up): said as such.
+        let mut r = r;
+        r.members[1].up = true;
+        let text = r.render();
+        assert!(
+            text.contains("Relayed") && !text.contains("Offline"),
+            "{text}"
+        );
     }
 
     /// Long resource errors kept each member's line at about 500 characters, the same error

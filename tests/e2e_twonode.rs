@@ -255,3 +255,27 @@ fn one_way_partition_and_status_names_the_split_winner() {
     assert_eq!(c.one_owner_serves(T), owner);
     sampler.stop().assert_clean();
 }
+
+/// Issue 16: a one-way split where the owner still hears its peer but the peer has lost the
+/// owner. The peer gossips that it lost the owner, so the owner knows it is about to be
+/// fenced and fences first: the group never moves. (Before: the peer fenced the owner after
+/// its passive delay and took the group over.)
+#[test]
+fn one_way_split_the_owner_hears_the_peer_and_fences_first() {
+    let c = Cluster::start("tn_oneway_rev", opts());
+    let sampler = c.topo.sampler(c.vip());
+    let owner = c.wait_started(T).expect("started");
+    let passive = other(&owner);
+    // The owner's frames no longer reach the passive node; the passive node's still reach
+    // the owner (small keep-alives fit in the TCP window for many seconds).
+    c.topo.partition_one_way(c.node(&owner), c.node(passive));
+    assert!(
+        wait_until(T, || !c.node(passive).is_on()),
+        "the owner did not fence its peer first:\n{}",
+        c.agent_log(&owner)
+    );
+    assert!(c.node(&owner).is_on(), "the owner was fenced");
+    c.topo.heal_all();
+    assert_eq!(c.one_owner_serves(T), owner, "the group moved");
+    sampler.stop().assert_clean();
+}

@@ -292,6 +292,35 @@ async fn a_second_fake_continues_the_world_from_the_state_file() {
     let text = std::fs::read_to_string(&state).unwrap();
     let saved = World::parse(&text, "state", NOW).unwrap();
     assert!(saved.vm(0).is_some_and(|v| v.lock.is_none()));
+    // Both fakes' VM action calls are in the action log, the refused one too.
+    let log: Vec<(&str, i64, &str, bool)> = saved
+        .actions
+        .iter()
+        .map(|a| (a.method.as_str(), a.vm, a.what.as_str(), a.ok))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("one.vm.recover", 6, "3", true),
+            ("one.vm.action", 0, "resched", false)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_world_applies_an_action_before_it_answers() {
+    let mut w = test_world();
+    w.settings.action_delay_ms = 60_000;
+    let (fake, h) = fake_world(w, None).await;
+    // A client that gives up long before the answer: the change is made all the same.
+    let c = client(&fake.endpoint(), Duration::from_millis(300));
+    let e = call(&c, "one.vm.recover", &ints(&[6, 3])).await;
+    assert!(e.is_err(), "answered despite the delay: {e:?}");
+    assert_eq!(vm_state(&h, 6).0, 6, "VM 6 deleted");
+    assert_eq!(h.read(|x| x.actions.len()), 1);
+    // Reads are not delayed.
+    let c = client(&fake.endpoint(), Duration::from_secs(10));
+    call(&c, "one.vm.info", &ints(&[6])).await.unwrap();
 }
 
 #[test]

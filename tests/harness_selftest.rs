@@ -283,3 +283,42 @@ fn a_power_off_during_a_boot_kills_the_booting_node() {
         node.log("power.log")
     );
 }
+
+/// The back-to-back cable carries IPv6 between its two ends only, and each of its faults cuts
+/// it while the LAN still works.
+#[test]
+fn crossover_carries_traffic_and_its_faults_cut_only_it() {
+    let topo = Topology::new("crossover");
+    let a = topo.add_host("a", 1);
+    let b = topo.add_host("b", 2);
+    let c = topo.add_host("c", 3);
+    topo.add_crossover(&a, &b);
+    let ping = |from: &Host, to: String| from.exec(&["ping", "-c", "1", "-W", "1", &to]).ok();
+    let over_cable = || ping(&a, b.crossover_ip().to_string());
+    let over_lan = || ping(&a, b.ip().to_string());
+    assert!(
+        wait_until(Duration::from_secs(5), over_cable),
+        "cable works"
+    );
+    assert!(
+        !ping(&c, b.crossover_ip().to_string()),
+        "a third host has no way onto the cable"
+    );
+    a.set_crossover(false);
+    assert!(!over_cable(), "pulled cable");
+    assert!(over_lan(), "the LAN is not the cable");
+    a.set_crossover(true);
+    assert!(
+        wait_until(Duration::from_secs(5), over_cable),
+        "plugged back"
+    );
+    b.drop_crossover();
+    assert!(!over_cable(), "b hears nothing on the cable");
+    assert!(over_lan());
+    b.heal();
+    assert!(wait_until(Duration::from_secs(5), over_cable), "healed");
+    b.set_crossover_loss(100);
+    assert!(!over_cable(), "100% loss");
+    b.heal();
+    assert!(wait_until(Duration::from_secs(5), over_cable), "healed");
+}

@@ -56,6 +56,15 @@ fn host_for(case: &str) -> FixedHost {
             },
         ];
     }
+    if case == "altname" {
+        for (n, ip) in [
+            ("fe1.example.org", "192.0.2.11"),
+            ("fe2.example.org", "192.0.2.12"),
+            ("fe1-cross", "198.51.100.1"),
+        ] {
+            h.names.insert(n.into(), ip.parse().unwrap());
+        }
+    }
     h
 }
 
@@ -266,6 +275,46 @@ fn seed_with_fence_xvm() {
     assert_eq!(
         plugs,
         [("one-server1", Some("one1")), ("one-server2", Some("one2"))]
+    );
+}
+
+/// CMAN's redundant ring (`<altname>`) becomes the second link; names resolve as the
+/// clusternode names do, an unresolvable one is a placeholder to fill in.
+#[test]
+fn altname_becomes_the_second_link() {
+    let (cfg, out) = run_case("altname", false);
+    let links: Vec<Vec<String>> = cfg
+        .nodes
+        .iter()
+        .map(|n| n.addresses.iter().map(ToString::to_string).collect())
+        .collect();
+    assert_eq!(
+        links,
+        [
+            vec!["192.0.2.11:7400", "198.51.100.1:7400"],
+            vec!["192.0.2.12:7400", "192.0.2.1:7400"]
+        ]
+    );
+    let fill = out.notes.fill_in.join("\n");
+    assert!(
+        fill.contains("nodes[1].addresses[1]: fe2-cross does not resolve here"),
+        "{fill}"
+    );
+    let skipped = out.notes.untranslated.join("\n");
+    assert!(
+        skipped.contains("<altname port=\"5406\"> is corosync's ring setting"),
+        "{skipped}"
+    );
+    assert!(!skipped.contains("<altname> of clusternode"), "{skipped}");
+    // An address written as the altname is taken as it is.
+    let text = fixture("altname.conf").replace("fe2-cross", "198.51.100.2");
+    let out =
+        import::import(&text, &opts("altname", false), &host_for("altname")).expect("imports");
+    assert!(
+        out.yaml
+            .contains("      - \"198.51.100.2:7400\"  # 198.51.100.2 resolved here"),
+        "{}",
+        out.yaml
     );
 }
 

@@ -9,18 +9,45 @@ use super::Agent;
 use crate::cluster::node::RaftView;
 use crate::cluster::state::NodeId;
 use crate::config::{Config, Role};
+use crate::policy::liveness::Liveness;
 use crate::status::{
-    FenceLine, FencingStatus, GroupStatus, MemberStatus, RaftStatus, StatusReport,
+    FenceLine, FencingStatus, GroupStatus, LinkStatus, MemberStatus, RaftStatus, StatusReport,
     TransportCounters,
 };
 
 impl Agent {
+    /// Each link towards member `n`: up when a frame came on it within the peer timeout.
+    fn link_status(&self, n: &crate::config::NodeConfig, timeout_ms: u64) -> Vec<LinkStatus> {
+        self.links
+            .ages(n.id)
+            .into_iter()
+            .zip(&n.addresses)
+            .enumerate()
+            .map(|(k, (age, addr))| {
+                let ms = age.map(|a| a.as_millis() as u64);
+                LinkStatus {
+                    link: k + 1,
+                    address: addr.to_string(),
+                    up: ms.is_some_and(|ms| ms <= timeout_ms),
+                    last_heard_ms: ms,
+                }
+            })
+            .collect()
+    }
+
     /// Builds the status report from the current view.
     pub fn status(&self) -> StatusReport {
         let v: Arc<RaftView> = self.node.view();
         let local = self.local.lock().map(|l| l.clone()).unwrap_or_default();
-        let timeout_ms = self.peer_timeout().as_millis() as u64;
         let member_views = self.node.members();
+        let timers = self.cfg.timers();
+        let liveness = Liveness::derive(
+            self.me,
+            &member_views,
+            timers.lost_after(),
+            timers.lease(),
+            self.started.elapsed(),
+        );
         let contacts: HashMap<NodeId, _> = member_views.iter().map(|m| (m.id, m)).collect();
         let members: Vec<MemberStatus> = self
             .cfg
@@ -38,15 +65,21 @@ impl Agent {
                         Role::Witness => "witness".into(),
                     },
                     local: is_local,
-                    up: is_local || last.is_some_and(|ms| ms <= timeout_ms),
+                    up: liveness.live.contains(&n.id),
+                    direct: liveness.direct.contains(&n.id),
                     last_contact_ms: last,
                     voter: v.state.voters.contains(&n.id),
                     resources: if is_local {
                         local.resources.clone()
                     } else {
                         mv.and_then(|m| m.gossip.as_ref())
-                            .map(gossip_resources)
+                            .map(|g| g.resources.clone())
                             .unwrap_or_default()
+                    },
+                    links: if is_local {
+                        Vec::new()
+                    } else {
+                        self.link_status(n, timers.lost_after().as_millis() as u64)
                     },
                 }
             })
@@ -82,7 +115,7 @@ impl Agent {
             Some(o) => contacts
                 .get(&o)
                 .and_then(|m| m.gossip.as_ref())
-                .and_then(|g| g.get("held")?.as_str().map(str::to_string)),
+                .map(|g| g.held.clone()),
             None => None,
         };
         let recovering = owner_held
@@ -171,7 +204,7 @@ impl Agent {
             topology,
             quorum,
             raft: RaftStatus {
-                role: v.role.clone(),
+                role: v.role.as_str().to_string(),
                 term: v.term,
                 leader: v.leader.map(|l| self.node_name(l)),
                 commit: v.commit,
@@ -199,6 +232,8 @@ impl Agent {
                 frames_out: self.stats.frames_out.load(Ordering::Relaxed),
                 rejected: self.stats.rejected.load(Ordering::Relaxed),
                 dropped: self.stats.dropped.load(Ordering::Relaxed),
+                handshakes_refused: self.stats.handshakes_refused.load(Ordering::Relaxed),
+                unauth_refused: self.stats.unauth_refused.load(Ordering::Relaxed),
             },
             vm_ha: v
                 .state
@@ -230,20 +265,4 @@ pub fn topology_name(cfg: &Config) -> String {
     } else {
         format!("{fe} front-ends + {w} witness")
     }
-}
-
-fn gossip_resources(g: &serde_json::Value) -> Vec<(String, String)> {
-    g.get("resources")
-        .and_then(|r| r.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| {
-                    Some((
-                        e.get(0)?.as_str()?.to_string(),
-                        e.get(1)?.as_str()?.to_string(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }

@@ -1,27 +1,37 @@
-//! Peer authentication: the cluster key, and the HMAC that every peer frame carries.
-//!
-//! Each stream starts with a fresh random challenge from the server. Every frame the client
-//! sends carries `HMAC-SHA256(key, framing)` where the framing binds the challenge, the
-//! cluster name, sender and receiver ids, the frame's sequence number and its content, each
-//! length-prefixed. A frame is accepted only with a valid MAC and a sequence number one above
-//! the previous one, so frames cannot be forged, replayed (another stream has another
-//! challenge) or reordered.
+//! The cluster key: loading (private files only), generating, and deriving from it the keys
+//! the peer transport uses (HKDF-SHA256, one label per use, so the raw key is never used
+//! directly and a key derived for one use is useless for another).
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use hmac::{Hmac, Mac};
+use hkdf::Hkdf;
 use rand::RngCore;
 use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
-
-/// Length of a server challenge.
-pub const CHALLENGE_LEN: usize = 32;
 /// Key files shorter than this are refused.
 pub const MIN_KEY_LEN: usize = 16;
-const DOMAIN: &[u8] = b"oneha-peer-v1";
+/// HKDF salt for every key derived from the cluster key.
+const SALT: &[u8] = b"oneha cluster key v1";
+
+/// Exchanges the current and next key files atomically (`renameat2(RENAME_EXCHANGE)`), after
+/// checking that both are usable keys: the key rotation's promote step.
+pub fn swap_key_files(current: &Path, next: &Path) -> Result<(), KeyError> {
+    ClusterKey::load(current)?;
+    ClusterKey::load(next)?;
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        current,
+        nix::fcntl::AT_FDCWD,
+        next,
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    )
+    .map_err(|e| KeyError::Io {
+        path: current.display().to_string(),
+        source: std::io::Error::from(e),
+    })
+}
 
 /// The cluster key (never printed).
 #[derive(Clone)]
@@ -142,104 +152,36 @@ impl ClusterKey {
             })
     }
 
-    /// The MAC of one frame.
-    pub fn frame_mac(&self, f: &FrameParts<'_>) -> Vec<u8> {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        f.feed(&mut mac);
-        mac.finalize().into_bytes().to_vec()
+    /// 32 bytes derived from the key for one use, named by `label` (HKDF-SHA256).
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(SALT), &self.0)
+            .expand(label, &mut out)
+            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 length"));
+        out
     }
 
-    /// Checks a frame's MAC in constant time.
-    pub fn verify(&self, f: &FrameParts<'_>, tag: &[u8]) -> bool {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        f.feed(&mut mac);
-        mac.verify_slice(tag).is_ok()
+    /// A short public fingerprint (12 hex digits, derived, not part of the key) so operators
+    /// can compare keys across nodes without showing them.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(&self.derive(b"oneha key fingerprint")[..6])
     }
-}
-
-/// The authenticated content of a peer frame.
-pub struct FrameParts<'a> {
-    /// The server's challenge for this stream.
-    pub challenge: &'a [u8],
-    /// Cluster name.
-    pub cluster: &'a str,
-    /// Sender id.
-    pub from: u64,
-    /// Receiver id.
-    pub to: u64,
-    /// Sequence number in the stream.
-    pub seq: u64,
-    /// Raft messages (raft-rs encoding).
-    pub raft: &'a [Vec<u8>],
-    /// Sender's gossip.
-    pub gossip: &'a [u8],
-}
-
-impl FrameParts<'_> {
-    fn feed(&self, mac: &mut HmacSha256) {
-        let mut lp = |bytes: &[u8]| {
-            mac.update(&(bytes.len() as u64).to_le_bytes());
-            mac.update(bytes);
-        };
-        lp(DOMAIN);
-        lp(self.challenge);
-        lp(self.cluster.as_bytes());
-        lp(&self.from.to_le_bytes());
-        lp(&self.to.to_le_bytes());
-        lp(&self.seq.to_le_bytes());
-        lp(&(self.raft.len() as u64).to_le_bytes());
-        for m in self.raft {
-            lp(m);
-        }
-        lp(self.gossip);
-    }
-}
-
-/// A fresh random challenge.
-pub fn new_challenge() -> Vec<u8> {
-    let mut c = vec![0u8; CHALLENGE_LEN];
-    rand::rng().fill_bytes(&mut c);
-    c
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parts<'a>(challenge: &'a [u8], raft: &'a [Vec<u8>]) -> FrameParts<'a> {
-        FrameParts {
-            challenge,
-            cluster: "one",
-            from: 1,
-            to: 2,
-            seq: 7,
-            raft,
-            gossip: b"{}",
-        }
-    }
-
     #[test]
-    fn mac_binds_every_field() {
+    fn derived_keys_differ_by_label_and_key() {
         let key = ClusterKey::from_bytes(b"0123456789abcdef".to_vec());
-        let ch = new_challenge();
-        let raft = vec![b"m1".to_vec(), b"m2".to_vec()];
-        let tag = key.frame_mac(&parts(&ch, &raft));
-        assert!(key.verify(&parts(&ch, &raft), &tag));
-        // Another key, challenge, sequence number, or content: rejected.
         let other = ClusterKey::from_bytes(b"0123456789abcdeX".to_vec());
-        assert!(!other.verify(&parts(&ch, &raft), &tag));
-        assert!(!key.verify(&parts(&new_challenge(), &raft), &tag));
-        let mut p = parts(&ch, &raft);
-        p.seq = 8;
-        assert!(!key.verify(&p, &tag));
-        let mut p = parts(&ch, &raft);
-        p.to = 3;
-        assert!(!key.verify(&p, &tag));
-        let moved = vec![b"m1m".to_vec(), b"2".to_vec()];
-        assert!(!key.verify(&parts(&ch, &moved), &tag), "length prefixes");
-        assert!(!key.verify(&parts(&ch, &raft), &tag[..31]));
+        assert_eq!(key.derive(b"a"), key.derive(b"a"));
+        assert_ne!(key.derive(b"a"), key.derive(b"b"));
+        assert_ne!(key.derive(b"a"), other.derive(b"a"));
+        assert_ne!(key.fingerprint(), other.fingerprint());
+        assert_eq!(key.fingerprint().len(), 12);
+        assert!(!format!("{key:?}").contains("0123"));
     }
 
     #[test]
@@ -255,6 +197,23 @@ mod tests {
             again.to_string().contains("refusing to overwrite"),
             "{again}"
         );
+    }
+
+    #[test]
+    fn promote_swaps_current_and_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cur, next) = (dir.path().join("k"), dir.path().join("k.next"));
+        ClusterKey::generate(&cur).expect("generate");
+        let e = swap_key_files(&cur, &next).expect_err("no next key");
+        assert!(e.to_string().contains("k.next"), "{e}");
+        ClusterKey::generate(&next).expect("generate");
+        let (a, b) = (
+            ClusterKey::load(&cur).expect("load").fingerprint(),
+            ClusterKey::load(&next).expect("load").fingerprint(),
+        );
+        swap_key_files(&cur, &next).expect("swap");
+        assert_eq!(ClusterKey::load(&cur).expect("load").fingerprint(), b);
+        assert_eq!(ClusterKey::load(&next).expect("load").fingerprint(), a);
     }
 
     #[test]

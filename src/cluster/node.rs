@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use raft::RawNode;
 use tokio::sync::{oneshot, watch};
 
-pub use handle::{MemberView, NodeHandle, PeerTable, RaftView};
+pub use handle::{MemberView, NodeHandle, PeerTable, RaftRole, RaftView};
 
 use super::logger::raft_logger;
 use super::state::{Applied, Command, NodeId, ReplicatedState};

@@ -5,6 +5,7 @@
 //! happen). `oneha check-config` prints the effective config with defaults filled in.
 
 mod duration;
+mod links;
 mod locate;
 mod redact;
 mod timers;
@@ -17,6 +18,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use duration::{Dur, parse_duration};
+pub use links::MAX_LINKS;
+use links::NodeSpec;
 pub use locate::{Locator, locate};
 use redact::Redactor;
 pub use timers::{Profile, Timers, TimersConfig};
@@ -54,6 +57,10 @@ pub struct Config {
     /// The cluster key (`oneha keygen`), mode 0600, identical on every node.
     #[serde(default = "default_key_file")]
     pub key_file: PathBuf,
+    /// The next cluster key during a rotation (`oneha keygen --next`), accepted alongside
+    /// `key_file`; default: `key_file` with `.next` appended. A missing file is normal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_key_file: Option<PathBuf>,
     /// The admin API's unix socket (root only).
     #[serde(default = "default_admin_socket")]
     pub admin_socket: PathBuf,
@@ -99,21 +106,22 @@ fn default_admin_socket() -> PathBuf {
     PathBuf::from("/run/oneha/admin.sock")
 }
 
-/// One cluster member.
+/// One cluster member (written as a [`NodeSpec`]: `address` or `addresses`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "NodeSpec", into = "NodeSpec")]
 pub struct NodeConfig {
     /// Name, as operators type it (`oneha relocate --to NAME`).
     pub name: String,
     /// Raft id: a positive number, unique, never reused for another machine.
     pub id: u64,
-    /// Peer address `IP:PORT` the other agents connect to.
+    /// Peer address `IP:PORT` of the first link (`addresses[0]`).
     pub address: SocketAddr,
+    /// Every link's peer address `IP:PORT`, the first link first (one entry when the file
+    /// gives `address`): the other agents connect to each.
+    pub addresses: Vec<SocketAddr>,
     /// `frontend` (may run the group) or `witness` (votes only).
-    #[serde(default)]
     pub role: Role,
     /// Lower runs the group first (rgmanager's failover domain priority). Default: list order.
-    #[serde(default)]
     pub priority: Option<u32>,
 }
 
@@ -129,6 +137,14 @@ pub enum Role {
 }
 
 impl Config {
+    /// The next cluster key's path: `next_key_file`, else `key_file` + `.next`.
+    pub fn next_key_file(&self) -> PathBuf {
+        self.next_key_file.clone().unwrap_or_else(|| {
+            let mut p = self.key_file.clone().into_os_string();
+            p.push(".next");
+            PathBuf::from(p)
+        })
+    }
     /// The member with this name.
     pub fn node(&self, name: &str) -> Option<&NodeConfig> {
         self.nodes.iter().find(|n| n.name == name)
@@ -317,6 +333,7 @@ pub fn warnings(c: &Config) -> Vec<String> {
             )
         })
         .collect();
+    w.extend(links::warnings(c));
     w.extend(c.resources.warnings());
     w
 }
@@ -391,7 +408,6 @@ fn validate(c: &Config, p: &mut Problems) {
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut ids: HashMap<u64, usize> = HashMap::new();
-    let mut addrs: HashMap<SocketAddr, usize> = HashMap::new();
     for (i, n) in c.nodes.iter().enumerate() {
         if n.name.is_empty() || n.name.contains(char::is_whitespace) {
             p.push(
@@ -420,22 +436,8 @@ fn validate(c: &Config, p: &mut Problems) {
                 ),
             );
         }
-        if let Some(j) = addrs.insert(n.address, i) {
-            p.push(
-                format!("nodes[{i}].address"),
-                format!(
-                    "duplicate address {} (also nodes[{j}]); each node needs its own",
-                    n.address
-                ),
-            );
-        }
-        if n.address.port() == 0 {
-            p.push(
-                format!("nodes[{i}].address"),
-                "expected a port other than 0",
-            );
-        }
     }
+    links::validate(c, p);
     let frontends = c.nodes.iter().filter(|n| n.role == Role::Frontend).count();
     if frontends < 2 {
         p.push(
@@ -511,6 +513,12 @@ fn validate(c: &Config, p: &mut Problems) {
         );
     } else if let Err(e) = crate::cluster::auth::check_private(&c.key_file) {
         p.push("key_file", e.to_string());
+    }
+    let next = c.next_key_file();
+    if next.exists()
+        && let Err(e) = crate::cluster::auth::check_private(&next)
+    {
+        p.push("next_key_file", e.to_string());
     }
     c.resources.validate(c, p);
     c.fencing.validate(c, p);

@@ -359,6 +359,26 @@ fn readable_cluster_key_is_refused() {
     assert!(e.0[0].message.contains("chmod 600"), "{e}");
 }
 
+/// The next key of a rotation: optional (default path `key_file` + `.next`); when present it
+/// must be private like the current one.
+#[test]
+fn next_key_file_defaults_beside_the_key_and_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let key = key_file();
+    let c = parse(Path::new("c.yaml"), &with_key(BASE, &key)).expect("no next key is fine");
+    let next = c.next_key_file();
+    assert_eq!(
+        next.display().to_string(),
+        format!("{}.next", key.path().display())
+    );
+    std::fs::write(&next, [1u8; 32]).expect("write");
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let e = parse(Path::new("c.yaml"), &with_key(BASE, &key)).expect_err("readable next key");
+    std::fs::remove_file(&next).expect("rm");
+    assert_eq!(e.0[0].key, "next_key_file");
+    assert!(e.0[0].message.contains("chmod 600"), "{e}");
+}
+
 #[test]
 fn frontends_without_fence_levels_are_warned_about() {
     let key = key_file();
@@ -399,5 +419,117 @@ nodes:
     assert_eq!(
         hosts(&format!("{domain}    restricted: false\n")),
         vec![3, 1, 2]
+    );
+}
+
+/// Two front-ends with two links each (LAN and a back-to-back cable, IPv6 on the cable).
+const TWO_LINKS: &str = "\
+cluster: opennebula
+key_file: {KEY}
+two_node: true
+nodes:
+  - name: a
+    id: 1
+    addresses: [192.0.2.11:7400, \"[2001:db8:2::1]:7400\"]
+  - name: b
+    id: 2
+    addresses: [192.0.2.12:7400, \"[2001:db8:2::2]:7400\"]
+";
+
+#[test]
+fn addresses_give_several_links_and_print_back() {
+    let key = key_file();
+    let c = parse(Path::new("x.yaml"), &with_key(TWO_LINKS, &key)).expect("valid");
+    assert_eq!(c.nodes[0].addresses.len(), 2);
+    assert_eq!(c.nodes[0].address, "192.0.2.11:7400".parse().unwrap());
+    assert_eq!(
+        c.nodes[1].addresses[1],
+        "[2001:db8:2::2]:7400".parse().unwrap()
+    );
+    assert!(warnings(&c).iter().all(|w| !w.contains("links")));
+    let yaml = c.to_yaml();
+    assert!(yaml.contains("addresses:"), "{yaml}");
+    assert!(yaml.contains("'[2001:db8:2::1]:7400'") || yaml.contains("[2001:db8:2::1]:7400"));
+    // What check-config prints parses again to the same links.
+    let again = parse(Path::new("x.yaml"), &yaml).expect("printed config parses");
+    assert_eq!(again.nodes[1].addresses, c.nodes[1].addresses);
+    // One link prints as `address`, as before.
+    let one = parse(Path::new("x.yaml"), &with_key(BASE, &key)).expect("valid");
+    assert_eq!(one.nodes[0].addresses, vec![one.nodes[0].address]);
+    let yaml = one.to_yaml();
+    assert!(yaml.contains("address: 192.0.2.11:7400") && !yaml.contains("addresses"));
+}
+
+#[test]
+fn address_and_addresses_together_are_refused() {
+    let text = TWO_LINKS.replace("    id: 2\n", "    id: 2\n    address: 192.0.2.12:7400\n");
+    let e = one_error(&text);
+    assert_eq!(e.key, "nodes[1]");
+    assert!(e.message.contains("both `address` and `addresses`"), "{e}");
+}
+
+#[test]
+fn a_node_without_any_address_or_with_an_empty_list_is_refused() {
+    let e = one_error(&TWO_LINKS.replace(
+        "    addresses: [192.0.2.12:7400, \"[2001:db8:2::2]:7400\"]\n",
+        "",
+    ));
+    assert!(e.message.contains("node `b` has no peer address"), "{e}");
+    let e = one_error(&TWO_LINKS.replace("[192.0.2.12:7400, \"[2001:db8:2::2]:7400\"]", "[]"));
+    assert!(e.message.contains("empty `addresses` list"), "{e}");
+}
+
+#[test]
+fn link_addresses_duplicate_port_zero_and_too_many() {
+    // The cable address of b is a's; a lists its LAN address twice; port 0.
+    let text = TWO_LINKS
+        .replace("\"[2001:db8:2::2]:7400\"", "\"[2001:db8:2::1]:7400\"")
+        .replace(
+            "[192.0.2.11:7400, \"[2001:db8:2::1]:7400\"]",
+            "[192.0.2.11:7400, \"[2001:db8:2::1]:7400\", 192.0.2.11:7400, 192.0.2.31:0]",
+        );
+    let v = errors(&text);
+    let got: Vec<(&str, &str)> = v
+        .iter()
+        .map(|e| (e.key.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(v.len(), 3, "{got:#?}");
+    assert_eq!(v[0].key, "nodes[0].addresses[2]");
+    assert!(
+        v[0].message.contains("also link 1 of this node"),
+        "{got:#?}"
+    );
+    assert_eq!(v[1].key, "nodes[0].addresses[3]");
+    assert!(v[1].message.contains("port other than 0"));
+    assert_eq!(v[2].key, "nodes[1].addresses[1]");
+    assert!(
+        v[2].message
+            .contains("duplicate address [2001:db8:2::1]:7400 (also nodes[0])")
+    );
+    assert_eq!(v[2].line, Some(10));
+    let nine: Vec<String> = (1..=9)
+        .map(|i| format!("192.0.2.{}:7400", 40 + i))
+        .collect();
+    let e = one_error(&TWO_LINKS.replace(
+        "[192.0.2.11:7400, \"[2001:db8:2::1]:7400\"]",
+        &format!("[{}]", nine.join(", ")),
+    ));
+    assert_eq!(e.key, "nodes[0].addresses");
+    assert!(e.message.contains("at most 8 links, found 9"), "{e}");
+}
+
+#[test]
+fn different_link_counts_are_allowed_with_a_warning() {
+    let key = key_file();
+    let text = TWO_LINKS.replace(
+        "[192.0.2.12:7400, \"[2001:db8:2::2]:7400\"]",
+        "[192.0.2.12:7400]",
+    );
+    let c = parse(Path::new("x.yaml"), &with_key(&text, &key)).expect("valid");
+    let w = warnings(&c);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("different numbers of links (a 2, b 1)")),
+        "{w:#?}"
     );
 }

@@ -10,7 +10,8 @@ use super::{ControlMsg, Loop};
 use crate::cluster::node::{Event, now_ms};
 use crate::cluster::state::{Command, FenceRecord, NodeId};
 use crate::fence::Action as FenceAction;
-use crate::policy::Held;
+use crate::policy::timing::fence_retry_after;
+use crate::policy::{self, Action, Held};
 
 impl Loop {
     pub(super) fn fence(&mut self, target: NodeId, epoch: u64, action: FenceAction) {
@@ -91,12 +92,12 @@ impl Loop {
                 0,
                 String::new(),
             ));
-            let mut backoff = Duration::from_secs(1 << fails.min(5));
-            // Two-node: the passive side keeps its handicap on every retry, so that when
-            // the fence device comes back during a split the active side still wins.
-            if self.ctx.cfg.two_node && !matches!(self.held, Held::Running(_)) {
-                backoff += self.ctx.cfg.fencing.passive_delay.get();
-            }
+            let backoff = fence_retry_after(
+                fails,
+                self.ctx.cfg.two_node,
+                matches!(self.held, Held::Running(_)),
+                self.ctx.cfg.fencing.passive_delay.get(),
+            );
             self.fence_retry.insert(
                 target,
                 (
@@ -169,20 +170,16 @@ impl Loop {
         } else {
             epoch
         };
-        if self.ctx.cfg.two_node && view.state.voters != [self.ctx.me] {
-            let peer_up = self.ctx.node.members().iter().any(|m| {
-                m.id == target
-                    && m.last_contact_ms
-                        .is_some_and(|ms| u128::from(ms) < heard_within.as_millis())
-            });
-            if peer_up {
-                tracing::error!(
-                    "{} was heard from within the last {} ms, although confirmed off: not \
-                     continuing as the single voter",
-                    self.ctx.node_name(target),
-                    heard_within.as_millis()
-                );
-            } else {
+        let last_contact = self
+            .ctx
+            .node
+            .members()
+            .iter()
+            .find(|m| m.id == target)
+            .and_then(|m| m.last_contact_ms);
+        match policy::continue_alone(&self.pcfg, &view.state, target, last_contact, heard_within) {
+            None => {}
+            Some(Action::ForceSingleVoter) => {
                 let (reply, rx) = oneshot::channel();
                 if self
                     .ctx
@@ -202,6 +199,7 @@ impl Loop {
                     }
                 }
             }
+            Some(other) => tracing::error!("{}", notice_text(&other)),
         }
         let rec = self.record(target, epoch, method, action, true, detail);
         self.journal(rec).await;
@@ -281,5 +279,13 @@ impl Loop {
                 }
             }
         }
+    }
+}
+
+/// The text of a notice (other actions as their debug form).
+fn notice_text(a: &Action) -> String {
+    match a {
+        Action::Notice(n) => n.clone(),
+        other => format!("{other:?}"),
     }
 }

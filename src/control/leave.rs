@@ -1,4 +1,6 @@
-//! Graceful leave on SIGTERM: hand the group over so nobody needs to fence this node.
+//! Leaving on SIGTERM: for `systemctl restart oneha`, keep the group running and tell the
+//! peers; otherwise hand the group over so nobody needs to fence this node
+//! (`policy::exit`).
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +10,7 @@ use super::Loop;
 use crate::cluster::state::Command;
 use crate::executor::Done;
 use crate::policy::Held;
+use crate::policy::exit::{ExitPlan, exit_plan};
 
 impl Loop {
     /// Graceful leave: if this node runs the group, hand it over (relocate) or at least
@@ -18,6 +21,21 @@ impl Loop {
         }
         let view = self.ctx.node.view();
         let me = self.ctx.me;
+        let restart = match crate::own_job::own_job(Duration::from_secs(1)).await {
+            Ok(job) => {
+                tracing::info!(unit = %job.unit, job = ?job.job_type, "told to stop");
+                job.is_restart()
+            }
+            Err(e) => {
+                tracing::debug!("cannot tell a restart from a stop ({e}): handing over");
+                false
+            }
+        };
+        let owner_is_me = view.state.group.owner == Some(me);
+        if exit_plan(restart, &self.held, self.busy, owner_is_me) == ExitPlan::KeepRunning {
+            self.announce_restart().await;
+            return;
+        }
         let stop_total: Duration = self
             .ctx
             .cfg
@@ -71,5 +89,18 @@ impl Loop {
             }
             tracing::info!("group stopped and released before exit");
         }
+    }
+
+    /// A restart in place: gossip `restarting` for two keep-alive intervals (every link
+    /// carries it at least once), then exit with the group still running here.
+    async fn announce_restart(&mut self) {
+        tracing::info!(
+            "restarting in place: the group keeps running here; the restarted agent adopts it"
+        );
+        self.exit_restart = true;
+        self.publish();
+        let t = self.ctx.cfg.timers();
+        let keepalive = t.heartbeat().max(t.lost_after() / 4);
+        tokio::time::sleep(keepalive * 2).await;
     }
 }

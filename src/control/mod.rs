@@ -17,12 +17,14 @@ mod outcomes;
 
 pub use context::{Context, survivor_marker};
 
-use crate::cluster::node::Event;
+use crate::cluster::gossip::Gossip;
+use crate::cluster::node::{Event, RaftRole};
 use crate::cluster::state::{Command, NodeId, ReplicatedState};
 use crate::config::Role;
 use crate::executor::{Done, Executor};
 use crate::fence::{Action as FenceAction, Fencer};
-use crate::policy::{self, Action, Held, PolicyConfig};
+use crate::policy::timing::{PowerHint, retry_backoff};
+use crate::policy::{self, Action, Held, PolicyConfig, RestartCause};
 use crate::resources::Group;
 
 /// Requests from the admin API that need the control loop.
@@ -89,6 +91,9 @@ struct Loop {
     recently_fenced: HashMap<NodeId, Instant>,
     /// An in-place restart (recovery) is running.
     restarting: bool,
+    /// This agent is exiting for a restart of its unit and leaves the group running
+    /// (gossiped as `restarting`).
+    exit_restart: bool,
     /// When nothing is pending, the loop sleeps until the next liveness deadline instead of
     /// waking every tick (see `observations`).
     next_wake: Duration,
@@ -96,6 +101,8 @@ struct Loop {
     takeover_since: HashMap<u64, Instant>,
     /// Members this node hears itself (gossiped to the others).
     direct_live: Vec<NodeId>,
+    /// Members this node heard since it started and has lost now (gossiped).
+    lost_now: Vec<NodeId>,
     in_flight: HashSet<String>,
     prop_done: mpsc::UnboundedSender<String>,
     claims: mpsc::UnboundedSender<(u64, Result<(), String>)>,
@@ -110,8 +117,8 @@ struct Loop {
     /// A start of this generation failed here and its `StartFailed` is not applied yet.
     failed_start: Option<(u64, Instant)>,
     /// Two-node: the lost peer's power state as its fence device reported it during this
-    /// loss (`None`: not asked yet; `Some(None)`: asked, in flight or no answer).
-    peer_hint: Option<Option<bool>>,
+    /// loss.
+    peer_hint: PowerHint,
     /// What was held before a claim, to return to if the claim fails.
     claim_prev: Held,
     states: Vec<(String, String)>,
@@ -162,8 +169,10 @@ pub async fn run(
         recently_fenced: HashMap::new(),
         takeover_since: HashMap::new(),
         restarting: false,
+        exit_restart: false,
         next_wake: Duration::ZERO,
         direct_live: Vec::new(),
+        lost_now: Vec::new(),
         in_flight: HashSet::new(),
         prop_done: prop_tx,
         claims: claim_tx,
@@ -173,7 +182,7 @@ pub async fn run(
         syncing: false,
         started_at: Instant::now(),
         failed_start: None,
-        peer_hint: None,
+        peer_hint: PowerHint::NotAsked,
         claim_prev: Held::Stopped,
         states: Vec::new(),
         notices: Vec::new(),
@@ -228,8 +237,8 @@ pub async fn run(
                 if hint == Some(false) {
                     tracing::warn!(node, "the lost peer's fence device reports it powered off");
                 }
-                if l.peer_hint.is_some() {
-                    l.peer_hint = Some(hint);
+                if l.peer_hint != PowerHint::NotAsked {
+                    l.peer_hint = hint.map_or(PowerHint::Unknown, PowerHint::Powered);
                 }
             }
         }
@@ -293,6 +302,7 @@ fn policy_config(ctx: &Context) -> PolicyConfig {
         restart_window: cfg.resources.restart_expire_time.get(),
         release_timeout: stop_total + timers.lost_after() + Duration::from_secs(2),
         lease: timers.lease(),
+        witness: cfg.node(&ctx.name).is_some_and(|n| n.role == Role::Witness),
     }
 }
 
@@ -300,22 +310,15 @@ impl Loop {
     fn witness_turn(&mut self) {
         let view = self.ctx.node.view();
         // Always observe: the liveness this node sees is gossiped to the others.
-        let obs = self.observations(&view.state, view.role == "leader");
-        if view.role != "leader" {
+        let obs = self.observations(&view.state, view.role == RaftRole::Leader);
+        if view.role != RaftRole::Leader {
             return;
         }
-        // A witness leads like anyone else but never runs or fences.
+        // A witness leads like anyone else; the policy never has it run, stop or fence.
         let actions = policy::decide(&self.pcfg, &view.state, &obs);
         self.notices.clear();
         for a in actions {
-            match a {
-                Action::Propose(cmd) => self.propose(cmd),
-                Action::AddVoter(id) => {
-                    let _ = self.ctx.node.send(Event::AddVoter(id));
-                }
-                Action::Notice(n) => self.notices.push(n),
-                _ => {}
-            }
+            self.act(a, &view.state);
         }
     }
 
@@ -336,7 +339,7 @@ impl Loop {
                 .entry(g.generation)
                 .or_insert_with(Instant::now);
         }
-        let obs = self.observations(&view.state, view.role == "leader");
+        let obs = self.observations(&view.state, view.role == RaftRole::Leader);
         crate::events::quorum_seen(self.ctx.cfg.two_node, &view.state.voters, |v| {
             obs.within_lease.contains(v)
         });
@@ -384,9 +387,7 @@ impl Loop {
             }
         }
         let now = Instant::now();
-        let (at, tries) = *self
-            .stop_retry
-            .get_or_insert((now + Duration::from_secs(1), 0));
+        let (at, tries) = *self.stop_retry.get_or_insert((now + retry_backoff(0), 0));
         if now < at {
             self.notices.push(format!(
                 "the group's stop failed; trying again in {:.0}s ({reason})",
@@ -395,7 +396,7 @@ impl Loop {
             return false;
         }
         let tries = tries + 1;
-        self.stop_retry = Some((now + Duration::from_secs(1 << tries.min(5)), tries));
+        self.stop_retry = Some((now + retry_backoff(tries), tries));
         true
     }
 
@@ -429,7 +430,7 @@ impl Loop {
                     let _ = tx.send((generation, r));
                 });
             }
-            Action::Stop { reason, .. } => {
+            Action::Stop { reason } => {
                 if !self.may_stop_again(&reason) {
                     return;
                 }
@@ -439,12 +440,13 @@ impl Loop {
                 self.held = Held::Stopping;
                 self.ex.stop();
             }
-            Action::Restart(reason) => {
-                tracing::warn!("restarting the group in place: {reason}");
-                if reason.starts_with("restart requested") {
-                    self.restarts_served = Some(st.group.restart_requests);
-                } else {
-                    self.restarts.push_back(Instant::now());
+            Action::Restart(cause) => {
+                tracing::warn!("restarting the group in place: {cause}");
+                match cause {
+                    RestartCause::Operator => {
+                        self.restarts_served = Some(st.group.restart_requests)
+                    }
+                    RestartCause::Monitor { .. } => self.restarts.push_back(Instant::now()),
                 }
                 self.monitor_failed.clear();
                 self.busy = true;
@@ -453,6 +455,7 @@ impl Loop {
                 self.ex.restart(st.group.generation);
             }
             Action::Fence { target, epoch } => self.fence(target, epoch, FenceAction::Off),
+            // Emitted by `policy::continue_alone` only, which `confirmed_fence` carries out.
             Action::ForceSingleVoter => {}
             Action::AddVoter(id) => {
                 tracing::info!(node = id, "re-admitting the fenced peer as a voter");
@@ -511,16 +514,18 @@ impl Loop {
             notices: self.notices.clone(),
             forced_wait_for_all: self.forced_wfa,
         };
-        let gossip = serde_json::json!({
-            "name": self.ctx.name,
-            "held": status.held,
-            "resources": status.resources,
-            "live": self.direct_live,
-        });
+        let gossip = Gossip {
+            name: self.ctx.name.clone(),
+            held: status.held.clone(),
+            resources: status.resources.clone(),
+            live: self.direct_live.clone(),
+            lost: self.lost_now.clone(),
+            restarting: self.exit_restart,
+        };
         if let Ok(mut l) = self.local.lock() {
             *l = status;
         }
-        let bytes = serde_json::to_vec(&gossip).unwrap_or_default();
+        let bytes = gossip.encode();
         self.ctx.gossip.send_if_modified(|cur| {
             if *cur != bytes {
                 *cur = bytes;

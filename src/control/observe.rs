@@ -1,49 +1,48 @@
 //! Observations: what this node sees now (liveness, its own hold, timers), for the policy.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::Loop;
 use crate::cluster::state::ReplicatedState;
 use crate::policy::Observations;
+use crate::policy::exit::in_restart_grace;
+use crate::policy::liveness::{Liveness, lost_for};
+use crate::policy::timing::{
+    FENCE_HOLD_OFF, PowerHint, fence_allowed, peer_fence_delay, start_failure_pending,
+};
 
 impl Loop {
     pub(super) fn observations(&mut self, st: &ReplicatedState, leader: bool) -> Observations {
         let ctx = &self.ctx;
         let timers = ctx.cfg.timers();
-        let lost_after = timers.lost_after().as_millis() as u64;
-        let lease = timers.lease().as_millis() as u64;
+        let lost_after = timers.lost_after();
         let members = ctx.node.members();
-        let mut live = BTreeSet::from([ctx.me]);
-        let mut within_lease = BTreeSet::from([ctx.me]);
-        for m in &members {
-            if let Some(ms) = m.last_contact_ms {
-                if ms <= lost_after {
-                    live.insert(m.id);
-                }
-                if ms <= lease {
-                    within_lease.insert(m.id);
-                }
-            }
-        }
-        self.direct_live = live.iter().copied().collect();
-        // A member another live member still hears is alive, even if this node cannot
-        // reach it (a partition between two nodes that both reach the witness).
-        let mut live_via_others = BTreeSet::new();
-        for m in &members {
-            if !live.contains(&m.id) {
-                continue;
-            }
-            if let Some(ids) = m
-                .gossip
-                .as_ref()
-                .and_then(|g| g.get("live"))
-                .and_then(|v| v.as_array())
-            {
-                live_via_others.extend(ids.iter().filter_map(|v| v.as_u64()));
-            }
-        }
-        live.extend(live_via_others);
+        let liveness = Liveness::derive(
+            ctx.me,
+            &members,
+            lost_after,
+            timers.lease(),
+            self.started_at.elapsed(),
+        );
+        self.direct_live = liveness.direct.iter().copied().collect();
+        // Members heard since this agent started and silent now: what this node would act
+        // on (gossiped, so that a peer that still hears this node learns it is lost here).
+        self.lost_now = members
+            .iter()
+            .filter(|m| m.last_contact_ms.is_some() && !liveness.direct.contains(&m.id))
+            .map(|m| m.id)
+            .collect();
+        // Members silent now whose last word was a restart of their agent in place.
+        let restarting = members
+            .iter()
+            .filter(|m| {
+                in_restart_grace(
+                    m.gossip.as_ref().is_some_and(|g| g.restarting),
+                    lost_for(m.last_contact_ms, lost_after),
+                )
+            })
+            .map(|m| m.id)
+            .collect();
         let now = Instant::now();
         // How long each blocker of the current generation has had to release.
         let g = &st.group;
@@ -56,15 +55,29 @@ impl Loop {
         }
         self.waiting_since
             .retain(|(gen_, _), _| *gen_ == g.generation);
-        // Nodes just fenced are not fenced again before the journal shows it.
+        // Nodes whose fence failed wait for their retry; nodes just fenced are left alone.
         self.recently_fenced
-            .retain(|_, at| now.duration_since(*at) < Duration::from_secs(10));
+            .retain(|_, at| now.duration_since(*at) < FENCE_HOLD_OFF);
         let fence_backoff = self
             .fence_retry
             .iter()
-            .filter(|(_, (at, _, _))| *at > now)
-            .map(|(n, _)| *n)
-            .chain(self.recently_fenced.keys().copied())
+            .map(|(n, (at, _, _))| (*n, Some(at.saturating_duration_since(now))))
+            .chain(self.recently_fenced.keys().map(|n| (*n, None)))
+            .filter(|(n, retry_in)| {
+                let ago = self
+                    .recently_fenced
+                    .get(n)
+                    .map(|at| now.duration_since(*at));
+                let heard_since = ago.is_some_and(|ago| {
+                    members.iter().any(|m| {
+                        m.id == *n
+                            && m.last_contact_ms
+                                .is_some_and(|ms| u128::from(ms) < ago.as_millis())
+                    })
+                });
+                !fence_allowed(*retry_in, ago, heard_since)
+            })
+            .map(|(n, _)| n)
             .collect();
         let window = self.pcfg.restart_window;
         while self
@@ -77,11 +90,16 @@ impl Loop {
         let peer = self.pcfg.members.iter().copied().find(|&m| m != ctx.me);
         let peer_lost_for = peer.and_then(|p| {
             let last = members.iter().find(|m| m.id == p)?.last_contact_ms;
-            match last {
-                Some(ms) if ms <= lost_after => None,
-                Some(ms) => Some(Duration::from_millis(ms - lost_after)),
-                None => Some(Duration::MAX),
-            }
+            lost_for(last, lost_after)
+        });
+        // The peer is heard now and its gossip says it has lost this node: a one-way split.
+        let peer_lost_me = peer.is_some_and(|p| {
+            liveness.direct.contains(&p)
+                && members
+                    .iter()
+                    .find(|m| m.id == p)
+                    .and_then(|m| m.gossip.as_ref())
+                    .is_some_and(|g| g.lost.contains(&ctx.me))
         });
         // Two-node: while the peer is lost, ask its fence device once whether it is already
         // off; if so, the passive side need not wait its handicap.
@@ -91,27 +109,27 @@ impl Loop {
                     && ctx.cfg.fencing.check_peer_power
                     && (ctx.node.seen_all() || self.forced_wfa) =>
             {
-                if self.peer_hint.is_none()
+                if self.peer_hint == PowerHint::NotAsked
                     && let Some(f) = self.ex.fencer_arc()
                 {
-                    self.peer_hint = Some(None);
+                    self.peer_hint = PowerHint::Unknown;
                     let (name, tx) = (ctx.node_name(p), self.hints.clone());
                     tokio::spawn(async move {
                         let _ = tx.send((p, f.power_hint(&name).await));
                     });
                 }
             }
-            _ => self.peer_hint = None,
+            _ => self.peer_hint = PowerHint::NotAsked,
         }
-        let peer_fence_delay = if self.peer_hint == Some(Some(false)) {
-            Duration::ZERO
-        } else {
-            ctx.cfg.fencing.passive_delay.get()
-                + match (self.ex.fencer(), peer) {
-                    (Some(f), Some(p)) => f.delay(&ctx.node_name(p)),
-                    _ => Duration::ZERO,
-                }
+        let device_delay = match (self.ex.fencer(), peer) {
+            (Some(f), Some(p)) => f.delay(&ctx.node_name(p)),
+            _ => Duration::ZERO,
         };
+        let peer_fence_delay = peer_fence_delay(
+            self.peer_hint,
+            ctx.cfg.fencing.passive_delay.get(),
+            device_delay,
+        );
         // Steady (everyone heard, nothing in flight, nothing waited for): sleep until the
         // first moment a member could turn lost or out of lease; otherwise every tick.
         let steady = self.synced
@@ -125,6 +143,10 @@ impl Loop {
             && self.fence_retry.is_empty()
             && self.direct_live.len() == members.len() + 1;
         self.next_wake = if steady {
+            let (lost_after, lease) = (
+                lost_after.as_millis() as u64,
+                timers.lease().as_millis() as u64,
+            );
             let mut next = lost_after;
             for ms in members.iter().filter_map(|m| m.last_contact_ms) {
                 for limit in [lost_after, lease] {
@@ -141,8 +163,8 @@ impl Loop {
         let served = *self.restarts_served.get_or_insert(g.restart_requests);
         Observations {
             leader,
-            live,
-            within_lease,
+            live: liveness.live,
+            within_lease: liveness.within_lease,
             seen_all: ctx.node.seen_all() || self.forced_wfa,
             held: self.held.clone(),
             busy: self.busy,
@@ -153,6 +175,7 @@ impl Loop {
             waiting,
             fence_backoff,
             peer_lost_for,
+            peer_lost_me,
             peer_fence_delay,
             synced: self.synced,
             start_failure_pending: self.start_failure_pending(g),
@@ -161,25 +184,24 @@ impl Loop {
             } else {
                 self.started_at.elapsed()
             },
+            restarting,
         }
     }
 
     /// A start of the current generation failed here and the cluster has not applied the
-    /// report yet (bounded: a report that never commits stops blocking after 10 s).
+    /// report yet (see [`start_failure_pending`]).
     fn start_failure_pending(&mut self, g: &crate::cluster::state::GroupState) -> bool {
-        let me = self.ctx.me;
-        match self.failed_start {
-            Some((generation, at))
-                if generation == g.generation
-                    && !g.start_failed.contains_key(&me)
-                    && at.elapsed() < Duration::from_secs(10) =>
-            {
-                true
-            }
-            _ => {
-                self.failed_start = None;
-                false
-            }
+        let failed = self
+            .failed_start
+            .map(|(generation, at)| (generation, at.elapsed()));
+        let pending = start_failure_pending(
+            failed,
+            g.generation,
+            g.start_failed.contains_key(&self.ctx.me),
+        );
+        if !pending {
+            self.failed_start = None;
         }
+        pending
     }
 }

@@ -316,7 +316,9 @@ fn fuzz_found_lossy_names_are_cut_at_a_character_boundary() {
     let rec: &[u8] = include_bytes!("testdata/fuzz-host-record-lossy.bin");
     let h = decode_host_record(rec).unwrap().expect("an entry");
     assert!(h.domain.len() > DOMAIN_MAX, "{}", h.domain.len());
-    let again = decode_host_record(&encode_host_record(&h)).unwrap().expect("an entry");
+    let again = decode_host_record(&encode_host_record(&h))
+        .unwrap()
+        .expect("an entry");
     assert!(h.domain.starts_with(&again.domain) && h.uuid.starts_with(&again.uuid));
     assert!(again.domain.len() <= DOMAIN_MAX);
     // Cut once, it is stable.
@@ -328,7 +330,9 @@ fn fuzz_found_lossy_names_are_cut_at_a_character_boundary() {
         uuid: "é".repeat(40),
         state: PowerState::On,
     };
-    let cut = decode_host_record(&encode_host_record(&long)).unwrap().expect("an entry");
+    let cut = decode_host_record(&encode_host_record(&long))
+        .unwrap()
+        .expect("an entry");
     assert_eq!(cut.domain, "a".repeat(62));
     assert_eq!(cut.uuid, "é".repeat(31));
     let line = crate::fence::cli::host_line(&h);

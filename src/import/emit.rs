@@ -115,7 +115,19 @@ pub fn emit(plan: &Plan) -> String {
     for n in &plan.nodes {
         let _ = writeln!(o, "  - name: {}", yaml_str(&n.name));
         line(&mut o, 4, "id", &n.id.to_string(), None);
-        noted(&mut o, 4, "address", &n.address, |s| yaml_str(s));
+        match &n.alt {
+            None => noted(&mut o, 4, "address", &n.address, |s| yaml_str(s)),
+            Some(alt) => {
+                o.push_str("    addresses:\n");
+                for a in [&n.address, alt] {
+                    let _ = write!(o, "      - {}", yaml_str(&a.value));
+                    if let Some(note) = &a.note {
+                        let _ = write!(o, "  # {}", comment_text(note));
+                    }
+                    o.push('\n');
+                }
+            }
+        }
         if n.witness {
             line(&mut o, 4, "role", "witness", None);
         }

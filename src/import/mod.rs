@@ -4,7 +4,9 @@
 //!
 //! What maps to what:
 //! - `<clusternode name nodeid>` -> `nodes[]` (address resolved from the name, else a
-//!   `192.0.2.N:7400` placeholder marked FILL IN); `<cman two_node="1">` -> `two_node: true`;
+//!   `192.0.2.N:7400` placeholder marked FILL IN); its `<altname name>` (CMAN's redundant
+//!   ring) -> a second link (`addresses: [NAME, ALTNAME]`, resolved the same way);
+//!   `<cman two_node="1">` -> `two_node: true`;
 //!   a quorum disk (`<quorumd>`) -> a witness node to fill in.
 //! - `<fencedevice agent="fence_xvm">` -> an `xvm` device (key_file, multicast_address,
 //!   ipport, hash, auth, timeout, retrans); other agents -> `type: agent` with their
@@ -20,6 +22,7 @@
 mod emit;
 mod fencing;
 pub mod host;
+mod links;
 pub mod plan;
 mod service;
 mod storage;

@@ -58,6 +58,8 @@ pub struct PlanNode {
     pub id: u64,
     /// `IP:PORT`, resolved or a placeholder.
     pub address: Noted<String>,
+    /// The second link's `IP:PORT` (CMAN `<altname>`), resolved or a placeholder.
+    pub alt: Option<Noted<String>>,
     /// A witness (added for a quorum disk).
     pub witness: bool,
 }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::host::Host;
+use super::links::{CLUSTER, altname, link_address, placeholder};
 use super::plan::{Noted, Notes, Plan, PlanNode};
 use super::xml::Element;
 use super::{ImportError, Options};
@@ -161,7 +162,7 @@ fn members(
     };
     let mut names = Vec::new();
     let mut ids: HashSet<u64> = HashSet::new();
-    let mut pending: Vec<(String, Option<u64>, usize)> = Vec::new();
+    let mut pending: Vec<(String, Option<u64>, &Element)> = Vec::new();
     for n in list.children_named("clusternode") {
         let name = match n.attr("name").map(str::trim) {
             Some(s) if !s.is_empty() && !s.contains(char::is_whitespace) => s.to_string(),
@@ -213,7 +214,7 @@ fn members(
         }
         other_attrs(n, &["name", "nodeid", "votes"], "", notes);
         for c in &n.children {
-            if c.name != "fence" {
+            if c.name != "fence" && c.name != "altname" {
                 notes.skip(
                     c.line,
                     format!("<{}> of clusternode {name} not translated", c.name),
@@ -221,7 +222,7 @@ fn members(
             }
         }
         names.push(name.clone());
-        pending.push((name, id, n.line));
+        pending.push((name, id, n));
     }
     if names.len() < 2 {
         return Err(ImportError::invalid(
@@ -234,54 +235,27 @@ fn members(
     }
     let mut used: Vec<IpAddr> = Vec::new();
     let mut next_id = ids.iter().max().copied().unwrap_or(0);
-    for (i, (name, id, line)) in pending.into_iter().enumerate() {
+    for (i, (name, id, el)) in pending.into_iter().enumerate() {
         let id = id.unwrap_or_else(|| {
             next_id += 1;
             notes.skip(
-                line,
+                el.line,
                 format!("clusternode {name} has no nodeid; oneha gives it id {next_id}"),
             );
             next_id
         });
-        let address = match host.resolve(&name) {
-            Some(ip) if !used.contains(&ip) => {
-                used.push(ip);
-                Noted::with(
-                    std::net::SocketAddr::new(ip, opts.port).to_string(),
-                    format!("{name} resolved here; check it is the cluster network address"),
-                )
-            }
-            _ => {
-                let addr = placeholder(&mut used, opts);
-                notes.fill(format!(
-                    "nodes[{i}].address: {name} does not resolve here; replace the placeholder \
-                     {addr} with its address on the cluster network"
-                ));
-                Noted::with(
-                    addr,
-                    format!("FILL IN: {name}'s cluster address (placeholder)"),
-                )
-            }
-        };
+        let key = format!("nodes[{i}].address");
+        let address = link_address(host, &name, CLUSTER, &key, &mut used, opts, notes);
+        let alt = altname(el, i, host, &mut used, opts, notes);
         plan.nodes.push(PlanNode {
             name,
             id,
             address,
+            alt,
             witness: false,
         });
     }
     Ok(names)
-}
-
-/// A documentation address `192.0.2.N:PORT`, not yet in `used`, for a peer address the
-/// operator must fill in.
-fn placeholder(used: &mut Vec<IpAddr>, opts: &Options) -> String {
-    let ip = (1..=254u8)
-        .map(|n| IpAddr::from([192, 0, 2, n]))
-        .find(|ip| !used.contains(ip))
-        .unwrap_or(IpAddr::from([192, 0, 2, 254]));
-    used.push(ip);
-    std::net::SocketAddr::new(ip, opts.port).to_string()
 }
 
 /// `<cman>` and `<quorumd>`: two_node, or a witness in place of the quorum disk.
@@ -364,6 +338,7 @@ fn quorum(root: &Element, names: &[String], opts: &Options, plan: &mut Plan, not
             name: "witness".into(),
             id,
             address,
+            alt: None,
             witness: true,
         });
         return;

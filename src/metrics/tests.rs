@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::status::{
-    FenceLine, FencingStatus, GroupStatus, MemberStatus, RaftStatus, StatusReport,
+    FenceLine, FencingStatus, GroupStatus, LinkStatus, MemberStatus, RaftStatus, StatusReport,
     TransportCounters,
 };
 
@@ -17,9 +17,11 @@ fn member(name: &str, id: u64, role: &str, local: bool, up: bool) -> MemberStatu
         role: role.into(),
         local,
         up,
+        direct: up,
         last_contact_ms: if local { None } else { Some(1500) },
         voter: true,
         resources: vec![],
+        links: vec![],
     }
 }
 
@@ -47,7 +49,23 @@ fn report() -> StatusReport {
         members: vec![
             n1,
             member("node2", 2, "frontend", false, false),
-            member("w", 3, "witness", false, true),
+            MemberStatus {
+                links: vec![
+                    LinkStatus {
+                        link: 1,
+                        address: "192.0.2.3:7400".into(),
+                        up: false,
+                        last_heard_ms: None,
+                    },
+                    LinkStatus {
+                        link: 2,
+                        address: "[2001:db8:2::3]:7400".into(),
+                        up: true,
+                        last_heard_ms: Some(250),
+                    },
+                ],
+                ..member("w", 3, "witness", false, true)
+            },
         ],
         group: GroupStatus {
             state: "started".into(),
@@ -75,6 +93,8 @@ fn report() -> StatusReport {
             frames_out: 90,
             rejected: 4,
             dropped: 1,
+            handshakes_refused: 2,
+            unauth_refused: 3,
         },
         vm_ha: vec![],
     }
@@ -183,6 +203,20 @@ fn renders_status_in_the_exposition_format() {
         value(&s, "oneha_member_last_contact_seconds", r#"member="node2""#),
         "1.5"
     );
+    assert_eq!(value(&s, "oneha_peer_link_up", r#"peer="w",link="1""#), "0");
+    assert_eq!(value(&s, "oneha_peer_link_up", r#"peer="w",link="2""#), "1");
+    assert_eq!(
+        value(
+            &s,
+            "oneha_peer_link_last_heard_seconds",
+            r#"peer="w",link="2""#
+        ),
+        "0.25"
+    );
+    assert!(
+        !text.contains(r#"oneha_peer_link_last_heard_seconds{peer="w",link="1"}"#),
+        "never heard: no sample"
+    );
     assert_eq!(value(&s, "oneha_group_state", r#"state="started""#), "1");
     assert_eq!(value(&s, "oneha_group_state", r#"state="failed""#), "0");
     assert_eq!(value(&s, "oneha_group_owner", r#"node="node1""#), "1");
@@ -196,6 +230,11 @@ fn renders_status_in_the_exposition_format() {
     assert_eq!(value(&s, "oneha_group_restart_requests_total", ""), "2");
     assert_eq!(value(&s, "oneha_stuck_vms", ""), "3");
     assert_eq!(value(&s, "oneha_peer_frames_rejected_total", ""), "4");
+    assert_eq!(value(&s, "oneha_peer_handshakes_refused_total", ""), "2");
+    assert_eq!(
+        value(&s, "oneha_peer_unauthenticated_closed_total", ""),
+        "3"
+    );
     assert_eq!(value(&s, "oneha_peer_frames_received_total", ""), "100");
     assert_eq!(
         value(

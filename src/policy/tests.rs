@@ -21,6 +21,7 @@ fn cfg() -> PolicyConfig {
         restart_window: Duration::from_secs(600),
         release_timeout: Duration::from_secs(10),
         lease: Duration::from_secs(1),
+        witness: false,
     }
 }
 
@@ -307,7 +308,7 @@ fn owner_table() {
                 restarts_served: 2,
                 ..obs()
             },
-            expect: vec![Action::Restart("restart requested by an operator".into())],
+            expect: vec![Action::Restart(RestartCause::Operator)],
         },
         Case {
             name: "monitor failure: restart in place",
@@ -318,7 +319,10 @@ fn owner_table() {
                 recent_restarts: 1,
                 ..obs()
             },
-            expect: vec![Action::Restart("opennebula failed: inactive".into())],
+            expect: vec![Action::Restart(RestartCause::Monitor {
+                resource: "opennebula".into(),
+                reason: "inactive".into(),
+            })],
         },
         Case {
             name: "monitor failure past max_restarts: relocate",
@@ -375,7 +379,6 @@ fn non_owner_table() {
             Held::Running(3),
             vec![Action::Stop {
                 reason: "this node is not the owner".into(),
-                release: Some(7),
             }],
         ),
         (
@@ -384,7 +387,6 @@ fn non_owner_table() {
             Held::Unknown,
             vec![Action::Stop {
                 reason: "this node is not the owner".into(),
-                release: None,
             }],
         ),
         (
@@ -428,8 +430,7 @@ fn owner_that_loses_quorum_stops_within_its_lease() {
     };
     let out = decide(&cfg(), &s, &lost);
     assert!(
-        out.iter()
-            .any(|a| matches!(a, Action::Stop { release: None, .. })),
+        out.iter().any(|a| matches!(a, Action::Stop { .. })),
         "{out:?}"
     );
     let fine = Observations {
@@ -578,7 +579,7 @@ fn nothing_local_happens_before_the_start_up_barrier() {
     assert!(
         decide(&cfg(), &s, &late)
             .iter()
-            .any(|a| matches!(a, Action::Stop { release: None, .. })),
+            .any(|a| matches!(a, Action::Stop { .. })),
         "{:?}",
         decide(&cfg(), &s, &late)
     );
@@ -663,3 +664,6 @@ fn only_the_owner_running_the_group_works_vm_ha_cases() {
         );
     }
 }
+
+mod exit;
+mod roles;

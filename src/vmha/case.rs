@@ -187,6 +187,7 @@ pub enum Event {
         /// When (ms).
         at: u64,
         /// VM id -> (name, plan).
+        #[serde(with = "super::id_keys")]
         vms: BTreeMap<i64, (String, Plan)>,
     },
     /// Outcomes of actions that ended, then actions about to be sent (journaled before the

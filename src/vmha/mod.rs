@@ -11,6 +11,7 @@ pub mod config;
 pub mod decide;
 pub mod fencing;
 pub mod host;
+pub mod id_keys;
 pub mod input;
 pub mod journal;
 pub mod log;

@@ -213,7 +213,12 @@ async fn serve_connection(mut stream: TcpStream, shared: &Shared) -> std::io::Re
         let reply = if faults.malformed_reply {
             b"<?xml version=\"1.0\"?><methodResponse><params><param><value><array><data>".to_vec()
         } else {
-            answer(&body, shared)
+            let reply = answer(&body, shared);
+            let slow = slow_answer(&body, shared);
+            if !slow.is_zero() {
+                tokio::time::sleep(slow).await;
+            }
+            reply
         };
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=\"utf-8\"\r\nContent-Length: {}\r\nServer: fake-oned (oneha testkit)\r\n{}\r\n",
@@ -331,6 +336,21 @@ pub(crate) fn fault(code: i32, msg: &str) -> Vec<u8> {
          </struct></value>\r\n</fault>\r\n</methodResponse>\r\n"
     )
     .into_bytes()
+}
+
+/// How long the world wants the answer to this call held back (see
+/// `Settings::action_delay_ms`); nothing for static pools.
+fn slow_answer(body: &str, shared: &Shared) -> Duration {
+    let Vms::World(w) = &shared.cfg.vms else {
+        return Duration::ZERO;
+    };
+    if w.read(|x| x.settings.action_delay_ms) == 0 {
+        return Duration::ZERO;
+    }
+    match MethodCall::from_xml(body) {
+        Ok(call) => super::world_rpc::answer_delay(w, &call.name),
+        Err(_) => Duration::ZERO,
+    }
 }
 
 fn answer(body: &str, shared: &Shared) -> Vec<u8> {

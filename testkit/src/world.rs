@@ -42,6 +42,10 @@ pub struct Settings {
     pub vms_survive: bool,
     /// Where hook runs are logged (JSON lines); none: not logged to a file.
     pub hook_log: Option<PathBuf>,
+    /// Answers to VM actions (`one.vm.action`, `one.vm.recover`, `one.vm.migrate`) come
+    /// this long after the change is applied (and saved): a slow oned, so a test can cut a
+    /// client off between oned's change and its answer. 0: at once.
+    pub action_delay_ms: u64,
 }
 
 impl Default for Settings {
@@ -53,6 +57,7 @@ impl Default for Settings {
             driver_delay_ms: 0,
             vms_survive: true,
             hook_log: None,
+            action_delay_ms: 0,
         }
     }
 }
@@ -336,6 +341,27 @@ pub struct World {
     /// Last request id handed out (LOCK/REQ_ID).
     #[serde(default)]
     pub req_id: i64,
+    /// Every VM action call received (accepted or refused), in order: what a test counts
+    /// to tell that each VM was acted on once, across fakes sharing a state file.
+    #[serde(default)]
+    pub actions: Vec<ActionCall>,
+}
+
+/// One VM action call as the fake received it (`one.vm.action`, `one.vm.recover`,
+/// `one.vm.migrate`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ActionCall {
+    /// The method.
+    pub method: String,
+    /// The VM id.
+    pub vm: i64,
+    /// The action name (`resched`), the recover operation (`4`) or the target host id.
+    pub what: String,
+    /// Accepted (true) or refused.
+    pub ok: bool,
+    /// When (ms since the epoch).
+    pub at_ms: u64,
 }
 
 /// Host state number from a hook's STATE name.

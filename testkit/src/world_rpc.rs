@@ -11,6 +11,7 @@
 use dxr::Value;
 
 use super::fake_oned::{Out, failure_id, fault, response};
+use super::world::{ActionCall, World};
 use super::world_handle::{WorldHandle, now_ms};
 use super::world_ops::{self, Refusal, code, no_object};
 use super::world_xml::{self, VmBody};
@@ -99,17 +100,17 @@ fn dispatch(w: &WorldHandle, method: &str, p: &[Value]) -> Result<Vec<u8>, Vec<u
         "one.vm.action" => {
             let act = string(p, 1)?.to_string();
             let id = int(p, 2)?;
-            reply(
-                method,
-                w.call(|x| world_ops::vm_action(x, &act, id, uid, now)),
-            )
+            let r = logged(w, method, id, &act, now, |x| {
+                world_ops::vm_action(x, &act, id, uid, now)
+            });
+            reply(method, r)
         }
         "one.vm.recover" => {
             let (id, op) = (int(p, 1)?, int(p, 2)?);
-            reply(
-                method,
-                w.call(|x| world_ops::vm_recover(x, id, op, uid, now)),
-            )
+            let r = logged(w, method, id, &op.to_string(), now, |x| {
+                world_ops::vm_recover(x, id, op, uid, now)
+            });
+            reply(method, r)
         }
         "one.vm.migrate" => {
             let (id, hid) = (int(p, 1)?, int(p, 2)?);
@@ -117,10 +118,10 @@ fn dispatch(w: &WorldHandle, method: &str, p: &[Value]) -> Result<Vec<u8>, Vec<u
             boolean(p, 4, false)?;
             let ds = if p.len() > 5 { int(p, 5)? } else { -1 };
             let kind = if p.len() > 6 { int(p, 6)? } else { 0 };
-            reply(
-                method,
-                w.call(|x| world_ops::vm_migrate(x, id, hid, live, ds, kind, uid, now)),
-            )
+            let r = logged(w, method, id, &hid.to_string(), now, |x| {
+                world_ops::vm_migrate(x, id, hid, live, ds, kind, uid, now)
+            });
+            reply(method, r)
         }
         "one.vm.lock" => {
             let (id, level) = (int(p, 1)?, int(p, 2)?);
@@ -186,6 +187,43 @@ fn dispatch(w: &WorldHandle, method: &str, p: &[Value]) -> Result<Vec<u8>, Vec<u
             },
         ),
     })
+}
+
+/// Runs a VM action call `op` and appends it, accepted or refused, to the world's action
+/// log (saved with the world either way).
+fn logged(
+    w: &WorldHandle,
+    method: &str,
+    vm: i64,
+    what: &str,
+    now: u64,
+    op: impl FnOnce(&mut World) -> Result<i64, Refusal>,
+) -> Result<i64, Refusal> {
+    w.change(
+        |x| {
+            let r = op(x);
+            x.actions.push(ActionCall {
+                method: method.to_string(),
+                vm,
+                what: what.to_string(),
+                ok: r.is_ok(),
+                at_ms: now,
+            });
+            r
+        },
+        |_, _| true,
+    )
+}
+
+/// How long the answer to `method` waits after the change (`settings.action_delay_ms` for
+/// VM actions, else nothing).
+pub fn answer_delay(w: &WorldHandle, method: &str) -> std::time::Duration {
+    match method {
+        "one.vm.action" | "one.vm.recover" | "one.vm.migrate" => {
+            std::time::Duration::from_millis(w.read(|x| x.settings.action_delay_ms))
+        }
+        _ => std::time::Duration::ZERO,
+    }
 }
 
 /// An `info` call `(session, id[, decrypt])`: the object `render` writes, or NO_EXISTS.

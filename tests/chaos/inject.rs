@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 use crate::e2e::{Cluster, Kind};
 use crate::harness::Node;
 
-use super::schedule::{Fault, Target};
+use super::schedule::{Fault, Link, Target};
 
 /// The agent's unit on every node.
 pub const AGENT: &str = "oneha.service";
@@ -57,12 +57,44 @@ pub fn inject(
             sleep(hold);
             signal_agent(&n, Signal::SIGCONT);
         }
+        // On two networks a partition cuts both (one link down is its own fault type).
         Fault::Partition(a, b) => {
-            c.topo.partition(&node(*a), &node(*b));
+            let (a, b) = (node(*a), node(*b));
+            c.topo.partition(&a, &b);
+            if c.opts.links == 2 {
+                a.drop_crossover();
+                b.drop_crossover();
+            }
             sleep(hold);
         }
         Fault::OneWay(from, to) => {
-            c.topo.partition_one_way(&node(*from), &node(*to));
+            let to = node(*to);
+            c.topo.partition_one_way(&node(*from), &to);
+            if c.opts.links == 2 {
+                to.drop_crossover();
+            }
+            sleep(hold);
+        }
+        Fault::OneLinkDown(link, t) => {
+            set_link(c, owner, *link, *t, false);
+            sleep(hold);
+        }
+        Fault::OneLinkFlap(link, t, flaps) => {
+            for (down, up) in flaps {
+                set_link(c, owner, *link, *t, false);
+                let go_on = sleep(*down);
+                set_link(c, owner, *link, *t, true);
+                if !go_on || !sleep(*up) {
+                    break;
+                }
+            }
+        }
+        Fault::OneLinkLossy(link, t, percent) => {
+            let n = node(*t);
+            match link {
+                Link::Lan => n.set_loss_from(&node(other(*t)), *percent),
+                Link::Crossover => n.set_crossover_loss(*percent),
+            }
             sleep(hold);
         }
         Fault::Loss(t, percent) => {
@@ -102,11 +134,38 @@ pub fn inject(
     heal_network(c);
 }
 
+/// The other front-end.
+fn other(t: Target) -> Target {
+    if t == Target::Owner {
+        Target::Passive
+    } else {
+        Target::Owner
+    }
+}
+
+/// Takes one link between the front-ends down (`up` false) or brings it back: the
+/// crossover pulled at the target's end, or the LAN's frames between the two dropped.
+fn set_link(c: &Cluster, owner: &str, link: Link, t: Target, up: bool) {
+    let n = resolve(c, owner, t);
+    match (link, up) {
+        (Link::Crossover, _) => n.set_crossover(up),
+        (Link::Lan, false) => c.topo.partition(&n, &resolve(c, owner, other(t))),
+        // Only this fault's rules are in place while it runs.
+        (Link::Lan, true) => c.topo.heal_all(),
+    }
+}
+
 /// Undoes every network fault and brings the fence daemon back.
 pub fn heal_network(c: &mut Cluster) {
     c.topo.heal_all();
     for h in c.topo.hosts() {
         h.link_up();
+    }
+    if c.opts.links == 2 {
+        // A powered-off node's end stays down until it boots.
+        for n in c.nodes.iter().filter(|n| n.is_on()) {
+            n.set_crossover(true);
+        }
     }
     if c.fence.as_ref().is_none_or(|p| !p.is_running()) {
         c.start_fence_daemon();

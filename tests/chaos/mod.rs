@@ -17,7 +17,7 @@ use crate::harness::{ONED_PORT, Probe, Sampler};
 
 use inject::{AGENT, heal_network, heal_nodes, inject};
 pub use report::{Finding, Outcome};
-use schedule::{Fault, Planned, draw};
+use schedule::{Fault, Link, Planned, draw_links};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -30,6 +30,9 @@ pub struct Campaign {
     pub kind: Kind,
     /// Timer profile.
     pub profile: &'static str,
+    /// Networks between the front-ends: 1, or 2 (two-node only: the LAN and a
+    /// back-to-back cable; adds the one-link faults).
+    pub links: u8,
     /// After a fault heals, exactly one owner must serve within this.
     pub bound: Duration,
     /// Name for the topology (test name).
@@ -53,6 +56,7 @@ impl Rig {
             Opts {
                 kind: camp.kind,
                 profile: camp.profile,
+                links: camp.links,
                 quiet: true,
                 ..Opts::default()
             },
@@ -169,12 +173,17 @@ fn recover(
 /// Runs the campaign; `log` gets one line per fault; `stop` interrupts between steps.
 pub fn run(camp: &Campaign, stop: &dyn Fn() -> bool, log: &mut dyn FnMut(&str)) -> Outcome {
     let witness = camp.kind == Kind::Witness;
-    let schedule: Vec<Planned> = draw(camp.seed, camp.faults, witness);
+    let schedule: Vec<Planned> = draw_links(camp.seed, camp.faults, witness, camp.links);
     let mut out = Outcome {
         seed: camp.seed,
         setup: format!(
-            "{} topology, {} timers, bound {:?}",
+            "{} topology{}, {} timers, bound {:?}",
             if witness { "witness" } else { "two-node" },
+            if camp.links == 2 {
+                " on two networks"
+            } else {
+                ""
+            },
             camp.profile,
             camp.bound
         ),
@@ -356,6 +365,18 @@ fn describe(f: &Fault, owner: &str, c: &Cluster) -> String {
         Fault::FenceDown(true) => format!("fence device down + power-off of {owner}"),
         Fault::WitnessDown => "witness down + boot".to_string(),
         Fault::AgentRestart(t) => format!("agent restart on {}", n(*t)),
+        Fault::OneLinkDown(l, t) => format!("{} down at {}", link_name(*l), n(*t)),
+        Fault::OneLinkFlap(l, t, flaps) => {
+            format!("{} {} flaps at {}", flaps.len(), link_name(*l), n(*t))
+        }
+        Fault::OneLinkLossy(l, t, p) => format!("{p}% loss on {} at {}", link_name(*l), n(*t)),
+    }
+}
+
+fn link_name(l: Link) -> &'static str {
+    match l {
+        Link::Lan => "LAN link (between the front-ends)",
+        Link::Crossover => "crossover link",
     }
 }
 

@@ -49,6 +49,16 @@ pub enum Target {
     Witness,
 }
 
+/// One of the two networks between the front-ends (two-network topology).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Link 1, through the switch: only the frames between the two front-ends are hit
+    /// (clients still reach both).
+    Lan,
+    /// Link 2, the back-to-back cable.
+    Crossover,
+}
+
 /// One fault.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
@@ -72,6 +82,14 @@ pub enum Fault {
     WitnessDown,
     /// `systemctl restart` of the agent (graceful: an owner hands the group over).
     AgentRestart(Target),
+    /// Two networks: one link between the front-ends fails (the crossover is pulled at the
+    /// target's end; the LAN drops the frames between the front-ends), the other holds.
+    OneLinkDown(Link, Target),
+    /// Two networks: one link goes down and up, (down, up) times.
+    OneLinkFlap(Link, Target, Vec<(Duration, Duration)>),
+    /// Two networks: this percentage of the frames arriving at the target on one link is
+    /// lost (on the LAN, only those from the other front-end).
+    OneLinkLossy(Link, Target, u8),
 }
 
 impl Fault {
@@ -89,6 +107,9 @@ impl Fault {
             Fault::FenceDown(true) => "fence device down + owner power-off",
             Fault::WitnessDown => "witness down",
             Fault::AgentRestart(_) => "agent restart",
+            Fault::OneLinkDown(..) => "one link down",
+            Fault::OneLinkFlap(..) => "one link flap",
+            Fault::OneLinkLossy(..) => "one link lossy",
         }
     }
 }
@@ -104,8 +125,15 @@ pub struct Planned {
     pub pause: Duration,
 }
 
-/// Draws `n` faults for a topology with (`witness`) or without a witness.
+/// Draws `n` faults for a topology with (`witness`) or without a witness, on one network.
 pub fn draw(seed: u64, n: usize, witness: bool) -> Vec<Planned> {
+    draw_links(seed, n, witness, 1)
+}
+
+/// Draws `n` faults; with two `links` (two-node on two networks) the one-link faults are
+/// drawn too (one network: exactly [`draw`]'s schedule for the seed).
+pub fn draw_links(seed: u64, n: usize, witness: bool, links: u8) -> Vec<Planned> {
+    let kinds = if links >= 2 { 13 } else { 10 };
     let mut rng = Rng::new(seed);
     let mut out = Vec::with_capacity(n);
     let frontends = [Target::Owner, Target::Passive];
@@ -138,7 +166,7 @@ pub fn draw(seed: u64, n: usize, witness: bool) -> Vec<Planned> {
             pairs[rng.below(pairs.len() as u64) as usize]
         };
         let mut hold = rng.ms(500, 4000);
-        let fault = match rng.below(10) {
+        let fault = match rng.below(kinds) {
             0 => Fault::PowerCycle(frontends[rng.below(2) as usize]),
             1 => Fault::AgentKill(any(&mut rng)),
             2 => {
@@ -170,6 +198,20 @@ pub fn draw(seed: u64, n: usize, witness: bool) -> Vec<Planned> {
             7 => Fault::FenceDown(rng.chance(50)),
             8 if witness => Fault::WitnessDown,
             8 => continue,
+            10 => Fault::OneLinkDown(link(&mut rng), frontends[rng.below(2) as usize]),
+            11 => {
+                let (l, t) = (link(&mut rng), frontends[rng.below(2) as usize]);
+                let flaps = (0..2 + rng.below(6))
+                    .map(|_| (rng.ms(100, 2000), rng.ms(100, 1000)))
+                    .collect();
+                hold = Duration::ZERO;
+                Fault::OneLinkFlap(l, t, flaps)
+            }
+            12 => Fault::OneLinkLossy(
+                link(&mut rng),
+                frontends[rng.below(2) as usize],
+                10 + rng.below(81) as u8,
+            ),
             _ => {
                 hold = Duration::ZERO;
                 Fault::AgentRestart(any(&mut rng))
@@ -179,4 +221,12 @@ pub fn draw(seed: u64, n: usize, witness: bool) -> Vec<Planned> {
         out.push(Planned { fault, hold, pause });
     }
     out
+}
+
+fn link(rng: &mut Rng) -> Link {
+    if rng.chance(50) {
+        Link::Lan
+    } else {
+        Link::Crossover
+    }
 }

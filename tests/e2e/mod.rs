@@ -13,7 +13,7 @@ pub mod oned;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::harness::{Host, Node, NodeSpec, Proc, Topology, testkit, wait_until};
+use crate::harness::{Host, Node, NodeSpec, Proc, Topology, crossover_ip, testkit, wait_until};
 use oneha::status::StatusReport;
 
 /// The floating IP of every e2e cluster.
@@ -39,6 +39,8 @@ pub struct Opts {
     pub kind: Kind,
     /// `timers.profile`.
     pub profile: &'static str,
+    /// More keys of the `timers:` section (flow style), e.g. `", election_ticks: 20"`.
+    pub timers: &'static str,
     /// Extra YAML under `resources:` (indented by two spaces), e.g. `max_restarts: 1`.
     pub resources_extra: String,
     /// Monitor interval of every resource.
@@ -59,10 +61,15 @@ pub struct Opts {
     pub fake_oned: Option<&'static str>,
     /// The fence daemon logs to `TOPO_DIR/fence-daemon.log` instead of the test's stderr.
     pub quiet: bool,
+    /// Links between the front-ends: 1 (the LAN) or 2 (two-node only: the LAN and a
+    /// back-to-back cable, `addresses: [192.0.2.N:7400, "[2001:db8:2::N]:7400"]`).
+    pub links: u8,
     /// Resources put before the floating IP (YAML list items indented by four spaces).
     /// When it names `{{disk}}` or `{{disk_label}}`, the topology gets a shared disk
     /// (`topo.shared_disks()`) and they become its device and its label.
     pub group_head: String,
+    /// More fence devices (YAML map entries indented by four spaces), e.g. hypervisors' BMCs.
+    pub fence_devices: String,
 }
 
 impl Default for Opts {
@@ -70,6 +77,7 @@ impl Default for Opts {
         Opts {
             kind: Kind::Witness,
             profile: "default",
+            timers: "",
             resources_extra: String::new(),
             monitor: "1s",
             delays: ("0s", "0s"),
@@ -79,7 +87,9 @@ impl Default for Opts {
             units: Vec::new(),
             fake_oned: None,
             quiet: false,
+            links: 1,
             group_head: String::new(),
+            fence_devices: String::new(),
         }
     }
 }
@@ -104,11 +114,19 @@ fn config(o: &Opts) -> String {
     let mut y = vec![
         "cluster: e2e".to_string(),
         "key_file: /etc/oneha/cluster.key".to_string(),
-        format!("timers: {{profile: {}}}", o.profile),
+        format!("timers: {{profile: {}{}}}", o.profile, o.timers),
         "nodes:".to_string(),
-        r#"  - {name: node1, id: 1, address: "192.0.2.1:7400"}"#.to_string(),
-        r#"  - {name: node2, id: 2, address: "192.0.2.2:7400"}"#.to_string(),
     ];
+    for n in 1..=2u8 {
+        y.push(match o.links {
+            1 => format!(r#"  - {{name: node{n}, id: {n}, address: "192.0.2.{n}:7400"}}"#),
+            2 => format!(
+                r#"  - {{name: node{n}, id: {n}, addresses: ["192.0.2.{n}:7400", "[{}]:7400"]}}"#,
+                crossover_ip(n)
+            ),
+            l => panic!("{l} links: the harness builds 1 or 2"),
+        });
+    }
     match o.kind {
         Kind::Witness => y.push(
             r#"  - {name: node3, id: 3, address: "192.0.2.3:7400", role: witness}"#.to_string(),
@@ -127,9 +145,18 @@ fn config(o: &Opts) -> String {
         "fencing:".to_string(),
         "  devices:".to_string(),
         "    hv: {type: xvm, key_file: /etc/oneha/fence.key, timeout: 3s, retransmit: 500ms}".to_string(),
+    ]);
+    y.extend(o.fence_devices.lines().map(str::to_string));
+    y.extend([
         "  nodes:".to_string(),
-        format!("    node1: {{delay: {}, levels: [{{device: hv, plug: node1, retries: 0}}]}}", o.delays.0),
-        format!("    node2: {{delay: {}, levels: [{{device: hv, plug: node2, retries: 0}}]}}", o.delays.1),
+        format!(
+            "    node1: {{delay: {}, levels: [{{device: hv, plug: node1, retries: 0}}]}}",
+            o.delays.0
+        ),
+        format!(
+            "    node2: {{delay: {}, levels: [{{device: hv, plug: node2, retries: 0}}]}}",
+            o.delays.1
+        ),
     ]);
     y.push(match o.fake_oned {
         Some(delay) => oned::opennebula_section(delay),
@@ -187,6 +214,14 @@ impl Cluster {
             let n = topo.add_node("node3", 3, spec);
             write_keys(&n);
             nodes.push(n);
+        }
+        if opts.links == 2 {
+            assert_eq!(
+                opts.kind,
+                Kind::TwoNode,
+                "two links: two-node clusters only"
+            );
+            topo.add_crossover(&nodes[0], &nodes[1]);
         }
         let mut c = Cluster {
             topo,

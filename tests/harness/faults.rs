@@ -1,6 +1,6 @@
 //! Faults: partitions and packet loss (nftables in the receiving namespace, on eth0's
-//! ingress, so ARP is dropped too, as on a cut wire), and signals to a unit's main
-//! process. Cable pulls are [`Host::link_down`] / [`Host::link_up`]; power cuts are
+//! ingress, so ARP is dropped too, as on a cut wire; the crossover's in `crossover.rs`),
+//! and signals to a unit's main process. Cable pulls are [`Host::link_down`] / [`Host::link_up`]; power cuts are
 //! [`Node::power_off`].
 
 use nix::sys::signal::{Signal, kill};
@@ -17,32 +17,62 @@ const TABLE: &str = "oneha_fault";
 impl Host {
     /// From now on this host no longer receives anything `from` sends (one-way).
     pub fn drop_from(&self, from: &Host) {
-        self.add_fault_rule(&format!("ether saddr {} drop", from.mac()));
+        self.add_fault_rule_on("eth0", &format!("ether saddr {} drop", from.mac()));
+    }
+
+    /// A firewall here that drops TCP to `port` from `from` (other traffic, replies from
+    /// this host's own port included, still passes): one side of a link refuses to be
+    /// connected to while it still connects out.
+    pub fn block_tcp_port_from(&self, from: &Host, port: u16) {
+        self.add_fault_rule_on(
+            "eth0",
+            &format!("ether saddr {} tcp dport {port} drop", from.mac()),
+        );
+    }
+
+    /// Drops `percent`% of the frames from `from` arriving at this host, at random (a lossy
+    /// path between two hosts; others are not hit).
+    pub fn set_loss_from(&self, from: &Host, percent: u8) {
+        self.add_fault_rule_on(
+            "eth0",
+            &format!("ether saddr {} {}", from.mac(), loss_rule(percent)),
+        );
     }
 
     /// Drops `percent`% of the frames arriving at this host, at random.
     pub fn set_loss(&self, percent: u8) {
-        assert!(percent <= 100, "loss of {percent}%?");
-        self.add_fault_rule(&format!("numgen random mod 100 < {percent} drop"));
+        self.add_fault_rule_on("eth0", &loss_rule(percent));
     }
 
-    /// Removes every partition and loss rule of this host.
+    /// Removes every partition and loss rule of this host (every interface).
     pub fn heal(&self) {
         // `delete` fails when there is no table: nothing to heal then.
         let _ = self.exec(&["nft", "delete", "table", "netdev", TABLE]);
     }
 
-    fn add_fault_rule(&self, rule: &str) {
+    /// Adds `rule` to the ingress chain of interface `dev` (one chain per interface).
+    pub(super) fn add_fault_rule_on(&self, dev: &str, rule: &str) {
         let script = format!(
             "add table netdev {TABLE}\n\
-             add chain netdev {TABLE} in {{ type filter hook ingress device \"eth0\" priority 0 ; policy accept ; }}\n\
-             add rule netdev {TABLE} in {rule}\n"
+             add chain netdev {TABLE} in_{dev} {{ type filter hook ingress device \"{dev}\" priority 0 ; policy accept ; }}\n\
+             add rule netdev {TABLE} in_{dev} {rule}\n"
         );
         run_with_input(
             &["ip", "netns", "exec", self.ns(), "nft", "-f", "-"],
             &script,
         )
         .expect_ok();
+    }
+}
+
+/// The nftables statement dropping `percent`% of the frames at random (nftables refuses
+/// `< 100`: all of them is a plain drop).
+pub(super) fn loss_rule(percent: u8) -> String {
+    assert!(percent <= 100, "loss of {percent}%?");
+    if percent == 100 {
+        "drop".to_string()
+    } else {
+        format!("numgen random mod 100 < {percent} drop")
     }
 }
 

@@ -7,13 +7,15 @@
 //! the test panics. See `docs/testing.md`.
 //!
 //! Addresses: hosts get `192.0.2.N/24` on `eth0` and MAC `02:00:00:00:00:NN` (N in hex);
-//! nothing leaves the bridge, which has no address and no route out.
+//! nothing leaves the bridge, which has no address and no route out. A back-to-back cable
+//! between two hosts (`Topology::add_crossover`) carries `2001:db8:2::N/64` on `x0`.
 #![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
 
 mod bins;
 mod bmc;
 mod client;
 mod cmd;
+mod crossover;
 mod disk;
 mod faults;
 mod host;
@@ -33,6 +35,7 @@ use std::time::{Duration, Instant};
 pub use bins::{ONEHA, testkit};
 pub use bmc::{Bmc, BmcSpec, CIPHER_SUITE, IPMI_PORT};
 pub use cmd::{CmdOutput, run_cmd};
+pub use crossover::{CROSSOVER_DEV, crossover_ip};
 pub use disk::{SharedDisk, hold_busy, loop_devices_of};
 pub use host::{Host, Proc};
 pub use hypervisor::{HYPERVISOR_PORT, Hypervisor};

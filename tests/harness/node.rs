@@ -259,6 +259,8 @@ impl Node {
         run_with_input(&["ip", "-n", self.ns(), "-batch", "-"], &net).expect_ok();
         if cable {
             self.link_up();
+            // The back-to-back cable, if the topology has one (see `crossover.rs`).
+            let _ = super::cmd::try_run(&["ip", "-n", self.ns(), "link", "set", "x0", "up"]);
         }
         let cg = &self.inner.cgroup;
         fs::create_dir_all(cg).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.display()));

@@ -139,6 +139,7 @@ pub fn poweroff_script(
          exec 9>>{lock}\n\
          flock 9\n\
          ip -n {switch} link set {veth} down || exit 1\n\
+         ip -n {ns} link set x0 down 2>/dev/null\n\
          PIDFILE={pid_file}\n\
          WHAT=\"was already off\"\n\
          if [ -f $PIDFILE ]; then\n\

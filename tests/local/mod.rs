@@ -38,6 +38,17 @@ impl LocalCluster {
     /// Writes configs for `roles` (`frontend`/`witness`) with the given extra YAML and
     /// starts every agent.
     pub fn start(test: &str, roles: &[&str], extra: &str) -> LocalCluster {
+        Self::start_named(test, roles, extra, "test", "n")
+    }
+
+    /// As `start`, with the cluster named `cluster` and nodes `{prefix}1`, `{prefix}2`...
+    pub fn start_named(
+        test: &str,
+        roles: &[&str],
+        extra: &str,
+        cluster: &str,
+        prefix: &str,
+    ) -> LocalCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("cluster.key");
         let st = Command::new(bin())
@@ -50,7 +61,7 @@ impl LocalCluster {
         let mut nodes = String::new();
         for (i, role) in roles.iter().enumerate() {
             nodes.push_str(&format!(
-                "  - {{name: n{}, id: {}, address: \"127.0.{net}.{}:{}\", role: {role}}}\n",
+                "  - {{name: {prefix}{}, id: {}, address: \"127.0.{net}.{}:{}\", role: {role}}}\n",
                 i + 1,
                 i + 1,
                 i + 1,
@@ -69,7 +80,7 @@ impl LocalCluster {
             std::fs::write(
                 &config,
                 format!(
-                    "cluster: test\nkey_file: {}\ndata_dir: {}\nadmin_socket: {}\n{two_node}{extra}nodes:\n{nodes}",
+                    "cluster: {cluster}\nkey_file: {}\ndata_dir: {}\nadmin_socket: {}\n{two_node}{extra}nodes:\n{nodes}",
                     key.display(),
                     dir.path().join(format!("data{i}")).display(),
                     socket.display()
@@ -77,7 +88,7 @@ impl LocalCluster {
             )
             .expect("write config");
             agents.push(Agent {
-                name: format!("n{i}"),
+                name: format!("{prefix}{i}"),
                 config,
                 socket,
                 log: dir.path().join(format!("n{i}.log")),
@@ -224,6 +235,18 @@ impl Drop for LocalCluster {
 /// The oneha binary under test.
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_oneha"))
+}
+
+/// Resident memory of process `pid` in kB (0 if it is gone).
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Polls `f` until it returns Some or the timeout passes.

@@ -12,15 +12,18 @@ use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
 use super::{Event, LEADER_CHANGED};
+use crate::cluster::gossip::Gossip;
 use crate::cluster::state::{Applied, Command, NodeId, ReplicatedState};
 use crate::cluster::transport::Inbound;
 
 /// Liveness and gossip of the other members, updated by the transport as frames arrive
-/// (keep-alives included) without waking the Raft thread.
+/// (keep-alives included) without waking the Raft thread. A frame on any link refreshes the
+/// member's contact, so it is the most recent contact over all links (per-link times are in
+/// the transport's `LinkTable`): a member is lost only when every link is silent.
 #[derive(Default)]
 pub struct PeerTable {
     contact: HashMap<NodeId, Instant>,
-    gossip: HashMap<NodeId, serde_json::Value>,
+    gossip: HashMap<NodeId, Gossip>,
     raw: HashMap<NodeId, Vec<u8>>,
 }
 
@@ -31,8 +34,8 @@ impl PeerTable {
         if self.raw.get(&from).is_some_and(|g| g == gossip) {
             return;
         }
-        if let Ok(v) = serde_json::from_slice(gossip) {
-            self.gossip.insert(from, v);
+        if let Some(g) = Gossip::decode(gossip) {
+            self.gossip.insert(from, g);
             self.raw.insert(from, gossip.to_vec());
         }
     }
@@ -45,10 +48,37 @@ pub struct MemberView {
     pub id: NodeId,
     /// Milliseconds since this node last heard from it (None: never since start).
     pub last_contact_ms: Option<u64>,
-    /// Its last gossip (its own view of itself), as JSON.
-    pub gossip: Option<serde_json::Value>,
+    /// Its last gossip (its own view of itself).
+    pub gossip: Option<Gossip>,
     /// Leader only: the highest log index known to be on it.
     pub matched: Option<u64>,
+}
+
+/// This node's role in Raft, as the view reports it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RaftRole {
+    /// Leads the current term.
+    Leader,
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Campaigns for a term.
+    Candidate,
+    /// Probes whether a campaign could win (pre-vote).
+    PreCandidate,
+}
+
+impl RaftRole {
+    /// The name shown in status and metrics: `leader`, `follower`, `candidate`,
+    /// `pre-candidate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RaftRole::Leader => "leader",
+            RaftRole::Follower => "follower",
+            RaftRole::Candidate => "candidate",
+            RaftRole::PreCandidate => "pre-candidate",
+        }
+    }
 }
 
 /// What the Raft thread publishes when Raft state changes (not on every tick).
@@ -56,8 +86,8 @@ pub struct MemberView {
 pub struct RaftView {
     /// This node.
     pub id: NodeId,
-    /// `leader`, `follower`, `candidate`, `pre-candidate`.
-    pub role: String,
+    /// This node's Raft role.
+    pub role: RaftRole,
     /// Current term.
     pub term: u64,
     /// Known leader.
@@ -81,7 +111,7 @@ impl RaftView {
     pub(super) fn placeholder(id: NodeId) -> RaftView {
         RaftView {
             id,
-            role: "follower".into(),
+            role: RaftRole::Follower,
             term: 0,
             leader: None,
             commit: 0,

@@ -11,7 +11,7 @@ use protobuf::Message as _;
 use raft::StateRole;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, EntryType, Message as RaftMessage};
 
-use super::handle::RaftView;
+use super::handle::{RaftRole, RaftView};
 use super::{COMPACT_EVERY, COMPACT_KEEP, Event, LEADER_CHANGED, Node, now_ms};
 use crate::cluster::state::{Applied, NodeId, Proposal, ReplicatedState};
 use crate::cluster::storage::StoreError;
@@ -317,14 +317,14 @@ impl Node {
             BTreeMap::new()
         };
         let role = match raft.state {
-            StateRole::Leader => "leader",
-            StateRole::Follower => "follower",
-            StateRole::Candidate => "candidate",
-            StateRole::PreCandidate => "pre-candidate",
+            StateRole::Leader => RaftRole::Leader,
+            StateRole::Follower => RaftRole::Follower,
+            StateRole::Candidate => RaftRole::Candidate,
+            StateRole::PreCandidate => RaftRole::PreCandidate,
         };
         let view = RaftView {
             id: self.s.me,
-            role: role.to_string(),
+            role,
             term: raft.term,
             leader: (raft.leader_id != 0).then_some(raft.leader_id),
             commit: raft.raft_log.committed,

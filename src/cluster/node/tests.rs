@@ -51,6 +51,7 @@ fn an_undecodable_snapshot_stops_the_node_and_is_not_kept() {
     handle
         .send(Event::Inbound(Inbound {
             from: 2,
+            link: 0,
             msgs: vec![snapshot_from_leader(40, b"not a state")],
             gossip: Vec::new(),
         }))
@@ -99,4 +100,35 @@ fn a_readable_snapshot_replaces_the_state() {
     assert_eq!(node.state.applied, 40);
     assert!(!node.state.group.enabled);
     assert_eq!(node.raw.store().last_snapshot().get_metadata().index, 40);
+}
+
+/// A member's last contact is the most recent frame on any of its links: keep-alives on the
+/// second link alone keep it live (liveness, which feeds fencing, sees no loss).
+#[test]
+fn a_frame_on_any_link_refreshes_the_members_contact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (handle, thread) = start(settings(dir.path()), HashMap::new()).expect("node starts");
+    assert_eq!(handle.members()[0].last_contact_ms, None);
+    let sink = handle.inbound_sink();
+    sink(Inbound {
+        from: 2,
+        link: 0,
+        msgs: Vec::new(),
+        gossip: b"{}".to_vec(),
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let before = handle.members()[0].last_contact_ms.expect("heard");
+    assert!(before >= 300, "{before}");
+    // Link 1 (the first) falls silent; link 2 still delivers.
+    sink(Inbound {
+        from: 2,
+        link: 1,
+        msgs: Vec::new(),
+        gossip: b"{}".to_vec(),
+    });
+    let after = handle.members()[0].last_contact_ms.expect("heard");
+    assert!(after < before, "contact {after} ms ago, was {before}");
+    assert!(handle.seen_all());
+    handle.send(Event::Shutdown).expect("queued");
+    thread.join().expect("joined");
 }
