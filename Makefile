@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all build build-release release test lint fmt deps demo bench-election bench-relocation bench-stuck-vms bench-failover chaos clean test-fence harness-cleanup deb
+.PHONY: all build build-release release test deny lint fmt deps demo bench-election bench-relocation bench-stuck-vms bench-failover chaos clean test-fence harness-cleanup deb
 
 all: build
 
@@ -23,7 +23,7 @@ release:
 	$(CARGO) build --release -p oneha --bins
 
 ## The test command (README, .ci/run): unit tests, then the real-host integration tests.
-test: deps build
+test: deps build deny
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -37,6 +37,11 @@ bench-election:
 ## Planned relocation downtime as a client sees it (docs/benchmarks.md).
 bench-relocation: deps build-release
 	$(CARGO) bench --bench relocation
+
+## cargo-deny (deny.toml): bans, licenses, sources; advisories when the RustSec database is
+## present or fetchable (github.com), else skipped with a message (tools/deny.sh).
+deny:
+	CARGO=$(CARGO) bash tools/deny.sh
 
 lint:
 	$(CARGO) fmt --all --check
@@ -57,6 +62,12 @@ bench-stuck-vms: build-release
 
 clean:
 	$(CARGO) clean
+
+.PHONY: fuzz
+## Every parser that takes outside bytes under cargo-fuzz (nightly), FUZZ_SECONDS each (600);
+## prints executions and coverage per target (docs/testing.md). Not part of `make test`.
+fuzz:
+	bash tools/fuzz.sh
 
 ## Fencing only: unit tests, then the real fence_virtd and test-daemon interop tests.
 test-fence: build

@@ -44,6 +44,8 @@ pub struct Agent {
     pub counters: Arc<crate::metrics::Counters>,
     /// The cluster keys the transport uses (`reload_keys`).
     pub keys: Arc<KeyRing>,
+    /// When this agent started (liveness counts a member never heard as heard then).
+    pub started: std::time::Instant,
 }
 
 /// Finds which configured node this machine is: `--node`, then `$ONEHA_NODE`, then the
@@ -190,6 +192,13 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let local: SharedLocal = Arc::default();
     let cfg = Arc::new(cfg);
     let counters = Arc::new(crate::metrics::Counters::new());
+    crate::alerts::start(
+        &cfg.alerts,
+        crate::alerts::Origin {
+            cluster: cfg.cluster.clone(),
+            node: name.clone(),
+        },
+    );
     let ctx = control::Context::new(
         cfg.clone(),
         me,
@@ -209,6 +218,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         local: local.clone(),
         counters,
         keys,
+        started: std::time::Instant::now(),
     });
     let admin_task = admin::serve(
         &agent.cfg.admin_socket,

@@ -22,10 +22,12 @@
 
 pub mod admin;
 pub mod agent;
+pub mod alerts;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod events;
 pub mod executor;
 pub mod fence;
 pub mod import;

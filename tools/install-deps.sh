@@ -33,3 +33,14 @@ if ! "$PYONE_VENV/bin/python3" -c "import pyone, importlib.metadata as m; assert
   "$PYONE_VENV/bin/pip" install -q --disable-pip-version-check "pyone==$PYONE_VERSION"
 fi
 echo "install-deps: pyone $PYONE_VERSION present in $PYONE_VENV"
+
+# cargo-deny for `make deny` (part of `make test`): built from crates.io, pinned. A failed
+# build does not fail the install: `make deny` then says every check is skipped.
+CARGO_DENY_VERSION=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+  echo "install-deps: building cargo-deny $CARGO_DENY_VERSION (a few minutes)"
+  if ! nice -n 10 cargo install --quiet --locked "cargo-deny@$CARGO_DENY_VERSION"; then
+    echo "install-deps: WARNING: cargo-deny could not be installed; make deny will skip its checks"
+  fi
+fi
+cargo deny --version 2>/dev/null | sed 's/^/install-deps: /' || true

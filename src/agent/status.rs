@@ -41,8 +41,13 @@ impl Agent {
         let local = self.local.lock().map(|l| l.clone()).unwrap_or_default();
         let member_views = self.node.members();
         let timers = self.cfg.timers();
-        let liveness =
-            Liveness::derive(self.me, &member_views, timers.lost_after(), timers.lease());
+        let liveness = Liveness::derive(
+            self.me,
+            &member_views,
+            timers.lost_after(),
+            timers.lease(),
+            self.started.elapsed(),
+        );
         let contacts: HashMap<NodeId, _> = member_views.iter().map(|m| (m.id, m)).collect();
         let members: Vec<MemberStatus> = self
             .cfg

@@ -62,12 +62,16 @@ impl Journal for ClusterJournal {
             }),
         )
         .await;
-        match (seen, expected) {
+        let case = match (seen, expected) {
             (Ok(Ok(_)), _) | (_, None) => self
                 .view_case()
                 .ok_or_else(|| JournalError::Refused(format!("case {id} is gone"))),
             (_, Some(e)) => Ok(e),
+        };
+        if let Ok(c) = &case {
+            crate::events::case_event(c, &ev);
         }
+        case
     }
 
     async fn current(&self) -> Option<Case> {
@@ -100,6 +104,7 @@ pub async fn handle(node: &NodeHandle, req: VmHaRequest) -> Result<serde_json::V
                 return Err("a case opens with an Opened event".into());
             };
             let host_id = *host_id;
+            let event_copy = event.clone();
             let cmd = Command::VmHa(CaseCommand::Open { event });
             match node.propose(cmd, PROPOSE_TIMEOUT).await? {
                 Applied::Done | Applied::Ignored(_) => {}
@@ -113,6 +118,9 @@ pub async fn handle(node: &NodeHandle, req: VmHaRequest) -> Result<serde_json::V
             .await;
             match found {
                 Ok(Ok(v)) => {
+                    if let Some(c) = v.state.vm_ha.open_for(host_id) {
+                        crate::events::case_opened(c, &event_copy);
+                    }
                     let id = v.state.vm_ha.open_for(host_id).map(|c| c.id);
                     Ok(serde_json::json!(id))
                 }

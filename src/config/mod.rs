@@ -24,6 +24,7 @@ pub use locate::{Locator, locate};
 use redact::Redactor;
 pub use timers::{Profile, Timers, TimersConfig};
 
+use crate::alerts::AlertConfig;
 use crate::fence::FencingConfig;
 use crate::opennebula::OpennebulaConfig;
 use crate::resources::ResourcesConfig;
@@ -78,6 +79,9 @@ pub struct Config {
     /// VM HA (`oneha host-error`): how hypervisor hosts are fenced, the guard, limits.
     #[serde(default)]
     pub vm_ha: VmHaConfig,
+    /// Scripts run on events (failover, fencing, quorum...): docs/alerts.md.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertConfig>,
 }
 
 /// The `metrics:` section.
@@ -522,7 +526,10 @@ fn validate(c: &Config, p: &mut Problems) {
     let devices: Vec<&str> = c.fencing.devices.keys().map(String::as_str).collect();
     c.vm_ha
         .check(&devices, &mut |k, m| p.push(format!("vm_ha.{k}"), m));
+    crate::alerts::check_all(&c.alerts, &mut |k, m| p.push(k, m));
 }
 
+#[cfg(test)]
+mod roundtrip_tests;
 #[cfg(test)]
 mod tests;

@@ -73,8 +73,9 @@ impl Context {
         tokio::spawn(async move {
             let r =
                 crate::opennebula::report_after_takeover(&cfg.opennebula, &cfg.data_dir, rx).await;
-            if let Err(e) = r {
-                tracing::warn!("stuck-VM report not made: {e}");
+            match r {
+                Ok(report) => crate::events::stuck_vms(&report),
+                Err(e) => tracing::warn!("stuck-VM report not made: {e}"),
             }
         });
     }

@@ -33,7 +33,7 @@ impl Loop {
         if self.fencing.is_some() {
             return;
         }
-        tracing::warn!(target = %name, epoch, "fencing {name} ({action})");
+        tracing::warn!(fence_target = %name, epoch, "fencing {name} ({action})");
         self.fencing = Some(target);
         self.fence_began = Instant::now();
         self.ex.fence(target, name, epoch, Duration::ZERO, action);
@@ -71,6 +71,7 @@ impl Loop {
         };
         if success {
             tracing::warn!("{report}");
+            crate::events::fence_result(&name, true, report.to_string());
             self.fence_retry.remove(&target);
             self.recently_fenced.insert(target, Instant::now());
             let during = self.fence_began.elapsed();
@@ -85,6 +86,7 @@ impl Loop {
             .await;
         } else {
             tracing::error!("{report}");
+            crate::events::fence_result(&name, false, report.to_string());
             let (_, fails, _) = self.fence_retry.get(&target).cloned().unwrap_or((
                 Instant::now(),
                 0,

@@ -340,6 +340,9 @@ impl Loop {
                 .or_insert_with(Instant::now);
         }
         let obs = self.observations(&view.state, view.role == RaftRole::Leader);
+        crate::events::quorum_seen(self.ctx.cfg.two_node, &view.state.voters, |v| {
+            obs.within_lease.contains(v)
+        });
         let actions = policy::decide(&self.pcfg, &view.state, &obs);
         self.notices.clear();
         for a in actions {

@@ -17,7 +17,13 @@ impl Loop {
         let timers = ctx.cfg.timers();
         let lost_after = timers.lost_after();
         let members = ctx.node.members();
-        let liveness = Liveness::derive(ctx.me, &members, lost_after, timers.lease());
+        let liveness = Liveness::derive(
+            ctx.me,
+            &members,
+            lost_after,
+            timers.lease(),
+            self.started_at.elapsed(),
+        );
         self.direct_live = liveness.direct.iter().copied().collect();
         // Members heard since this agent started and silent now: what this node would act
         // on (gossiped, so that a peer that still hears this node learns it is lost here).

@@ -57,6 +57,11 @@ impl Loop {
                 match error {
                     None => {
                         tracing::info!(generation, ?took, "group started");
+                        crate::events::group_started(
+                            &self.ctx.name,
+                            generation,
+                            self.takeover_since.contains_key(&generation),
+                        );
                         if let Some(t0) = self.takeover_since.remove(&generation) {
                             self.ctx.counters.record_failover(t0.elapsed());
                         }
@@ -76,10 +81,12 @@ impl Loop {
                             generation,
                             "group start failed and could not be undone: {e}"
                         );
+                        crate::events::group_failed(Some(generation), "start (not undone)", &e);
                         self.held = Held::StopFailed(e);
                     }
                     Some(e) => {
                         tracing::error!(generation, "group start failed: {e}");
+                        crate::events::group_failed(Some(generation), "start", &e);
                         self.start_failed(generation, e);
                     }
                 }
@@ -96,6 +103,7 @@ impl Loop {
                     }
                     Some(e) => {
                         tracing::error!("group stop FAILED, this node must be fenced: {e}");
+                        crate::events::group_failed(None, "stop", &e);
                         self.held = Held::StopFailed(e);
                     }
                 }
@@ -113,10 +121,12 @@ impl Loop {
                     }
                     Some((e, true)) => {
                         tracing::error!("restart failed while stopping: {e}");
+                        crate::events::group_failed(Some(generation), "restart (stop)", &e);
                         self.held = Held::StopFailed(e);
                     }
                     Some((e, false)) => {
                         tracing::error!("restart failed while starting: {e}");
+                        crate::events::group_failed(Some(generation), "restart (start)", &e);
                         self.start_failed(generation, e);
                     }
                 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::config::Config;
-use crate::fence::xvm::{DEFAULT_GROUP_V4, DEFAULT_PORT, HashType, PowerState};
+use crate::fence::xvm::{DEFAULT_GROUP_V4, DEFAULT_PORT, HashType, HostEntry, PowerState};
 use crate::fence::xvm_client::{self, XvmParams};
 use crate::fence::{Action, Answer, FenceError, Fencer};
 
@@ -167,12 +167,8 @@ pub fn print_answer(r: Result<Answer, FenceError>) -> i32 {
             2
         }
         Ok(Answer::Hosts(hosts)) => {
-            for h in hosts {
-                let st = match h.state {
-                    PowerState::On => "on",
-                    PowerState::Off => "off",
-                };
-                println!("{:<32} {:<36} {st}", h.domain, h.uuid);
+            for h in &hosts {
+                println!("{}", host_line(h));
             }
             0
         }
@@ -196,4 +192,15 @@ pub fn first_local_ipv4() -> Option<IpAddr> {
         let sin = ifa.address?.as_sockaddr_in().copied()?;
         Some(IpAddr::V4(sin.ip()))
     })
+}
+
+/// One line of `fence-xvm -o list`: domain, UUID, state. The names come from the network
+/// (fence_virtd), so control characters are shown escaped, never sent to the terminal.
+pub(crate) fn host_line(h: &HostEntry) -> String {
+    use crate::opennebula::terminal::sanitize;
+    let st = match h.state {
+        PowerState::On => "on",
+        PowerState::Off => "off",
+    };
+    format!("{:<32} {:<36} {st}", sanitize(&h.domain), sanitize(&h.uuid))
 }

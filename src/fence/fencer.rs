@@ -338,7 +338,7 @@ async fn check_level(target: &str, li: usize, level: &Level) -> CheckResult {
                          fix plug, or the host that answered is not the one running {target}",
                         hosts
                             .iter()
-                            .map(|h| h.domain.as_str())
+                            .map(|h| crate::opennebula::terminal::sanitize(&h.domain))
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),

@@ -318,9 +318,8 @@ impl Request {
         b[0] = self.op.code();
         b[1] = self.hash.code();
         b[3] = if self.uuid { FLAG_UUID } else { 0 };
-        let name = self.domain.as_bytes();
-        let n = name.len().min(DOMAIN_MAX);
-        b[4..4 + n].copy_from_slice(&name[..n]);
+        let name = prefix(&self.domain, DOMAIN_MAX).as_bytes();
+        b[4..4 + name.len()].copy_from_slice(name);
         let family = match self.address {
             IpAddr::V4(a) => {
                 b[2] = 4;
@@ -474,17 +473,26 @@ fn lossy_c_string(field: &[u8]) -> String {
     String::from_utf8_lossy(&field[..end]).into_owned()
 }
 
-/// Encodes one host-list record (the test daemon's side).
+/// Encodes one host-list record (the test daemon's side); a name longer than
+/// [`DOMAIN_MAX`] bytes is cut at a character boundary.
 pub fn encode_host_record(e: &HostEntry) -> [u8; LIST_RECORD_LEN] {
     let mut b = [0u8; LIST_RECORD_LEN];
-    let d = e.domain.as_bytes();
-    let n = d.len().min(DOMAIN_MAX);
-    b[..n].copy_from_slice(&d[..n]);
-    let u = e.uuid.as_bytes();
-    let m = u.len().min(DOMAIN_MAX);
-    b[64..64 + m].copy_from_slice(&u[..m]);
+    let d = prefix(&e.domain, DOMAIN_MAX).as_bytes();
+    b[..d.len()].copy_from_slice(d);
+    let u = prefix(&e.uuid, DOMAIN_MAX).as_bytes();
+    b[64..64 + u.len()].copy_from_slice(u);
     b[128] = u8::from(e.state == PowerState::On);
     b
+}
+
+/// The longest start of `text` of at most `max` bytes that ends on a character boundary (a
+/// name cut to fit a record stays valid UTF-8).
+fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn c_string(field: &[u8], name: &'static str) -> Result<String, WireError> {

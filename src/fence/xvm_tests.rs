@@ -306,3 +306,36 @@ fn fuzz_random_and_mutated_packets_never_panic() {
         let _ = decode_host_record(&g.bytes(LIST_RECORD_LEN));
     }
 }
+
+/// Found by `make fuzz` (fence_xvm target): a record whose names are not UTF-8 decodes with
+/// U+FFFD replacements to more than 63 bytes; the encoder cut it inside a character, so the
+/// record it wrote did not decode to what it was given. Names are now cut at a character
+/// boundary, and `fence-xvm -o list` escapes the control characters such names carry.
+#[test]
+fn fuzz_found_lossy_names_are_cut_at_a_character_boundary() {
+    let rec: &[u8] = include_bytes!("testdata/fuzz-host-record-lossy.bin");
+    let h = decode_host_record(rec).unwrap().expect("an entry");
+    assert!(h.domain.len() > DOMAIN_MAX, "{}", h.domain.len());
+    let again = decode_host_record(&encode_host_record(&h))
+        .unwrap()
+        .expect("an entry");
+    assert!(h.domain.starts_with(&again.domain) && h.uuid.starts_with(&again.uuid));
+    assert!(again.domain.len() <= DOMAIN_MAX);
+    // Cut once, it is stable.
+    let third = decode_host_record(&encode_host_record(&again)).unwrap();
+    assert_eq!(third, Some(again));
+    // 62 ASCII bytes then a 2-byte character: the character is left out, not split.
+    let long = HostEntry {
+        domain: format!("{}é", "a".repeat(62)),
+        uuid: "é".repeat(40),
+        state: PowerState::On,
+    };
+    let cut = decode_host_record(&encode_host_record(&long))
+        .unwrap()
+        .expect("an entry");
+    assert_eq!(cut.domain, "a".repeat(62));
+    assert_eq!(cut.uuid, "é".repeat(31));
+    let line = crate::fence::cli::host_line(&h);
+    assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+    assert!(line.contains("\\x02"), "{line:?}");
+}

@@ -16,30 +16,37 @@ pub struct Liveness {
     /// Up: heard directly, or heard within the loss timeout by a member this node hears
     /// directly (a partition between two nodes that both reach a third).
     pub live: BTreeSet<NodeId>,
-    /// Heard directly within the lease (this node included): S4's quorum count.
+    /// Heard directly within the lease (this node included): S4's quorum count. A member
+    /// not heard since this agent started counts as heard at the start, so a restarted
+    /// owner gets one lease to hear its peers before S4 stops what it adopted (the others
+    /// cannot take over before they fence it, S3; it still stops one lease after starting
+    /// if no quorum answers).
     pub within_lease: BTreeSet<NodeId>,
 }
 
 impl Liveness {
-    /// Derives liveness from the other members' contact times and gossip.
+    /// Derives liveness from the other members' contact times and gossip; `up_for` is how
+    /// long this agent has been running.
     pub fn derive(
         me: NodeId,
         members: &[MemberView],
         lost_after: Duration,
         lease: Duration,
+        up_for: Duration,
     ) -> Liveness {
         let lost_after = lost_after.as_millis() as u64;
         let lease = lease.as_millis() as u64;
+        let up_for = u64::try_from(up_for.as_millis()).unwrap_or(u64::MAX);
         let mut direct = BTreeSet::from([me]);
         let mut within_lease = BTreeSet::from([me]);
         for m in members {
-            if let Some(ms) = m.last_contact_ms {
-                if ms <= lost_after {
-                    direct.insert(m.id);
-                }
-                if ms <= lease {
-                    within_lease.insert(m.id);
-                }
+            if let Some(ms) = m.last_contact_ms
+                && ms <= lost_after
+            {
+                direct.insert(m.id);
+            }
+            if m.last_contact_ms.unwrap_or(up_for) <= lease {
+                within_lease.insert(m.id);
             }
         }
         let mut live = direct.clone();
@@ -98,7 +105,10 @@ mod tests {
             direct: &'static [NodeId],
             live: &'static [NodeId],
             lease: &'static [NodeId],
+            /// How long this agent has run (an hour unless the row is about a start).
+            up_for: Duration,
         }
+        let hour = Duration::from_secs(3600);
         let rows = [
             Row {
                 name: "everyone heard",
@@ -106,6 +116,7 @@ mod tests {
                 direct: &[1, 2, 3],
                 live: &[1, 2, 3],
                 lease: &[1, 2, 3],
+                up_for: hour,
             },
             Row {
                 name: "the timeout itself still counts as heard",
@@ -113,6 +124,7 @@ mod tests {
                 direct: &[1, 2],
                 live: &[1, 2],
                 lease: &[1, 2],
+                up_for: hour,
             },
             Row {
                 name: "lost but within the lease",
@@ -120,6 +132,7 @@ mod tests {
                 direct: &[1],
                 live: &[1],
                 lease: &[1, 2],
+                up_for: hour,
             },
             Row {
                 name: "never heard since start",
@@ -127,6 +140,7 @@ mod tests {
                 direct: &[1],
                 live: &[1],
                 lease: &[1],
+                up_for: hour,
             },
             Row {
                 name: "a partition between 1 and 3, both reaching 2: 3 is up through 2",
@@ -134,6 +148,7 @@ mod tests {
                 direct: &[1, 2],
                 live: &[1, 2, 3],
                 lease: &[1, 2],
+                up_for: hour,
             },
             Row {
                 name: "the word of a lost member counts for nothing",
@@ -141,10 +156,40 @@ mod tests {
                 direct: &[1],
                 live: &[1],
                 lease: &[1],
+                up_for: hour,
             },
         ];
+        // Found by CI under load: a restarted owner (restart in place, witness topology)
+        // probed its running group 50 ms after starting, before any peer was heard, and S4
+        // stopped it as "1 of 3 voters in touch".
+        let rows = rows.into_iter().chain([
+            Row {
+                name: "just started, nobody heard yet: in the lease, not up",
+                members: vec![member(2, None, &[]), member(3, None, &[])],
+                direct: &[1],
+                live: &[1],
+                lease: &[1, 2, 3],
+                up_for: Duration::from_millis(50),
+            },
+            Row {
+                name: "started a lease ago and still nobody heard: out of the lease",
+                members: vec![member(2, None, &[]), member(3, None, &[])],
+                direct: &[1],
+                live: &[1],
+                lease: &[1],
+                up_for: Duration::from_millis(3001),
+            },
+            Row {
+                name: "just started, one peer heard already: it is up, the other in the lease",
+                members: vec![member(2, Some(10), &[]), member(3, None, &[])],
+                direct: &[1, 2],
+                live: &[1, 2],
+                lease: &[1, 2, 3],
+                up_for: Duration::from_millis(50),
+            },
+        ]);
         for r in rows {
-            let l = Liveness::derive(1, &r.members, lost, lease);
+            let l = Liveness::derive(1, &r.members, lost, lease, r.up_for);
             assert_eq!(l.direct, set(r.direct), "{}: direct", r.name);
             assert_eq!(l.live, set(r.live), "{}: live", r.name);
             assert_eq!(l.within_lease, set(r.lease), "{}: lease", r.name);

@@ -39,6 +39,8 @@ pub struct Opts {
     pub kind: Kind,
     /// `timers.profile`.
     pub profile: &'static str,
+    /// More keys of the `timers:` section (flow style), e.g. `", election_ticks: 20"`.
+    pub timers: &'static str,
     /// Extra YAML under `resources:` (indented by two spaces), e.g. `max_restarts: 1`.
     pub resources_extra: String,
     /// Monitor interval of every resource.
@@ -75,6 +77,7 @@ impl Default for Opts {
         Opts {
             kind: Kind::Witness,
             profile: "default",
+            timers: "",
             resources_extra: String::new(),
             monitor: "1s",
             delays: ("0s", "0s"),
@@ -111,7 +114,7 @@ fn config(o: &Opts) -> String {
     let mut y = vec![
         "cluster: e2e".to_string(),
         "key_file: /etc/oneha/cluster.key".to_string(),
-        format!("timers: {{profile: {}}}", o.profile),
+        format!("timers: {{profile: {}{}}}", o.profile, o.timers),
         "nodes:".to_string(),
     ];
     for n in 1..=2u8 {
