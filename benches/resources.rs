@@ -47,19 +47,21 @@ fn mountpoint(fstype: &str) -> String {
     format!("/run/bench-{fstype}")
 }
 
-/// CONFIG with, per disk, resources `fs-TYPE` (device by path) and `fs-TYPE-label`
-/// (`LABEL=`, looked up as the driver does: udev's links, else `blkid`).
+/// CONFIG with, per disk, resources `fs-TYPE` (device by path, on [`mountpoint`]) and
+/// `fs-TYPE-label` (`LABEL=`, looked up as the driver does: udev's links, else `blkid`; on
+/// the same path with `-label`: check-config refuses a mountpoint used twice).
 fn config(disks: &[SharedDisk]) -> String {
     let mut text = CONFIG.to_string();
     for d in disks {
-        let (t, mnt) = (d.fstype(), mountpoint(d.fstype()));
+        let t = d.fstype();
         for (suffix, device) in [
             ("", d.device().display().to_string()),
             ("-label", format!("LABEL={}", d.label())),
         ] {
             text.push_str(&format!(
                 "    - {{name: fs-{t}{suffix}, type: filesystem, device: \"{device}\", \
-                 mountpoint: {mnt}, fstype: {t}}}\n"
+                 mountpoint: {}{suffix}, fstype: {t}}}\n",
+                mountpoint(t)
             ));
         }
     }
