@@ -173,6 +173,43 @@ fn a_shared_disk_moves_between_nodes_with_its_data_and_busy_mounts_are_handled()
     );
 }
 
+/// xfs, the other local filesystem of OpenNebula front-ends: found by label, moves with its
+/// data, a busy mount is forced, and no check runs before the mount (the log replay is the
+/// check, docs/storage.md).
+#[test]
+fn an_xfs_shared_disk_moves_between_nodes_with_its_data() {
+    let topo = Topology::new("fs_xfs");
+    let disk = topo.add_shared_disk_of("data", 300, "xfs");
+    let xfs = config(&format!("LABEL={}", disk.label()), "").replace("ext4", "xfs");
+    let n1 = add_node(&topo, "node1", 1, &disk);
+    let n2 = add_node(&topo, "node2", 2, &disk);
+    for n in [&n1, &n2] {
+        std::fs::write(n.etc_dir().join("xfs.yaml"), &xfs).expect("write xfs.yaml");
+    }
+
+    let started = fs(&n1, "xfs", "start");
+    started.expect_ok();
+    assert_eq!(disk.mounted_on(&topo.nodes()), ["node1"]);
+    let fstype = n1.run_ok(&["findmnt", "-n", "-o", "FSTYPE", MOUNTPOINT]);
+    assert_eq!(fstype.trim(), "xfs");
+    n1.run_ok(&[
+        "sh",
+        "-c",
+        &format!("echo xfs-on-node1 > {MOUNTPOINT}/file"),
+    ]);
+    fs(&n1, "xfs", "stop").expect_ok();
+    assert!(disk.mounted_on(&topo.nodes()).is_empty());
+
+    fs(&n2, "xfs", "start").expect_ok();
+    assert_eq!(fs(&n2, "xfs", "monitor").stdout, "data: running\n");
+    let text = n2.run_ok(&["cat", &format!("{MOUNTPOINT}/file")]);
+    assert_eq!(text, "xfs-on-node1\n");
+    hold(&n2);
+    fs(&n2, "xfs", "stop").expect_ok();
+    assert!(!n2.unit_has_processes("holder.service"));
+    assert!(disk.mounted_on(&topo.nodes()).is_empty());
+}
+
 #[test]
 fn the_topology_detaches_its_shared_disk() {
     let prefix;
