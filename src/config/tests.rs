@@ -383,13 +383,41 @@ fn next_key_file_defaults_beside_the_key_and_must_be_private() {
 fn frontends_without_fence_levels_are_warned_about() {
     let key = key_file();
     let c = parse(Path::new("c.yaml"), &with_key(BASE, &key)).unwrap();
-    let w = warnings(&c);
+    let w: Vec<String> = warnings(&c)
+        .into_iter()
+        .filter(|w| w.starts_with("fencing."))
+        .collect();
     assert_eq!(w.len(), 2, "{w:?}");
     assert!(
         w[0].contains("front-end one-server1 has no fence level"),
         "{w:?}"
     );
     assert!(w[0].contains("oneha fence-ack one-server1"), "{w:?}");
+}
+
+/// The built-in group is OpenNebula 4.x-6.x's pair: check-config says OpenNebula 7 needs
+/// another; a named group (here the 7.x one) gets no such warning.
+#[test]
+fn the_built_in_group_is_warned_about() {
+    let key = key_file();
+    let c = parse(Path::new("c.yaml"), &with_key(BASE, &key)).unwrap();
+    let w = warnings(&c);
+    let default: Vec<&String> = w
+        .iter()
+        .filter(|w| w.contains("built-in default"))
+        .collect();
+    assert_eq!(default.len(), 1, "{w:?}");
+    assert!(default[0].contains("opennebula-hem"), "{w:?}");
+    let seven = format!(
+        "{BASE}resources:\n  group:\n    - {{name: opennebula, type: systemd, unit: opennebula.service}}\n    \
+         - {{name: opennebula-hem, type: systemd, unit: opennebula-hem.service}}\n"
+    );
+    let c = parse(Path::new("c.yaml"), &with_key(&seven, &key)).unwrap();
+    assert!(
+        warnings(&c).iter().all(|w| !w.contains("built-in default")),
+        "{:?}",
+        warnings(&c)
+    );
 }
 /// The failover-domain rule, as placement and `enable --on`/`relocate --to` both read it.
 #[test]

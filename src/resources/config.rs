@@ -349,10 +349,7 @@ impl ResourceConfig {
 impl ResourcesConfig {
     pub(crate) fn fill_defaults(&mut self) {
         if self.group.is_empty() {
-            self.group = vec![
-                ResourceConfig::systemd("opennebula", "opennebula.service"),
-                ResourceConfig::systemd("opennebula-sunstone", "opennebula-sunstone.service"),
-            ];
+            self.group = default_group();
         }
     }
 
@@ -412,8 +409,35 @@ impl ResourcesConfig {
     /// What a valid group allows but an operator should know (`oneha check-config` prints
     /// them): a filesystem started after the units that may need it.
     pub fn warnings(&self) -> Vec<String> {
-        fs_config::warnings(&self.group)
+        let mut w = fs_config::warnings(&self.group);
+        let default = default_group();
+        let same = |a: &ResourceConfig, b: &ResourceConfig| {
+            (&a.name, &a.kind, &a.unit, &a.script) == (&b.name, &b.kind, &b.unit, &b.script)
+        };
+        if self.group.len() == default.len()
+            && self.group.iter().zip(&default).all(|(a, b)| same(a, b))
+        {
+            w.push(
+                "resources.group: the group is the built-in default, `opennebula` and \
+                 `opennebula-sunstone` (OpenNebula 4.x to 6.x); OpenNebula 7 has no \
+                 opennebula-sunstone and needs opennebula-hem (the VM-HA hook runs in it) and \
+                 opennebula-fireedge in the group: name the group for your version \
+                 (deploy/examples, docs/install.md)"
+                    .into(),
+            );
+        }
+        w
     }
+}
+
+/// The group when none is configured: the units of OpenNebula 4.x to 6.x, as rgmanager
+/// clusters ran them. Kept for configs written for those versions; `check-config` warns
+/// that OpenNebula 7 needs another set.
+fn default_group() -> Vec<ResourceConfig> {
+    vec![
+        ResourceConfig::systemd("opennebula", "opennebula.service"),
+        ResourceConfig::systemd("opennebula-sunstone", "opennebula-sunstone.service"),
+    ]
 }
 
 /// Parses `ADDRESS/PREFIX` (IPv4 prefix 1..=32, IPv6 1..=128).
