@@ -25,9 +25,11 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-const EXPECTED: [&str; 13] = [
+const EXPECTED: [&str; 15] = [
     "./usr/sbin/oneha",
     "./usr/share/oneha/opennebula/host_error.hook",
+    "./usr/share/oneha/grafana/oneha-dashboard.json",
+    "./usr/share/oneha/prometheus/oneha-alerts.yml",
     "./lib/systemd/system/oneha.service",
     "./etc/oneha/oneha.yaml.example",
     "./usr/share/doc/oneha/copyright",

@@ -26,6 +26,11 @@ if command -v strip >/dev/null; then strip --strip-unneeded "$pkg/usr/sbin/oneha
 ln -s oneha "$pkg/usr/sbin/oneha-host-error"
 install -D -m 0644 "$root/deploy/opennebula/host_error.hook" \
   "$pkg/usr/share/oneha/opennebula/host_error.hook"
+# Grafana dashboard and Prometheus alert rules (docs/install.md, "Dashboards and alerts").
+install -D -m 0644 "$root/deploy/grafana/oneha-dashboard.json" \
+  "$pkg/usr/share/oneha/grafana/oneha-dashboard.json"
+install -D -m 0644 "$root/deploy/prometheus/oneha-alerts.yml" \
+  "$pkg/usr/share/oneha/prometheus/oneha-alerts.yml"
 install -D -m 0644 "$root/deploy/oneha.service" "$pkg/lib/systemd/system/oneha.service"
 install -d -m 0700 "$pkg/etc/oneha"
 install -m 0644 "$root/deploy/examples/witness.yaml" "$pkg/etc/oneha/oneha.yaml.example"
