@@ -42,16 +42,7 @@ const CONDITIONAL: [(&str, &str); 3] = [
 ];
 
 /// Exported families the dashboard does not show, and why.
-const NOT_SHOWN: [(&str, &str); 2] = [
-    (
-        "oneha_stuck_vm_reports_total",
-        "never incremented by the agent (always 0)",
-    ),
-    (
-        "oneha_stuck_vms_found_total",
-        "never incremented by the agent (always 0)",
-    ),
-];
+const NOT_SHOWN: [(&str, &str); 0] = [];
 
 /// Labels Prometheus adds to every scraped series.
 const TARGET_LABELS: [&str; 2] = ["job", "instance"];

@@ -24,6 +24,7 @@ fn the_survivor_reports_the_stuck_vms_after_a_failover() {
                      report_delay: 1s, report_on_takeover: true}"
             .into(),
         units: vec![("opennebula.service".into(), FAKE_ONED.into())],
+        extra: "metrics: {listen: \"127.0.0.1:9464\"}".into(),
         ..Opts::default()
     };
     let c = Cluster::start("stuck_failover", opts);
@@ -60,6 +61,20 @@ fn the_survivor_reports_the_stuck_vms_after_a_failover() {
         s.stuck_vms.as_ref().and_then(|x| x["stuck"].as_u64()),
         Some(3)
     );
+    // And in the metrics (they stayed at 0 before: nothing recorded the report).
+    let metrics = c
+        .node(survivor)
+        .run(&["curl", "-sf", "http://127.0.0.1:9464/metrics"])
+        .stdout;
+    for line in [
+        "oneha_stuck_vm_reports_total 1",
+        "oneha_stuck_vms_found_total 3",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
     let (code, table, err) = c.oneha(
         survivor,
         &[

@@ -70,11 +70,15 @@ impl Context {
             let _ = old.send(true);
         }
         let cfg = self.cfg.clone();
+        let counters = self.counters.clone();
         tokio::spawn(async move {
             let r =
                 crate::opennebula::report_after_takeover(&cfg.opennebula, &cfg.data_dir, rx).await;
             match r {
-                Ok(report) => crate::events::stuck_vms(&report),
+                Ok(report) => {
+                    counters.record_stuck_vm_report(report.counts.stuck);
+                    crate::events::stuck_vms(&report)
+                }
                 Err(e) => tracing::warn!("stuck-VM report not made: {e}"),
             }
         });
