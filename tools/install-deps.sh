@@ -34,6 +34,23 @@ if ! "$PYONE_VENV/bin/python3" -c "import pyone, importlib.metadata as m; assert
 fi
 echo "install-deps: pyone $PYONE_VERSION present in $PYONE_VENV"
 
+# promtool (Debian's prometheus package, unpacked, not installed: no service) for the alert
+# rules' checks and scenarios in tests/dashboards.rs. Optional: without it those skip.
+PROM_DIR=/opt/oneha-test/prometheus
+if [ ! -x "$PROM_DIR/usr/bin/promtool" ]; then
+  echo "install-deps: unpacking promtool into $PROM_DIR"
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && (apt-get download prometheus >/dev/null 2>&1 || \
+        (apt-get update -qq && apt-get download prometheus >/dev/null))); then
+    mkdir -p "$PROM_DIR"
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+    install -D -m 0755 "$tmp/x/usr/bin/promtool" "$PROM_DIR/usr/bin/promtool"
+  else
+    echo "install-deps: WARNING: prometheus package not downloadable; alert rule scenarios will skip"
+  fi
+  rm -rf "$tmp"
+fi
+
 # cargo-deny for `make deny` (part of `make test`): built from crates.io, pinned. A failed
 # build does not fail the install: `make deny` then says every check is skipped.
 CARGO_DENY_VERSION=0.20.2

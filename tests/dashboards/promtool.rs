@@ -10,10 +10,17 @@ use serde_json::{Value, json};
 
 use crate::alert_cases::{Topologies, World, cases};
 
-/// `promtool`: $PROMTOOL, else on PATH.
+/// Where `tools/install-deps.sh` unpacks Debian's promtool.
+const UNPACKED: &str = "/opt/oneha-test/prometheus/usr/bin/promtool";
+
+/// `promtool`: $PROMTOOL, else the one `tools/install-deps.sh` unpacked, else on PATH.
 pub fn find() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PROMTOOL") {
         return Some(PathBuf::from(p));
+    }
+    let unpacked = PathBuf::from(UNPACKED);
+    if unpacked.is_file() {
+        return Some(unpacked);
     }
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join("promtool"))
