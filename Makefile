@@ -69,11 +69,12 @@ clean:
 fuzz:
 	bash tools/fuzz.sh
 
-## Fencing only: unit tests, then the real fence_virtd and test-daemon interop tests.
+## Fencing only: unit tests, then the real fence_virtd and test-daemon interop tests, and
+## VM-HA hosts that are VMs fenced through fence_virtd.
 test-fence: build
 	bash tools/install-fence-virtd.sh
 	$(CARGO) test --lib fence
-	$(CARGO) test --test fence_virtd --test fence_testkit
+	$(CARGO) test --test fence_virtd --test fence_testkit --test vm_ha_xvm
 
 ## Remove what killed real-host test runs left behind (namespaces, node cgroups, temp dirs).
 harness-cleanup:

@@ -9,64 +9,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fence_net::{
-    Lab, Proc, Verdict, both, both_list, fence_virt_dir, ours, params, stock, stock_fence_xvm,
-    stock_verdict,
+    Lab, ONE2_UUID, Verdict, both, both_list, fence_virt_dir, ours, params, start_virtd, stock,
+    stock_fence_xvm, stock_verdict,
 };
 use oneha::fence::xvm::HashType;
 use oneha::fence::xvm_client::{self, XvmParams};
 use oneha::fence::{Action, Answer, FenceError, agent};
-
-const ONE2_UUID: &str = "6695eb01-f6a4-8304-79aa-97f2502e1940";
-
-fn start_virtd(lab: &Lab, hash: &str, auth: &str) -> Proc {
-    let root = fence_virt_dir();
-    let nodes = lab.path("nodes.xml");
-    let mut xml = String::from("<node>\n");
-    for (name, uuid) in [
-        ("one1", "6695eb01-f6a4-8304-79aa-97f2502e193f"),
-        ("one2", ONE2_UUID),
-    ] {
-        xml.push_str(&format!(
-            "<domain type='test'><name>{name}</name><uuid>{uuid}</uuid><memory>8192</memory>\
-             <vcpu>1</vcpu><os><type>hvm</type></os></domain>\n"
-        ));
-    }
-    xml.push_str("</node>\n");
-    std::fs::write(&nodes, xml).unwrap();
-    let conf = lab.path("fence_virt.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "fence_virtd {{ listener = \"multicast\"; backend = \"libvirt\"; \
-             module_path = \"{}\"; }}\n\
-             listeners {{ multicast {{ key_file = \"{}\"; address = \"225.0.0.12\"; \
-             port = \"1229\"; interface = \"eth0\"; family = \"ipv4\"; hash = \"{hash}\"; \
-             auth = \"{auth}\"; }} }}\n\
-             backends {{ libvirt {{ uri = \"test://{}\"; }} }}\n",
-            root.join("usr/lib/x86_64-linux-gnu/fence-virt").display(),
-            lab.key().display(),
-            nodes.display()
-        ),
-    )
-    .unwrap();
-    // Each daemon gets its own pid file: fence_virtd refuses to start beside a live one.
-    let pid = lab.path("fence_virtd.pid");
-    let p = lab.spawn(
-        "host",
-        &root.join("usr/sbin/fence_virtd"),
-        &[
-            "-F",
-            "-f",
-            conf.to_str().unwrap(),
-            "-p",
-            pid.to_str().unwrap(),
-            "-d1",
-        ],
-        "fence_virtd.log",
-    );
-    lab.wait_udp("host", 1229, &p);
-    p
-}
 
 fn params_with(lab: &Lab, hash: HashType, auth: HashType) -> XvmParams {
     XvmParams {

@@ -169,19 +169,6 @@ async fn set_host_state(fake: &Running, id: i32, state: i32) {
     .expect("testkit.host.state");
 }
 
-/// (STATE, LCM_STATE, host of the last history record).
-fn vm(h: &WorldHandle, id: i64) -> (i64, i64, Option<i64>) {
-    h.read(|w| {
-        let v = w.vm(id).expect("vm");
-        (v.state, v.lcm(), v.last().map(|r| r.hid))
-    })
-}
-
-async fn hook_done(h: &WorldHandle, runs: usize) -> oneha_testkit::hem::HookRun {
-    wait_until("the hook finished", || h.hook_runs().len() >= runs).await;
-    h.hook_runs().remove(runs - 1)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_host_is_fenced_then_its_vms_on_shared_storage_are_rescheduled() {
     let site = Site::new();

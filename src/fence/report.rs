@@ -183,6 +183,29 @@ impl FenceReport {
     pub fn last_error(&self) -> Option<&str> {
         self.attempts.iter().rev().find_map(|a| a.error.as_deref())
     }
+    /// Why a failed fence failed, naming each device: for every level tried, in order,
+    /// `device NAME (method): ` and the error of its last try, joined by `; then `. `None`
+    /// when the report succeeded or holds no error.
+    pub fn failure(&self) -> Option<String> {
+        if self.success() {
+            return None;
+        }
+        let mut parts: Vec<(usize, String)> = Vec::new();
+        for a in &self.attempts {
+            let Some(e) = &a.error else { continue };
+            let text = if a.device.is_empty() {
+                e.clone()
+            } else {
+                format!("device {} ({}): {e}", a.device, a.method)
+            };
+            match parts.last_mut() {
+                Some((level, last)) if *level == a.level => *last = text,
+                _ => parts.push((a.level, text)),
+            }
+        }
+        let parts: Vec<String> = parts.into_iter().map(|(_, t)| t).collect();
+        (!parts.is_empty()).then(|| parts.join("; then "))
+    }
 }
 
 impl fmt::Display for FenceReport {
@@ -239,4 +262,74 @@ pub struct CheckResult {
     pub detail: String,
     /// How long it took, in milliseconds.
     pub duration_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(level: usize, try_number: u32, device: &str, error: Option<&str>) -> Attempt {
+        Attempt {
+            level,
+            try_number,
+            device: device.into(),
+            method: if device.starts_with("kvm") {
+                "xvm".into()
+            } else {
+                "agent".into()
+            },
+            action: Action::Off,
+            result: if error.is_some() {
+                AttemptResult::Failed
+            } else {
+                AttemptResult::Success
+            },
+            answer: None,
+            error: error.map(str::to_string),
+            started: SystemTime::UNIX_EPOCH,
+            duration_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_failure_names_the_device_of_each_level_tried() {
+        let cases: Vec<(Vec<Attempt>, Option<&str>)> = vec![
+            (
+                vec![attempt(0, 1, "kvm-host", Some("no fence_virtd answered"))],
+                Some("device kvm-host (xvm): no fence_virtd answered"),
+            ),
+            // The last try of each level, levels in order.
+            (
+                vec![
+                    attempt(0, 1, "kvm-host", Some("timeout")),
+                    attempt(0, 2, "kvm-host", Some("refused")),
+                    attempt(1, 1, "ipmi1", Some("exit 1")),
+                ],
+                Some("device kvm-host (xvm): refused; then device ipmi1 (agent): exit 1"),
+            ),
+            // No levels at all: the fencer's own explanation.
+            (
+                vec![attempt(0, 0, "", Some("no fence levels configured"))],
+                Some("no fence levels configured"),
+            ),
+            // Success (after a failed level) is no failure.
+            (
+                vec![
+                    attempt(0, 1, "kvm-host", Some("timeout")),
+                    attempt(1, 1, "ipmi1", None),
+                ],
+                None,
+            ),
+            (vec![], None),
+        ];
+        for (attempts, want) in cases {
+            let r = FenceReport {
+                target: "kvm1".into(),
+                by: "fe1".into(),
+                action: Action::Off,
+                attempts,
+            };
+            assert_eq!(r.failure().as_deref(), want, "{r}");
+        }
+    }
 }

@@ -263,9 +263,8 @@ fn start_fence<J: Journal>(ctx: &Ctx<'_, J>, case: &Case, tasks: &mut JoinSet<Do
                 Done::Fence(match report.succeeded_by() {
                     Some(a) => Ok(a.device.clone()),
                     None => Err(report
-                        .last_error()
-                        .unwrap_or("every fence level failed")
-                        .to_string()),
+                        .failure()
+                        .unwrap_or_else(|| "every fence level failed".to_string())),
                 })
             });
         }

@@ -1,6 +1,7 @@
 //! A two-namespace lab for the fencing tests: a "hypervisor" (192.0.2.1) and a guest
-//! (192.0.2.11) on a bridge of their own, with a multicast route. Everything is torn down on
-//! drop, even when the test panics. Each test passes its own short prefix.
+//! (192.0.2.11) on a bridge of their own, with a multicast route; the real fence_virtd on the
+//! hypervisor ([`start_virtd`]) and both fence_xvm clients in the guest. Everything is torn
+//! down on drop, even when the test panics. Each test passes its own short prefix.
 
 #![allow(dead_code)]
 
@@ -390,4 +391,60 @@ pub fn both_list(lab: &Lab) -> Vec<(String, String, String)> {
     assert_eq!(code, 0, "stock list: {out}");
     assert_eq!(mine, parse_listing(&out));
     mine
+}
+
+/// UUID of the mock hypervisor's domain `one1`.
+pub const ONE1_UUID: &str = "6695eb01-f6a4-8304-79aa-97f2502e193f";
+/// UUID of the mock hypervisor's domain `one2`.
+pub const ONE2_UUID: &str = "6695eb01-f6a4-8304-79aa-97f2502e1940";
+
+/// Starts the real fence_virtd in the hypervisor namespace: multicast listener on eth0
+/// (225.0.0.12:1229, the lab's key, these `hash` and `auth`), libvirt backend on libvirt's
+/// mock hypervisor (`test://`) with two running domains, `one1` and `one2`. Waits until it
+/// listens. Each call starts from fresh domains (both on).
+pub fn start_virtd(lab: &Lab, hash: &str, auth: &str) -> Proc {
+    let root = fence_virt_dir();
+    let nodes = lab.path("nodes.xml");
+    let mut xml = String::from("<node>\n");
+    for (name, uuid) in [("one1", ONE1_UUID), ("one2", ONE2_UUID)] {
+        xml.push_str(&format!(
+            "<domain type='test'><name>{name}</name><uuid>{uuid}</uuid><memory>8192</memory>\
+             <vcpu>1</vcpu><os><type>hvm</type></os></domain>\n"
+        ));
+    }
+    xml.push_str("</node>\n");
+    std::fs::write(&nodes, xml).expect("write nodes.xml");
+    let conf = lab.path("fence_virt.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "fence_virtd {{ listener = \"multicast\"; backend = \"libvirt\"; \
+             module_path = \"{}\"; }}\n\
+             listeners {{ multicast {{ key_file = \"{}\"; address = \"225.0.0.12\"; \
+             port = \"1229\"; interface = \"eth0\"; family = \"ipv4\"; hash = \"{hash}\"; \
+             auth = \"{auth}\"; }} }}\n\
+             backends {{ libvirt {{ uri = \"test://{}\"; }} }}\n",
+            root.join("usr/lib/x86_64-linux-gnu/fence-virt").display(),
+            lab.key().display(),
+            nodes.display()
+        ),
+    )
+    .expect("write fence_virt.conf");
+    // Each daemon gets its own pid file: fence_virtd refuses to start beside a live one.
+    let pid = lab.path("fence_virtd.pid");
+    let p = lab.spawn(
+        "host",
+        &root.join("usr/sbin/fence_virtd"),
+        &[
+            "-F",
+            "-f",
+            conf.to_str().expect("utf-8 path"),
+            "-p",
+            pid.to_str().expect("utf-8 path"),
+            "-d1",
+        ],
+        "fence_virtd.log",
+    );
+    lab.wait_udp("host", 1229, &p);
+    p
 }

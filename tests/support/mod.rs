@@ -1,4 +1,5 @@
-//! Helpers shared by the stuck-VM integration tests: a fake oned on loopback, clients for it.
+//! Helpers shared by the stuck-VM and VM-HA integration tests: a fake oned on loopback,
+//! clients for it, what its world says.
 
 #![allow(dead_code)]
 
@@ -119,4 +120,21 @@ pub async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A VM of the fake's world: (STATE, LCM_STATE, host of the last history record).
+pub fn vm(h: &oneha_testkit::world_handle::WorldHandle, id: i64) -> (i64, i64, Option<i64>) {
+    h.read(|w| {
+        let v = w.vm(id).expect("vm");
+        (v.state, v.lcm(), v.last().map(|r| r.hid))
+    })
+}
+
+/// Waits until the fake's hook manager finished `runs` hook runs; returns the last of them.
+pub async fn hook_done(
+    h: &oneha_testkit::world_handle::WorldHandle,
+    runs: usize,
+) -> oneha_testkit::hem::HookRun {
+    wait_until("the hook finished", || h.hook_runs().len() >= runs).await;
+    h.hook_runs().remove(runs - 1)
 }
