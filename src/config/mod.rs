@@ -7,6 +7,7 @@
 mod duration;
 mod links;
 mod locate;
+pub mod opennebula;
 mod redact;
 mod timers;
 
@@ -21,12 +22,12 @@ pub use duration::{Dur, parse_duration};
 pub use links::MAX_LINKS;
 use links::NodeSpec;
 pub use locate::{Locator, locate};
+use opennebula::OpennebulaConfig;
 use redact::Redactor;
 pub use timers::{Profile, Timers, TimersConfig};
 
 use crate::alerts::AlertConfig;
 use crate::fence::FencingConfig;
-use crate::opennebula::OpennebulaConfig;
 use crate::resources::ResourcesConfig;
 use crate::vmha::config::VmHaConfig;
 
