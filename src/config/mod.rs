@@ -5,6 +5,9 @@
 //! happen). `oneha check-config` prints the effective config with defaults filled in.
 
 mod duration;
+pub mod fence_xvm;
+pub mod fencing;
+pub mod fencing_check;
 mod links;
 mod locate;
 pub mod opennebula;
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use duration::{Dur, parse_duration};
+use fencing::FencingConfig;
 pub use links::MAX_LINKS;
 use links::NodeSpec;
 pub use locate::{Locator, locate};
@@ -27,7 +31,6 @@ use redact::Redactor;
 pub use timers::{Profile, Timers, TimersConfig};
 
 use crate::alerts::AlertConfig;
-use crate::fence::FencingConfig;
 use crate::resources::ResourcesConfig;
 use crate::vmha::config::VmHaConfig;
 
