@@ -8,8 +8,8 @@ use super::fence_xvm::DOMAIN_MAX;
 use super::fencing::{
     AgentDevice, DeviceConfig, FencingConfig, LevelConfig, XvmDevice, find_agent, xvm_source,
 };
+use super::resources::ResourceKind;
 use super::{Config, Problems};
-use crate::resources::ResourceKind;
 
 impl FencingConfig {
     pub(crate) fn validate(&self, c: &Config, p: &mut Problems) {

@@ -8,10 +8,12 @@ mod duration;
 pub mod fence_xvm;
 pub mod fencing;
 pub mod fencing_check;
+pub mod filesystem;
 mod links;
 mod locate;
 pub mod opennebula;
 mod redact;
+pub mod resources;
 mod timers;
 
 use std::collections::HashMap;
@@ -28,10 +30,10 @@ use links::NodeSpec;
 pub use locate::{Locator, locate};
 use opennebula::OpennebulaConfig;
 use redact::Redactor;
+use resources::ResourcesConfig;
 pub use timers::{Profile, Timers, TimersConfig};
 
 use crate::alerts::AlertConfig;
-use crate::resources::ResourcesConfig;
 use crate::vmha::config::VmHaConfig;
 
 /// Where the agent and the CLI look for the config unless `--config` or `ONEHA_CONFIG` says.
