@@ -15,6 +15,7 @@ pub mod opennebula;
 mod redact;
 pub mod resources;
 mod timers;
+pub mod vm_ha;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,9 +33,9 @@ use opennebula::OpennebulaConfig;
 use redact::Redactor;
 use resources::ResourcesConfig;
 pub use timers::{Profile, Timers, TimersConfig};
+use vm_ha::VmHaConfig;
 
 use crate::alerts::AlertConfig;
-use crate::vmha::config::VmHaConfig;
 
 /// Where the agent and the CLI look for the config unless `--config` or `ONEHA_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/oneha/oneha.yaml";
