@@ -4,6 +4,7 @@
 //! Unknown keys are errors (a misspelt key silently ignored is a failover that does not
 //! happen). `oneha check-config` prints the effective config with defaults filled in.
 
+pub mod alerts;
 mod duration;
 pub mod fence_xvm;
 pub mod fencing;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use alerts::AlertConfig;
 pub use duration::{Dur, parse_duration};
 use fencing::FencingConfig;
 pub use links::MAX_LINKS;
@@ -34,8 +36,6 @@ use redact::Redactor;
 use resources::ResourcesConfig;
 pub use timers::{Profile, Timers, TimersConfig};
 use vm_ha::VmHaConfig;
-
-use crate::alerts::AlertConfig;
 
 /// Where the agent and the CLI look for the config unless `--config` or `ONEHA_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/oneha/oneha.yaml";
@@ -533,7 +533,7 @@ fn validate(c: &Config, p: &mut Problems) {
     let devices: Vec<&str> = c.fencing.devices.keys().map(String::as_str).collect();
     c.vm_ha
         .check(&devices, &mut |k, m| p.push(format!("vm_ha.{k}"), m));
-    crate::alerts::check_all(&c.alerts, &mut |k, m| p.push(k, m));
+    alerts::check_all(&c.alerts, &mut |k, m| p.push(k, m));
 }
 
 #[cfg(test)]
