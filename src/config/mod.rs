@@ -10,6 +10,7 @@ pub mod fence_xvm;
 pub mod fencing;
 pub mod fencing_check;
 pub mod filesystem;
+pub mod key_file;
 mod links;
 mod locate;
 pub mod opennebula;
@@ -518,12 +519,12 @@ fn validate(c: &Config, p: &mut Problems) {
                 c.key_file.display()
             ),
         );
-    } else if let Err(e) = crate::cluster::auth::check_private(&c.key_file) {
+    } else if let Err(e) = key_file::check_private(&c.key_file) {
         p.push("key_file", e.to_string());
     }
     let next = c.next_key_file();
     if next.exists()
-        && let Err(e) = crate::cluster::auth::check_private(&next)
+        && let Err(e) = key_file::check_private(&next)
     {
         p.push("next_key_file", e.to_string());
     }
