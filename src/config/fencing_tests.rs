@@ -305,24 +305,31 @@ fn option_values_with_line_breaks_or_nul_are_refused_without_showing_them() {
     assert!(crate::config::fencing_check::is_one_line("s3cret pw=x"));
 }
 
-/// Found by fuzzing: a key_file of /dev/zero was reported as "does not exist" (and reading it
-/// would never end).
-#[test]
-fn key_file_that_exists_but_is_not_a_key_file_says_what_it_is() {
-    let dir = tempfile::tempdir().unwrap();
-    let empty = dir.path().join("empty.key");
+/// Paths that exist but are not key files, each with what the refusal says about it: a
+/// character device, the folder `dir`, an empty file made in it. `fence::xvm::read_key`'s
+/// test uses them too.
+pub(crate) fn not_key_files(dir: &Path) -> [(String, &'static str); 3] {
+    let empty = dir.join("empty.key");
     std::fs::write(&empty, b"").unwrap();
-    for (path, expected) in [
+    [
         (
             "/dev/zero".to_string(),
             "is not a regular file (it is a character device)",
         ),
         (
-            dir.path().display().to_string(),
+            dir.display().to_string(),
             "is not a regular file (it is a directory)",
         ),
         (empty.display().to_string(), "is empty"),
-    ] {
+    ]
+}
+
+/// Found by fuzzing: a key_file of /dev/zero was reported as "does not exist" (and reading it
+/// would never end).
+#[test]
+fn key_file_that_exists_but_is_not_a_key_file_says_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, expected) in not_key_files(dir.path()) {
         let e = errors(&format!(
             "fencing:
   devices:

@@ -345,19 +345,7 @@ fn fuzz_found_lossy_names_are_cut_at_a_character_boundary() {
 #[test]
 fn read_key_says_what_a_path_that_is_not_a_key_file_is() {
     let dir = tempfile::tempdir().unwrap();
-    let empty = dir.path().join("empty.key");
-    std::fs::write(&empty, b"").unwrap();
-    for (path, expected) in [
-        (
-            "/dev/zero".to_string(),
-            "is not a regular file (it is a character device)",
-        ),
-        (
-            dir.path().display().to_string(),
-            "is not a regular file (it is a directory)",
-        ),
-        (empty.display().to_string(), "is empty"),
-    ] {
+    for (path, expected) in crate::config::fencing::tests::not_key_files(dir.path()) {
         let read = read_key(Path::new(&path)).unwrap_err();
         assert!(read.contains(expected), "{read}");
         assert!(!read.contains("does not exist"), "{read}");
