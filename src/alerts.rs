@@ -5,18 +5,16 @@
 //! scripts concurrently (at most [`MAX_RUNNING`] at once), kills a script's whole process
 //! group when it outlives its timeout, and logs how each run ended.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::config::Dur;
+pub use crate::config::alerts::AlertConfig;
 use crate::events::{Event, Kind, Sink};
 
 /// Events waiting for the scripts before new ones are dropped.
@@ -29,80 +27,11 @@ const OUTPUT_LIMIT: usize = 512;
 /// hold its pipes open).
 const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// One entry of the `alerts:` list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertConfig {
-    /// The executable to run (absolute path), with no arguments.
-    pub path: PathBuf,
-    /// How long a run may take before its process group is killed.
-    #[serde(default = "default_timeout")]
-    pub timeout: Dur,
-    /// Event names this script wants (`failover`, `fence-failed`...); empty: all.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub events: Vec<String>,
-}
-
-fn default_timeout() -> Dur {
-    Dur::secs(30)
-}
-
+// Kept beside the runner (not with the schema in `config::alerts`): it needs `Kind`.
 impl AlertConfig {
     /// Whether this script wants `kind`.
     pub fn wants(&self, kind: Kind) -> bool {
         self.events.is_empty() || self.events.iter().any(|e| e == kind.name())
-    }
-
-    /// Problems with this entry (`alerts[i]` is `key`), reported by `check-config`.
-    pub fn check(&self, key: &str, push: &mut dyn FnMut(String, String)) {
-        use std::os::unix::fs::PermissionsExt as _;
-        let path = &self.path;
-        if !path.is_absolute() {
-            push(
-                format!("{key}.path"),
-                format!(
-                    "expected an absolute path, found `{}`",
-                    path.display().to_string().escape_debug()
-                ),
-            );
-        } else {
-            match std::fs::metadata(path) {
-                Err(e) => push(
-                    format!("{key}.path"),
-                    format!(
-                        "cannot use {}: {e}; install the script there",
-                        path.display()
-                    ),
-                ),
-                Ok(m) if !m.is_file() || m.permissions().mode() & 0o111 == 0 => push(
-                    format!("{key}.path"),
-                    format!(
-                        "{} is not an executable file; chmod +x it or fix the path",
-                        path.display()
-                    ),
-                ),
-                Ok(_) => {}
-            }
-        }
-        if self.timeout.get().is_zero() {
-            push(
-                format!("{key}.timeout"),
-                "expected a timeout longer than 0".into(),
-            );
-        }
-        for (i, e) in self.events.iter().enumerate() {
-            if Kind::from_name(e).is_none() {
-                let names: Vec<&str> = crate::events::ALL.iter().map(|k| k.name()).collect();
-                push(
-                    format!("{key}.events[{i}]"),
-                    format!(
-                        "unknown event `{}`; expected one of: {}",
-                        e.escape_debug(),
-                        names.join(", ")
-                    ),
-                );
-            }
-        }
     }
 }
 
@@ -277,13 +206,6 @@ async fn finish(reader: tokio::task::JoinHandle<Vec<u8>>) -> Vec<u8> {
             abort.abort();
             Vec::new()
         }
-    }
-}
-
-/// Checks the `alerts:` list for `check-config`.
-pub fn check_all(alerts: &[AlertConfig], push: &mut dyn FnMut(String, String)) {
-    for (i, a) in alerts.iter().enumerate() {
-        a.check(&format!("alerts[{i}]"), push);
     }
 }
 

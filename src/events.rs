@@ -42,7 +42,8 @@ pub enum Kind {
     CaseClosed,
 }
 
-/// Every kind, for documentation and config checks.
+/// Every kind, in the order of their names in `config::alerts::EVENT_NAMES` (what
+/// `check-config` accepts in `events:`).
 pub const ALL: [Kind; 12] = [
     Kind::Failover,
     Kind::GroupStarted,

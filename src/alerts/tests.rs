@@ -2,12 +2,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use super::*;
-
-fn problems(a: &AlertConfig) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    check_all(std::slice::from_ref(a), &mut |k, m| out.push((k, m)));
-    out
-}
+use crate::config::Dur;
 
 #[test]
 fn an_alert_entry_defaults_to_30s_and_all_events() {
@@ -19,37 +14,6 @@ fn an_alert_entry_defaults_to_30s_and_all_events() {
     assert!(f.wants(Kind::FenceFailed) && !f.wants(Kind::Failover));
     let bad = serde_norway::from_str::<AlertConfig>("{path: /x, timout: 5s}");
     assert!(bad.is_err(), "a misspelt key is an error");
-}
-
-#[test]
-fn check_config_names_what_is_wrong_with_an_alert() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let script = dir.path().join("alert.sh");
-    std::fs::write(&script, "#!/bin/sh\n").expect("write");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let mut a = AlertConfig {
-        path: script.clone(),
-        timeout: Dur::secs(0),
-        events: vec!["failover".into(), "failovr".into()],
-    };
-    let p = problems(&a);
-    let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        keys,
-        ["alerts[0].path", "alerts[0].timeout", "alerts[0].events[1]"],
-        "{p:?}"
-    );
-    assert!(p[0].1.contains("not an executable"), "{p:?}");
-    assert!(
-        p[2].1.contains("fence-failed"),
-        "the message lists the names: {p:?}"
-    );
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    a.timeout = Dur::secs(5);
-    a.events.pop();
-    assert!(problems(&a).is_empty(), "{:?}", problems(&a));
-    a.path = "relative.sh".into();
-    assert!(problems(&a)[0].1.contains("absolute"));
 }
 
 #[test]

@@ -3,15 +3,15 @@
 //! directly and a key derived for one use is useless for another).
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use hkdf::Hkdf;
 use rand::RngCore;
 use sha2::Sha256;
 
-/// Key files shorter than this are refused.
-pub const MIN_KEY_LEN: usize = 16;
+pub use crate::config::key_file::{KeyError, MIN_KEY_LEN, check_private};
+
 /// HKDF salt for every key derived from the cluster key.
 const SALT: &[u8] = b"oneha cluster key v1";
 
@@ -41,62 +41,6 @@ impl std::fmt::Debug for ClusterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ClusterKey(<redacted>)")
     }
-}
-
-/// Why a key file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// Cannot read or write it.
-    #[error("{path}: {source}")]
-    Io {
-        /// The key file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Group or others may read it.
-    #[error(
-        "{path} is readable by group or others (mode {mode:o}); the cluster key must be \
-         private: run `chmod 600 {path}`"
-    )]
-    Permissions {
-        /// The key file.
-        path: String,
-        /// Its mode.
-        mode: u32,
-    },
-    /// Too short to be a key.
-    #[error(
-        "{path} holds {len} bytes; a cluster key needs at least {MIN_KEY_LEN}: create one with \
-         `oneha keygen {path}`"
-    )]
-    TooShort {
-        /// The key file.
-        path: String,
-        /// Its length.
-        len: usize,
-    },
-    /// Refusing to overwrite.
-    #[error("{path} exists; refusing to overwrite a cluster key (remove it first)")]
-    Exists {
-        /// The key file.
-        path: String,
-    },
-}
-
-/// Checks that group and others cannot read or write the key file at `path` (the agent
-/// refuses such a key, and `oneha check-config` reports it).
-pub fn check_private(path: &Path) -> Result<(), KeyError> {
-    let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|source| KeyError::Io {
-        path: shown.clone(),
-        source,
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::Permissions { path: shown, mode });
-    }
-    Ok(())
 }
 
 impl ClusterKey {
@@ -170,6 +114,8 @@ impl ClusterKey {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]

@@ -4,11 +4,20 @@
 //! Unknown keys are errors (a misspelt key silently ignored is a failover that does not
 //! happen). `oneha check-config` prints the effective config with defaults filled in.
 
+pub mod alerts;
 mod duration;
+pub mod fence_xvm;
+pub mod fencing;
+pub mod fencing_check;
+pub mod filesystem;
+pub mod key_file;
 mod links;
 mod locate;
+pub mod opennebula;
 mod redact;
+pub mod resources;
 mod timers;
+pub mod vm_ha;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,18 +26,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use alerts::AlertConfig;
 pub use duration::{Dur, parse_duration};
+use fencing::FencingConfig;
 pub use links::MAX_LINKS;
 use links::NodeSpec;
 pub use locate::{Locator, locate};
+use opennebula::OpennebulaConfig;
 use redact::Redactor;
+use resources::ResourcesConfig;
 pub use timers::{Profile, Timers, TimersConfig};
-
-use crate::alerts::AlertConfig;
-use crate::fence::FencingConfig;
-use crate::opennebula::OpennebulaConfig;
-use crate::resources::ResourcesConfig;
-use crate::vmha::config::VmHaConfig;
+use vm_ha::VmHaConfig;
 
 /// Where the agent and the CLI look for the config unless `--config` or `ONEHA_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/oneha/oneha.yaml";
@@ -511,12 +519,12 @@ fn validate(c: &Config, p: &mut Problems) {
                 c.key_file.display()
             ),
         );
-    } else if let Err(e) = crate::cluster::auth::check_private(&c.key_file) {
+    } else if let Err(e) = key_file::check_private(&c.key_file) {
         p.push("key_file", e.to_string());
     }
     let next = c.next_key_file();
     if next.exists()
-        && let Err(e) = crate::cluster::auth::check_private(&next)
+        && let Err(e) = key_file::check_private(&next)
     {
         p.push("next_key_file", e.to_string());
     }
@@ -526,7 +534,7 @@ fn validate(c: &Config, p: &mut Problems) {
     let devices: Vec<&str> = c.fencing.devices.keys().map(String::as_str).collect();
     c.vm_ha
         .check(&devices, &mut |k, m| p.push(format!("vm_ha.{k}"), m));
-    crate::alerts::check_all(&c.alerts, &mut |k, m| p.push(k, m));
+    alerts::check_all(&c.alerts, &mut |k, m| p.push(k, m));
 }
 
 #[cfg(test)]

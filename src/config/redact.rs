@@ -10,7 +10,7 @@
 //!   that is long or spans lines (a stray quote swallowed what follows);
 //! - a key that does not look like a key (the first line of a file that is not YAML).
 
-use crate::fence::{REDACTED, is_secret_option};
+use super::fencing::{REDACTED, is_secret_option};
 
 /// Longest value or key shown in a message.
 const MAX_SHOWN: usize = 64;

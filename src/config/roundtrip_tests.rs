@@ -82,7 +82,7 @@ fn gen_config() -> impl Strategy<Value = Gen> {
         1..10_000_000u64,
         proptest::option::of(1..65535u16),
         proptest::option::of(1..600_000u64),
-        proptest::collection::vec(0..crate::events::ALL.len(), 0..4),
+        proptest::collection::vec(0..super::alerts::EVENT_NAMES.len(), 0..4),
     )
         .prop_map(|t| Gen {
             cluster: t.0,
@@ -155,7 +155,7 @@ fn text(g: &Gen, f: &Files) -> String {
         let events: Vec<Value> = g
             .alert_events
             .iter()
-            .map(|&i| s(crate::events::ALL[i].name()))
+            .map(|&i| s(super::alerts::EVENT_NAMES[i]))
             .collect();
         a.insert(s("events"), Value::Sequence(events));
         m.insert(s("alerts"), Value::Sequence(vec![Value::Mapping(a)]));

@@ -24,6 +24,14 @@ fn every_kind_has_its_own_name_and_a_valid_stable_message_id() {
     assert_eq!(Kind::from_name("no-such-event"), None);
 }
 
+/// `check-config` accepts the names in `config::alerts::EVENT_NAMES` (config imports nothing
+/// of events): they must be the kinds' names, in the order of [`ALL`].
+#[test]
+fn the_config_knows_every_event_name_in_order() {
+    let names: Vec<&str> = ALL.iter().map(|k| k.name()).collect();
+    assert_eq!(names, crate::config::alerts::EVENT_NAMES);
+}
+
 #[test]
 fn quorum_is_reported_on_changes_only() {
     struct Collect(Mutex<Vec<Kind>>);

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::config;
+use crate::config::fencing::tests::config_text;
 use crate::fence::agent::tests::{rt, write_fake_agent};
-use crate::fence::config::tests::config_text;
 
 fn device(name: &str, agent: &Path, dir: &Path, mode: &str, timeout: &str) -> String {
     format!(

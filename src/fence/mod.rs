@@ -6,7 +6,6 @@
 
 pub mod agent;
 pub mod cli;
-mod config;
 mod error;
 mod fencer;
 mod report;
@@ -14,7 +13,7 @@ pub mod ssh;
 pub mod xvm;
 pub mod xvm_client;
 
-pub use config::{
+pub use crate::config::fencing::{
     AgentDevice, DeviceConfig, FencingConfig, LevelConfig, NodeFencing, REDACTED, SshDevice,
     XvmDevice, find_agent, is_secret_option, redacted, xvm_source,
 };

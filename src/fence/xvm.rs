@@ -6,14 +6,14 @@
 //! the callback address is in network order, and the signature is `H(key || packet)` taken
 //! with the 64-byte hash field zeroed.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
+
+pub use crate::config::fence_xvm::{DEFAULT_GROUP_V4, DEFAULT_PORT, DOMAIN_MAX, HashType};
 
 /// Length of a request datagram.
 pub const REQUEST_LEN: usize = 176;
@@ -21,14 +21,8 @@ pub const REQUEST_LEN: usize = 176;
 pub const CHALLENGE_LEN: usize = 64;
 /// Length of the hash field of a request.
 pub const HASH_FIELD_LEN: usize = 64;
-/// Longest domain name or UUID the request can carry (64 bytes with the final NUL).
-pub const DOMAIN_MAX: usize = 63;
 /// Length of one host-list record.
 pub const LIST_RECORD_LEN: usize = 130;
-/// The multicast group fence_virtd listens on by default (IPv4).
-pub const DEFAULT_GROUP_V4: Ipv4Addr = Ipv4Addr::new(225, 0, 0, 12);
-/// The UDP request port and the client's TCP callback port.
-pub const DEFAULT_PORT: u16 = 1229;
 /// Key bytes beyond this are ignored, as by fence_virtd.
 pub const MAX_KEY_LEN: usize = 4096;
 /// Request flag: the domain field holds a UUID.
@@ -37,20 +31,7 @@ pub const FLAG_UUID: u8 = 0x1;
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 
-/// Hash used to sign requests (`hash`) or to answer challenges (`auth`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HashType {
-    /// No signature / no challenge.
-    None,
-    /// SHA-1 (20 bytes).
-    Sha1,
-    /// SHA-256 (32 bytes), the stock default.
-    Sha256,
-    /// SHA-512 (64 bytes).
-    Sha512,
-}
-
+// The wire side of the hash type (codes, digests); its names are the config's.
 impl HashType {
     /// Wire code (0..=3).
     pub fn code(self) -> u8 {
@@ -69,15 +50,6 @@ impl HashType {
             2 => Some(HashType::Sha256),
             3 => Some(HashType::Sha512),
             _ => None,
-        }
-    }
-    /// Name as written in configs and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            HashType::None => "none",
-            HashType::Sha1 => "sha1",
-            HashType::Sha256 => "sha256",
-            HashType::Sha512 => "sha512",
         }
     }
     /// `H(key || data)`, zero padded to 64 bytes (all zero for `none`).
@@ -103,27 +75,6 @@ impl HashType {
         };
         out[..digest.len()].copy_from_slice(&digest);
         out
-    }
-}
-
-impl fmt::Display for HashType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for HashType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<HashType, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "none" => Ok(HashType::None),
-            "sha1" => Ok(HashType::Sha1),
-            "sha256" => Ok(HashType::Sha256),
-            "sha512" => Ok(HashType::Sha512),
-            other => Err(format!(
-                "unknown hash `{other}`; use one of none, sha1, sha256, sha512"
-            )),
-        }
     }
 }
 
@@ -508,7 +459,7 @@ fn c_string(field: &[u8], name: &'static str) -> Result<String, WireError> {
 pub fn read_key(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
     // A device such as /dev/zero would never end: check what the path is first.
-    crate::fence::config::check_xvm_key_file(path)?;
+    crate::config::fencing_check::check_xvm_key_file(path)?;
     let mut key = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_KEY_LEN as u64).read_to_end(&mut key))

@@ -339,3 +339,15 @@ fn fuzz_found_lossy_names_are_cut_at_a_character_boundary() {
     assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
     assert!(line.contains("\\x02"), "{line:?}");
 }
+
+/// Found by fuzzing: reading a key_file of /dev/zero never ended. `read_key` says what the
+/// path is, as `check-config` does (config's `fencing_tests` checks that side).
+#[test]
+fn read_key_says_what_a_path_that_is_not_a_key_file_is() {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, expected) in crate::config::fencing::tests::not_key_files(dir.path()) {
+        let read = read_key(Path::new(&path)).unwrap_err();
+        assert!(read.contains(expected), "{read}");
+        assert!(!read.contains("does not exist"), "{read}");
+    }
+}

@@ -9,95 +9,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::error::OnedError;
+pub use crate::config::opennebula::{Endpoint, parse_endpoint};
 
 /// oned's default XML-RPC endpoint.
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:2633/RPC2";
 
 const SYSTEM_ENDPOINT_FILE: &str = "/var/lib/one/.one/one_endpoint";
 const SYSTEM_AUTH_FILE: &str = "/var/lib/one/.one/one_auth";
-
-/// A parsed `http://host:port/path` endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// The URL as given (after trimming), for messages and the report.
-    pub url: String,
-    /// Host name or address (IPv6 without brackets).
-    pub host: String,
-    /// TCP port (80 when the URL names none).
-    pub port: u16,
-    /// Path and query sent in the request line, e.g. `/RPC2`.
-    pub path: String,
-    /// `host:port` as sent in the `Host` header.
-    pub authority: String,
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.url)
-    }
-}
-
-/// Parses an endpoint URL; the error says what is wrong and what to write instead.
-pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
-    let url = text.trim();
-    let example = "write it as e.g. `http://localhost:2633/RPC2`";
-    if url.is_empty() {
-        return Err(format!("expected an XML-RPC URL, found nothing; {example}"));
-    }
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a URL ({e}); {example}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "`{url}` uses https, which this client does not speak; oned itself serves plain \
-                 http: point at it directly (e.g. `http://localhost:2633/RPC2`) rather than at a \
-                 TLS proxy"
-            ));
-        }
-        Some(other) => {
-            return Err(format!(
-                "`{url}` has scheme `{other}`; expected an http:// URL; {example}"
-            ));
-        }
-        None => return Err(format!("`{url}` has no http:// scheme; {example}")),
-    }
-    if url.contains('@') {
-        return Err(format!(
-            "`{url}` carries credentials; put the session in the auth file instead"
-        ));
-    }
-    let authority = uri
-        .authority()
-        .ok_or_else(|| format!("`{url}` names no host; {example}"))?;
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    if host.is_empty() {
-        return Err(format!("`{url}` names no host; {example}"));
-    }
-    let port = authority.port_u16().unwrap_or(80);
-    if port == 0 {
-        return Err(format!(
-            "`{url}` has port 0; oned listens on 2633 by default"
-        ));
-    }
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "/".to_string());
-    Ok(Endpoint {
-        url: url.to_string(),
-        host,
-        port,
-        path,
-        authority: authority.as_str().to_string(),
-    })
-}
 
 /// The session string `user:secret`. Its `Debug` and `Display` never show the secret, and it
 /// is never logged; only [`Session::expose`] gives the text, for the request body.
@@ -285,31 +203,6 @@ fn read_if_present(f: &Path) -> Result<Option<String>, OnedError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_endpoints() {
-        let e = parse_endpoint(" http://127.0.0.1:2633/RPC2\n").unwrap();
-        assert_eq!(
-            (e.host.as_str(), e.port, e.path.as_str()),
-            ("127.0.0.1", 2633, "/RPC2")
-        );
-        assert_eq!(e.authority, "127.0.0.1:2633");
-        let e = parse_endpoint("http://[::1]:9/x").unwrap();
-        assert_eq!((e.host.as_str(), e.port), ("::1", 9));
-        assert_eq!(parse_endpoint("http://one").unwrap().port, 80);
-        assert!(
-            parse_endpoint("https://one:2633/RPC2")
-                .unwrap_err()
-                .contains("https")
-        );
-        assert!(parse_endpoint("one:2633").unwrap_err().contains("http://"));
-        assert!(parse_endpoint("").unwrap_err().contains("found nothing"));
-        assert!(
-            parse_endpoint("http://u:p@one/RPC2")
-                .unwrap_err()
-                .contains("credentials")
-        );
-    }
 
     #[test]
     fn session_never_shows_secret() {

@@ -60,10 +60,10 @@ pub async fn run(args: &StuckVmsArgs, cfg: Option<&OpennebulaConfig>) -> i32 {
     let defaults = OpennebulaConfig::default();
     let cfg = cfg.unwrap_or(&defaults);
     let page_size = args.page_size.unwrap_or(cfg.page_size);
-    if page_size == 0 || page_size > super::config::MAX_PAGE_SIZE {
+    if page_size == 0 || page_size > super::MAX_PAGE_SIZE {
         eprintln!(
             "oneha stuck-vms: --page-size must be between 1 and {}, found {page_size}",
-            super::config::MAX_PAGE_SIZE
+            super::MAX_PAGE_SIZE
         );
         return EXIT_ERROR;
     }

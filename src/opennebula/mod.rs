@@ -14,7 +14,6 @@
 pub mod advice;
 pub mod auth;
 pub mod cli;
-mod config;
 mod envelope;
 pub mod error;
 pub mod page;
@@ -29,8 +28,8 @@ pub mod terminal;
 mod unescape;
 pub mod xmlrpc;
 
+pub use crate::config::opennebula::{MAX_PAGE_SIZE, OpennebulaConfig};
 pub use cli::{StuckVmsArgs, run};
-pub use config::{MAX_PAGE_SIZE, OpennebulaConfig};
 pub use error::{ErrorCode, OnedError};
 pub use report::{Report, rfc3339};
 pub use takeover::{load_last_report, report_after_takeover};

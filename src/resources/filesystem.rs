@@ -13,10 +13,10 @@ use nix::mount::MntFlags;
 use nix::sys::signal::Signal;
 
 use super::fs_commands::{describe, fsck_command, mount_command, resolve, run};
-use super::fs_config::FsSpec;
 use super::mount_users::{self, User};
 use super::mountinfo::{self, MountEntry};
 use super::{Fault, ResourceState};
+use crate::config::filesystem::FsSpec;
 
 /// How long processes using a busy mount get after TERM before KILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);

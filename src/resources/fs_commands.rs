@@ -7,7 +7,7 @@ use std::process::Stdio;
 use tokio::process::Command;
 
 use super::Fault;
-use super::fs_config::{FsSpec, NETWORK_TYPES};
+use crate::config::filesystem::{FsSpec, NETWORK_TYPES};
 
 /// `mount [-t TYPE] [-o OPTIONS] SOURCE MOUNTPOINT`.
 pub(super) fn mount_command(spec: &FsSpec, source: &str) -> Vec<String> {

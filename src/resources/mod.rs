@@ -7,11 +7,9 @@
 
 pub mod arp;
 pub mod cli;
-mod config;
 mod error;
 pub mod filesystem;
 mod fs_commands;
-mod fs_config;
 mod group;
 pub mod lsb;
 mod mount_users;
@@ -24,12 +22,12 @@ pub mod vip;
 use std::future::Future;
 use std::time::Duration;
 
-pub use config::{
+pub use crate::config::filesystem::FsSpec;
+pub use crate::config::resources::{
     FailoverDomain, IpSpec, Recovery, ResourceConfig, ResourceKind, ResourceType, ResourcesConfig,
     parse_cidr,
 };
 pub use error::{Fault, Op, ResourceError};
-pub use fs_config::FsSpec;
 pub use group::{Group, GroupError, Probe};
 
 /// What a monitor saw.

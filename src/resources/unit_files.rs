@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::config::{ResourceConfig, ResourceType};
+use crate::config::resources::{ResourceConfig, ResourceType};
 
 /// Where systemd looks for unit files, most local first (relative to the root `/`).
 pub const UNIT_DIRS: [&str; 4] = [

@@ -37,7 +37,7 @@ fn one_error(group: &str) -> ConfigError {
 fn spec(group: &str) -> super::FsSpec {
     let c = parse(group).unwrap_or_else(|e| panic!("valid config expected: {e:#?}"));
     match c.resources.group[0].spec() {
-        Ok(crate::resources::ResourceKind::Filesystem(s)) => s,
+        Ok(crate::config::resources::ResourceKind::Filesystem(s)) => s,
         other => panic!("expected a filesystem, got {other:?}"),
     }
 }

@@ -1,10 +1,12 @@
-//! The `opennebula:` section: how to reach oned for the stuck-VM report.
+//! The `opennebula:` section: how to reach oned for the stuck-VM report, and the endpoint
+//! URL's syntax (checked here, used by `opennebula::auth`).
 
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Dur, Problems};
+use super::{Config, Dur, Problems};
 
 /// How to reach oned, and when to report after a takeover. Every field has a default, so the
 /// section may be left out entirely on a front-end where oneadmin's `one_auth` is readable.
@@ -80,7 +82,7 @@ impl OpennebulaConfig {
     /// Checks every field; `report(key, message)` is called for each problem.
     pub fn check(&self, report: &mut dyn FnMut(&str, String)) {
         if let Some(ep) = &self.endpoint
-            && let Err(e) = super::auth::parse_endpoint(ep)
+            && let Err(e) = parse_endpoint(ep)
         {
             report("endpoint", e);
         }
@@ -111,6 +113,89 @@ impl OpennebulaConfig {
             );
         }
     }
+}
+
+/// A parsed `http://host:port/path` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The URL as given (after trimming), for messages and the report.
+    pub url: String,
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (80 when the URL names none).
+    pub port: u16,
+    /// Path and query sent in the request line, e.g. `/RPC2`.
+    pub path: String,
+    /// `host:port` as sent in the `Host` header.
+    pub authority: String,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// Parses an endpoint URL; the error says what is wrong and what to write instead.
+pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+    let url = text.trim();
+    let example = "write it as e.g. `http://localhost:2633/RPC2`";
+    if url.is_empty() {
+        return Err(format!("expected an XML-RPC URL, found nothing; {example}"));
+    }
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL ({e}); {example}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "`{url}` uses https, which this client does not speak; oned itself serves plain \
+                 http: point at it directly (e.g. `http://localhost:2633/RPC2`) rather than at a \
+                 TLS proxy"
+            ));
+        }
+        Some(other) => {
+            return Err(format!(
+                "`{url}` has scheme `{other}`; expected an http:// URL; {example}"
+            ));
+        }
+        None => return Err(format!("`{url}` has no http:// scheme; {example}")),
+    }
+    if url.contains('@') {
+        return Err(format!(
+            "`{url}` carries credentials; put the session in the auth file instead"
+        ));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("`{url}` names no host; {example}"))?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if host.is_empty() {
+        return Err(format!("`{url}` names no host; {example}"));
+    }
+    let port = authority.port_u16().unwrap_or(80);
+    if port == 0 {
+        return Err(format!(
+            "`{url}` has port 0; oned listens on 2633 by default"
+        ));
+    }
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/".to_string());
+    Ok(Endpoint {
+        url: url.to_string(),
+        host,
+        port,
+        path,
+        authority: authority.as_str().to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -147,6 +232,31 @@ mod tests {
         assert_eq!(keys, ["endpoint", "auth_file", "timeout", "page_size"]);
         assert!(p[0].1.contains("http://"), "{}", p[0].1);
         assert!(p[3].1.contains("found 0"), "{}", p[3].1);
+    }
+
+    #[test]
+    fn parses_endpoints() {
+        let e = parse_endpoint(" http://127.0.0.1:2633/RPC2\n").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.path.as_str()),
+            ("127.0.0.1", 2633, "/RPC2")
+        );
+        assert_eq!(e.authority, "127.0.0.1:2633");
+        let e = parse_endpoint("http://[::1]:9/x").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 9));
+        assert_eq!(parse_endpoint("http://one").unwrap().port, 80);
+        assert!(
+            parse_endpoint("https://one:2633/RPC2")
+                .unwrap_err()
+                .contains("https")
+        );
+        assert!(parse_endpoint("one:2633").unwrap_err().contains("http://"));
+        assert!(parse_endpoint("").unwrap_err().contains("found nothing"));
+        assert!(
+            parse_endpoint("http://u:p@one/RPC2")
+                .unwrap_err()
+                .contains("credentials")
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::config::{ResourceConfig, ResourceType};
-use crate::config::Problems;
+use super::Problems;
+use super::resources::{ResourceConfig, ResourceType};
 
 /// Filesystem types mounted over the network: no fsck, no block device.
 pub const NETWORK_TYPES: &[&str] = &["nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs"];
@@ -233,5 +233,5 @@ pub fn warnings(group: &[ResourceConfig]) -> Vec<String> {
 }
 
 #[cfg(test)]
-#[path = "fs_config_tests.rs"]
+#[path = "filesystem_tests.rs"]
 mod tests;

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::fs_config::{self, FsSpec};
-use crate::config::{Config, Dur, Problems, Role};
+use super::filesystem::{self, FsSpec};
+use super::{Config, Dur, Problems, Role};
 
 /// The resource group: an ordered list started in order and stopped in reverse.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -397,19 +397,19 @@ impl ResourcesConfig {
             if let Err(e) = r.spec() {
                 let key = match r.kind {
                     ResourceType::Ip if r.address.is_some() => "address",
-                    ResourceType::Filesystem => fs_config::key_of(&e),
+                    ResourceType::Filesystem => filesystem::key_of(&e),
                     _ => "type",
                 };
                 p.push(format!("resources.group[{i}].{key}"), e);
             }
         }
-        fs_config::validate_group(&self.group, p);
+        filesystem::validate_group(&self.group, p);
     }
 
     /// What a valid group allows but an operator should know (`oneha check-config` prints
     /// them): a filesystem started after the units that may need it.
     pub fn warnings(&self) -> Vec<String> {
-        let mut w = fs_config::warnings(&self.group);
+        let mut w = filesystem::warnings(&self.group);
         let default = default_group();
         let same = |a: &ResourceConfig, b: &ResourceConfig| {
             (&a.name, &a.kind, &a.unit, &a.script) == (&b.name, &b.kind, &b.unit, &b.script)
