@@ -189,6 +189,68 @@ fn a_restarted_owner_that_hears_no_peer_at_first_keeps_the_group_with_a_witness(
     restart_in_place("find_restartl", Kind::Witness, true);
 }
 
+/// Found by the two-node campaign (seed 1796457439859747371): `systemctl restart oneha` on
+/// the passive node left it silent for longer than the loss timeout, and the active side
+/// fenced it at once (9 restarts of the passive, 9 power cycles). The passive now announces
+/// its restart and the owner waits for it. Failed before the fix: the passive was powered
+/// off and the owner's fence journal had an entry.
+#[test]
+fn restarting_the_passives_agent_fences_nobody_two_node() {
+    let c = Cluster::start(
+        "find_restartp",
+        Opts {
+            kind: Kind::TwoNode,
+            quiet: true,
+            ..Opts::default()
+        },
+    );
+    let sampler = c.topo.sampler(c.vip());
+    let owner = c.wait_started(T).expect("group started");
+    let passive = if owner == "node1" { "node2" } else { "node1" };
+    let pid = main_pid(&c, &owner, "opennebula.service");
+    let boots = c.node(passive).pid1();
+    c.node(passive)
+        .systemctl(&["restart", "oneha.service"])
+        .expect_ok();
+    // The restarted agent is back and both see each other.
+    assert!(
+        wait_until(T, || admin::status(c.node(passive)).is_some_and(|s| {
+            s.members.iter().all(|m| m.up) && s.group.owner.as_deref() == Some(owner.as_str())
+        })),
+        "the passive's agent did not come back:\n{}",
+        c.agent_log(passive)
+    );
+    // Give a fence that was decided a chance to show.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.node(passive).pid1(),
+        boots,
+        "{passive} was power-cycled:\n{}",
+        c.agent_log(&owner)
+    );
+    assert!(c.node(passive).is_on(), "{passive} was fenced");
+    for name in [&owner, passive] {
+        let s = admin::status(c.node(name)).expect("status");
+        assert!(
+            s.fencing.journal.is_empty(),
+            "a restart of the passive's agent needs no fencing ({name}): {:#?}",
+            s.fencing.journal
+        );
+    }
+    assert!(
+        c.agent_log(passive)
+            .contains("the peers wait for the restarted agent"),
+        "{}",
+        c.agent_log(passive)
+    );
+    assert_eq!(
+        main_pid(&c, &owner, "opennebula.service"),
+        pid,
+        "opennebula was restarted on the owner"
+    );
+    sampler.stop().assert_clean();
+}
+
 /// `systemctl stop oneha` on the owner (maintenance) still hands the group over, cleanly:
 /// no fence, no failed stop.
 #[test]

@@ -16,7 +16,7 @@ impl Loop {
     /// Graceful leave: if this node runs the group, hand it over (relocate) or at least
     /// stop it cleanly and journal the release, so nobody needs to fence us.
     pub(super) async fn leave(&mut self, done_rx: &mut mpsc::Receiver<Done>) {
-        if !self.held.may_hold() || matches!(self.held, Held::StopFailed(_)) {
+        if matches!(self.held, Held::StopFailed(_)) {
             return;
         }
         let view = self.ctx.node.view();
@@ -32,9 +32,25 @@ impl Loop {
             }
         };
         let owner_is_me = view.state.group.owner == Some(me);
-        if exit_plan(restart, &self.held, self.busy, owner_is_me) == ExitPlan::KeepRunning {
-            self.announce_restart().await;
-            return;
+        match exit_plan(restart, &self.held, self.busy, owner_is_me) {
+            ExitPlan::KeepRunning => {
+                tracing::info!(
+                    "restarting in place: the group keeps running here; the restarted agent \
+                     adopts it"
+                );
+                self.announce_restart().await;
+                return;
+            }
+            ExitPlan::AnnounceRestart => {
+                tracing::info!(
+                    "restarting: nothing of the group runs here; the peers wait for the \
+                     restarted agent instead of fencing this node"
+                );
+                self.announce_restart().await;
+                return;
+            }
+            ExitPlan::HandOver if !self.held.may_hold() => return,
+            ExitPlan::HandOver => {}
         }
         let stop_total: Duration = self
             .ctx
@@ -91,12 +107,9 @@ impl Loop {
         }
     }
 
-    /// A restart in place: gossip `restarting` for two keep-alive intervals (every link
-    /// carries it at least once), then exit with the group still running here.
+    /// A restart: gossip `restarting` for two keep-alive intervals (every link carries it at
+    /// least once), then exit (with the group still running here, if it runs here).
     async fn announce_restart(&mut self) {
-        tracing::info!(
-            "restarting in place: the group keeps running here; the restarted agent adopts it"
-        );
         self.exit_restart = true;
         self.publish();
         let t = self.ctx.cfg.timers();

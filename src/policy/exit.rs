@@ -22,21 +22,31 @@ pub const RESTART_GRACE: Duration = Duration::from_secs(10);
 /// What the agent does with the group on exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitPlan {
-    /// Relocate the group if it is ours, stop it here and journal the release.
+    /// Relocate the group if it is ours, stop it here and journal the release (nothing to
+    /// do when nothing runs here).
     HandOver,
     /// Leave the group running here, tell the peers, exit; the restarted agent adopts it.
     KeepRunning,
+    /// Nothing runs here and the agent restarts: tell the peers, so that they wait
+    /// [`RESTART_GRACE`] for it instead of taking its silence for a loss (a two-node active
+    /// side fences a silent peer at once: every restart of the passive's agent would
+    /// power-cycle the passive node).
+    AnnounceRestart,
 }
 
 /// The exit plan. `restart`: systemd restarts the agent's unit (not a stop, not a
 /// shutdown). Only a group that runs here, settled (no operation in flight, no failed stop)
-/// and owned by this node in the replicated state stays; anything else is handed over, as
-/// a restarted agent could not adopt it.
+/// and owned by this node in the replicated state stays; a node where nothing of the group
+/// runs (probed, nothing in flight) announces its restart; anything else is handed over, as
+/// a restarted agent could not adopt it (a failed stop is left to S8: the peers fence).
 pub fn exit_plan(restart: bool, held: &Held, busy: bool, owner_is_me: bool) -> ExitPlan {
-    if restart && matches!(held, Held::Running(_)) && !busy && owner_is_me {
-        ExitPlan::KeepRunning
-    } else {
-        ExitPlan::HandOver
+    if !restart || busy {
+        return ExitPlan::HandOver;
+    }
+    match held {
+        Held::Running(_) if owner_is_me => ExitPlan::KeepRunning,
+        Held::Stopped => ExitPlan::AnnounceRestart,
+        _ => ExitPlan::HandOver,
     }
 }
 

@@ -56,9 +56,28 @@ fn exit_plan_table() {
             true,
             HandOver,
         ),
+        // Found by the two-node campaign (seed 1796457439859747371): every restart of the
+        // passive's agent was fenced by the active side (9 of 9), as its silence looked
+        // like a loss.
         (
             "restart, nothing runs here",
             true,
+            Held::Stopped,
+            false,
+            false,
+            AnnounceRestart,
+        ),
+        (
+            "restart, nothing runs here, an operation in flight",
+            true,
+            Held::Stopped,
+            true,
+            false,
+            HandOver,
+        ),
+        (
+            "stop, nothing runs here",
+            false,
             Held::Stopped,
             false,
             false,
