@@ -785,3 +785,34 @@ fn storage_and_databases_are_translated_in_rgmanagers_order() {
         out.yaml
     );
 }
+
+/// Found by `make fuzz` (cluster_conf target): a cluster.conf whose import wrote YAML that
+/// does not parse. Whatever the input, the imported text must be one YAML mapping.
+#[test]
+fn fuzz_found_input_imports_to_yaml_that_parses() {
+    let bytes = std::fs::read(Path::new(DIR).join("fuzz-crash-yaml-scanner.bin")).unwrap();
+    let text = String::from_utf8(bytes).expect("the fuzzer's input is UTF-8");
+    let host = FixedHost {
+        names: HashMap::new(),
+        addrs: vec![LocalAddr {
+            interface: "eth0".into(),
+            address: "192.0.2.1".parse().unwrap(),
+            prefix: 24,
+        }],
+    };
+    struct Any(FixedHost);
+    impl Host for Any {
+        fn resolve(&self, name: &str) -> Option<IpAddr> {
+            (!name.is_empty()).then(|| "192.0.2.10".parse().unwrap())
+        }
+        fn addresses(&self) -> Vec<LocalAddr> {
+            self.0.addresses()
+        }
+    }
+    let imported = import::import(&text, &Options::default(), &Any(host)).expect("imports");
+    let parsed: Result<serde_norway::Value, _> = serde_norway::from_str(&imported.yaml);
+    match parsed {
+        Ok(v) => assert!(v.is_mapping(), "{}", imported.yaml),
+        Err(e) => panic!("{e}\n{}", imported.yaml),
+    }
+}

@@ -1,29 +1,45 @@
 //! Peer frames: the bytes a peer connection carries, decoded as the agent decodes them.
 //!
-//! tonic decodes a `ClientFrame` (prost) before anything is authenticated, so that decode
-//! faces anyone who can reach the peer port; the raft messages inside are decoded by
-//! rust-protobuf 2 (raft 0.7's codec) after the frame's MAC is checked. Both are fed the
-//! input here, and the raft decoder also each `raft` field of a frame that decodes. The MAC
-//! check itself is HMAC-SHA256 (the `hmac` crate): random bytes never get past it, so
-//! fuzzing it adds nothing.
+//! Before anything is authenticated, tonic decodes a `ClientFrame` (prost) and the server
+//! answers its Noise handshake (`frames::accept`: Noise NNpsk0 message 1 with the PSK derived
+//! from the cluster key, then the `Hello` inside); both face anyone who can reach the peer
+//! port, so both get the input here (as a frame, and as the handshake bytes of a frame).
+//! After the handshake, frames are `Content` (prost) holding raft messages decoded by
+//! rust-protobuf 2 (raft 0.7's codec) and gossip (JSON): reachable only by a key holder, and
+//! fed too (the sealed bytes themselves are AEAD-checked by snow: random bytes never get
+//! through, so fuzzing the cipher adds nothing). The version-1 frame fields (`mac`) are
+//! refused without being checked.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use oneha::cluster::auth::ClusterKey;
+use oneha::cluster::frames;
+use oneha::cluster::gossip::Gossip;
+use oneha::cluster::keyring::derive_psk;
+use oneha::cluster::transport::raw::{ClientFrame, Content, Hello, ServerFrame};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft_proto::eraftpb::Message as RaftMessage;
 
-#[allow(dead_code, missing_docs, clippy::all)]
-mod pb {
-    include!(concat!(env!("OUT_DIR"), "/oneha.peer.v1.rs"));
-}
-
 fuzz_target!(|data: &[u8]| {
-    if let Ok(frame) = pb::ClientFrame::decode(data) {
-        for raft in &frame.raft {
+    let psk = derive_psk(&ClusterKey::from_bytes(b"fuzz cluster key".to_vec()), "fuzz");
+    let psks = [psk];
+    if let Ok(frame) = ClientFrame::decode(data) {
+        let _ = frames::accept("fuzz", 1, &[1, 2, 3], &psks, &frame);
+    }
+    // The same bytes as the handshake of a first frame (the common case of a scan).
+    let first = ClientFrame {
+        handshake: data.to_vec(),
+        ..Default::default()
+    };
+    let _ = frames::accept("fuzz", 1, &[1, 2, 3], &psks, &first);
+    let _ = ServerFrame::decode(data);
+    let _ = Hello::decode(data);
+    if let Ok(content) = Content::decode(data) {
+        for raft in &content.raft {
             let _ = RaftMessage::parse_from_bytes(raft);
         }
+        let _ = Gossip::decode(&content.gossip);
     }
-    let _ = pb::ServerFrame::decode(data);
     let _ = RaftMessage::parse_from_bytes(data);
 });

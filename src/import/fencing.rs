@@ -299,6 +299,20 @@ fn xvm_device(d: &Element, notes: &mut Notes) -> PlanDevice {
     }
 }
 
+/// The longest fence agent option name taken from cluster.conf (fence-agents' longest are
+/// about 30 characters).
+const OPTION_NAME_MAX: usize = 64;
+
+/// Whether `k` can be a fence agent option name: agents read `name=value` lines, with names
+/// of ASCII letters, digits, `_` and `-` (found by `make fuzz`: an attribute name of 1,300
+/// NUL characters made the imported YAML unparseable, a key over YAML's 1,024-character limit).
+fn is_option_name(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= OPTION_NAME_MAX
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 fn agent_device(
     d: &Element,
     agent: &str,
@@ -314,6 +328,17 @@ fn agent_device(
             "action" | "option" => notes.skip(
                 d.line,
                 format!("fence device {name} {k}=\"{v}\": oneha chooses the action itself (off)"),
+            ),
+            k if !is_option_name(k) => notes.skip(
+                d.line,
+                format!(
+                    "fence device {name}: attribute `{}` is not a fence agent option name \
+                     (letters, digits, `_`, `-`, at most {OPTION_NAME_MAX} characters)",
+                    k.chars()
+                        .take(OPTION_NAME_MAX)
+                        .collect::<String>()
+                        .escape_debug()
+                ),
             ),
             _ => {
                 options.insert(k.clone(), v.clone());
