@@ -195,9 +195,13 @@ pub async fn run(
         .node(&l.ctx.name)
         .is_some_and(|n| n.role == Role::Witness);
     if is_witness {
-        // A witness runs nothing and never probes resources that do not exist here.
+        // A witness runs nothing and never probes resources that do not exist here. Nor has
+        // it local state to catch up on before acting (the start-up barrier is for nodes
+        // that may hold the group), so it counts as synced: when nothing happens it sleeps
+        // until a member could turn lost, as front-ends do, instead of waking every tick.
         l.held = Held::Stopped;
         l.busy = false;
+        l.synced = true;
     } else {
         l.ex.probe();
     }
