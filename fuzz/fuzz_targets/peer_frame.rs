@@ -11,28 +11,38 @@
 //! refused without being checked.
 #![no_main]
 
+use std::sync::LazyLock;
+
 use libfuzzer_sys::fuzz_target;
 use oneha::cluster::auth::ClusterKey;
 use oneha::cluster::frames;
 use oneha::cluster::gossip::Gossip;
 use oneha::cluster::keyring::derive_psk;
+use oneha::cluster::secure::Psk;
 use oneha::cluster::transport::raw::{ClientFrame, Content, Hello, ServerFrame};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft_proto::eraftpb::Message as RaftMessage;
 
+/// The PSK the handshake expects, derived once (not per input: the fuzzer's hot loop).
+static PSKS: LazyLock<[Psk; 1]> = LazyLock::new(|| {
+    [derive_psk(
+        &ClusterKey::from_bytes(b"fuzz cluster key".to_vec()),
+        "fuzz",
+    )]
+});
+
 fuzz_target!(|data: &[u8]| {
-    let psk = derive_psk(&ClusterKey::from_bytes(b"fuzz cluster key".to_vec()), "fuzz");
-    let psks = [psk];
+    let psks = &*PSKS;
     if let Ok(frame) = ClientFrame::decode(data) {
-        let _ = frames::accept("fuzz", 1, &[1, 2, 3], &psks, &frame);
+        let _ = frames::accept("fuzz", 1, &[1, 2, 3], psks, &frame);
     }
     // The same bytes as the handshake of a first frame (the common case of a scan).
     let first = ClientFrame {
         handshake: data.to_vec(),
         ..Default::default()
     };
-    let _ = frames::accept("fuzz", 1, &[1, 2, 3], &psks, &first);
+    let _ = frames::accept("fuzz", 1, &[1, 2, 3], psks, &first);
     let _ = ServerFrame::decode(data);
     let _ = Hello::decode(data);
     if let Ok(content) = Content::decode(data) {
