@@ -140,7 +140,6 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         keys: keys.clone(),
     };
     let peers = peer_links(&cfg, &me_cfg);
-    let links = Arc::new(LinkTable::new(peers.iter().map(|(id, l)| (*id, l.len()))));
     let heartbeat = timers.heartbeat();
     let election = timers.election();
     // Often enough for loss detection, rarely enough to stay cheap when idle.
@@ -148,10 +147,24 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
     let timing = ClientTiming {
         keepalive,
         connect_timeout: election.max(Duration::from_millis(200)),
+        // A LAN connects in a millisecond; a second WAN-ish round trip still fits.
+        syn_timeout: Duration::from_millis(200),
         max_backoff: election.clamp(Duration::from_millis(100), Duration::from_millis(500)),
         // Keep-alives arrive on every healthy link at least every `keepalive`.
         link_silent_after: keepalive * 3 / 2,
     };
+    let links = Arc::new(LinkTable::new(
+        peers.iter().map(|(id, l)| (*id, l.len())),
+        timing.link_silent_after,
+    ));
+    let carrier = transport::watch_carrier(
+        me_cfg
+            .addresses
+            .iter()
+            .map(|a| Some(a.ip()).filter(|ip| !ip.is_unspecified()))
+            .collect(),
+        links.clone(),
+    );
     let senders = transport::start_clients(
         &ident,
         &peers,
@@ -206,6 +219,7 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         handle.clone(),
         counters.clone(),
         gossip_tx,
+        carrier,
     );
     let agent = Arc::new(Agent {
         cfg,

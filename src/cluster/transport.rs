@@ -11,6 +11,7 @@
 //! With several links (`addresses`), every link carries keep-alives and gossip, and the
 //! Raft messages go over one healthy link (see [`links`]).
 
+mod carrier;
 mod client;
 mod links;
 
@@ -30,6 +31,7 @@ use super::limits::{self, ConnLimits, HANDSHAKE_DEADLINE};
 use super::secure::PROTOCOL_VERSION;
 use super::state::NodeId;
 
+pub use carrier::{CarrierView, watch_carrier};
 pub use client::{ClientTiming, PeerLink, PeerSender, start_clients};
 pub use links::{LinkId, LinkState, LinkTable, Route, route};
 
@@ -170,6 +172,13 @@ impl InboundStream {
             return;
         }
         self.svc.limits.authenticated(self.remote);
+        if self.svc.links.peer_reconnected(peer, self.svc.link) {
+            tracing::debug!(
+                node = peer,
+                link = self.svc.link + 1,
+                "peer reconnected after a silence: reopening this node's connection to it"
+            );
+        }
         let mut last_seq = 0u64;
         loop {
             let frame = match frames.message().await {

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::cluster::node::NodeHandle;
 use crate::cluster::state::NodeId;
+use crate::cluster::transport::CarrierView;
 use crate::config::Config;
 use crate::metrics::Counters;
 
@@ -27,6 +28,8 @@ pub struct Context {
     pub counters: Arc<Counters>,
     /// This node's gossip, sent to every peer.
     pub gossip: watch::Sender<Vec<u8>>,
+    /// This node's own end of its links (carrier).
+    pub carrier: watch::Receiver<CarrierView>,
     /// Cancels the pending stuck-VM report.
     report_cancel: Mutex<Option<watch::Sender<bool>>>,
 }
@@ -40,6 +43,7 @@ impl Context {
         node: NodeHandle,
         counters: Arc<Counters>,
         gossip: watch::Sender<Vec<u8>>,
+        carrier: watch::Receiver<CarrierView>,
     ) -> Context {
         Context {
             cfg,
@@ -48,6 +52,7 @@ impl Context {
             node,
             counters,
             gossip,
+            carrier,
             report_cancel: Mutex::new(None),
         }
     }

@@ -58,8 +58,12 @@ impl PeerSender {
 pub struct ClientTiming {
     /// Empty frames are sent when idle this often.
     pub keepalive: Duration,
-    /// Connect timeout.
+    /// How long the handshake's steps (stream open, hello, answer) may take.
     pub connect_timeout: Duration,
+    /// How long a TCP connect may take before it is tried again with a new SYN. Short: a SYN
+    /// lost while a link comes back (a switch port not yet forwarding) would otherwise be
+    /// resent by the kernel only after a second.
+    pub syn_timeout: Duration,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
     /// A link that delivered nothing from a peer for this long no longer carries Raft
@@ -147,21 +151,44 @@ enum LinkError {
     OldPeer(String),
     /// Anything else (unreachable, closed, misaddressed).
     Other(String),
+    /// An established connection failed.
+    Up(String),
+    /// Asked to reconnect now (the link came back: see [`LinkTable::kicks`]).
+    Kicked,
 }
 
 impl PeerClientTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Vec<u8>>) {
-        let mut backoff = Duration::from_millis(20);
+        const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+        let mut backoff = FIRST_BACKOFF;
         let mut last_error = String::new();
         let mut key_index = 0usize;
+        let mut kicks = self.table.kicks(self.peer, self.link);
+        kicks.borrow_and_update();
         loop {
             if *self.shutdown.borrow() {
                 return;
             }
-            let ended = self.session(&mut rx, key_index).await;
+            let ended = self.session(&mut rx, key_index, &mut kicks).await;
             self.table.set_connected(self.peer, self.link, false);
             match ended {
                 Ok(()) => return,
+                Err(LinkError::Kicked) => {
+                    // The link came back: reconnect at once, from the shortest backoff.
+                    backoff = FIRST_BACKOFF;
+                    while rx.try_recv().is_ok() {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                Err(LinkError::Up(e)) => {
+                    // It was up: the next failure starts the backoff afresh.
+                    backoff = FIRST_BACKOFF;
+                    if e != last_error {
+                        tracing::debug!(peer = self.peer, link = self.link + 1, addr = %self.addr, "peer link: {e}");
+                        last_error = e;
+                    }
+                }
                 Err(LinkError::Key(e)) => {
                     // Current key, then next (during a rotation), then current again.
                     key_index = (key_index + 1) % self.id.keys.psks().len().max(1);
@@ -189,6 +216,11 @@ impl PeerClientTask {
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
+                _ = kicks.changed() => {
+                    kicks.borrow_and_update();
+                    backoff = FIRST_BACKOFF;
+                    continue;
+                }
                 _ = self.shutdown.wait_for(|s| *s) => return,
             }
             backoff = (backoff * 2).min(self.timing.max_backoff);
@@ -203,7 +235,7 @@ impl PeerClientTask {
         let other = LinkError::Other;
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
             .map_err(|e| other(format!("bad address: {e}")))?
-            .connect_timeout(self.timing.connect_timeout)
+            .connect_timeout(self.timing.syn_timeout)
             .local_address(self.source)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
@@ -284,10 +316,20 @@ impl PeerClientTask {
         &mut self,
         rx: &mut mpsc::Receiver<Vec<u8>>,
         key_index: usize,
+        kicks: &mut watch::Receiver<u64>,
     ) -> Result<(), LinkError> {
-        let (mut inbound, out_tx, mut session) = self.handshake(key_index).await?;
+        // A kick during the handshake starts it again: its SYN may have been lost to the
+        // outage, and the kernel would resend it only after a second.
+        let (mut inbound, out_tx, mut session) = tokio::select! {
+            r = self.handshake(key_index) => r?,
+            _ = kicks.changed() => {
+                kicks.borrow_and_update();
+                return Err(LinkError::Kicked);
+            }
+        };
         self.table.set_connected(self.peer, self.link, true);
-        let other = LinkError::Other;
+        let opened = tokio::time::Instant::now();
+        let other = LinkError::Up;
         let mut seq = 0u64;
         let mut keepalive = tokio::time::interval(self.timing.keepalive);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -314,6 +356,14 @@ impl PeerClientTask {
                         Ok(_) => "peer closed the stream".to_string(),
                         Err(e) => format!("stream: {e}"),
                     }));
+                }
+                _ = kicks.changed() => {
+                    kicks.borrow_and_update();
+                    // A connection opened since the link came back is not stale.
+                    if opened.elapsed() > self.timing.link_silent_after {
+                        return Err(LinkError::Kicked);
+                    }
+                    continue;
                 }
                 _ = self.shutdown.wait_for(|s| *s) => return Ok(()),
             }

@@ -7,10 +7,17 @@
 //! recently whose outgoing connection is up, so a link that falls silent is left at once, a
 //! link broken only towards the peer is left once its connection fails (HTTP/2 keep-alive),
 //! and traffic is not doubled.
+//!
+//! A link that comes back (its carrier returns here, or the peer reconnects on it after a
+//! silence) has its connections reopened at once ([`LinkTable::kicks`]): an old connection
+//! would otherwise deliver only at TCP's next retransmission, which backs off to seconds
+//! during an outage, and a peer would stay lost well after the cable is back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use super::super::state::NodeId;
 
@@ -57,16 +64,62 @@ pub struct LinkTable {
     links: HashMap<NodeId, usize>,
     heard: Mutex<HashMap<(NodeId, LinkId), Instant>>,
     connected: Mutex<HashSet<(NodeId, LinkId)>>,
+    /// A counter per peer and link, bumped to make its client reconnect now.
+    kicks: HashMap<(NodeId, LinkId), watch::Sender<u64>>,
+    /// A link that delivered nothing for this long is silent.
+    silent_after: Duration,
 }
 
 impl LinkTable {
-    /// A table for these peers, each with its number of shared links.
-    pub fn new(peers: impl IntoIterator<Item = (NodeId, usize)>) -> LinkTable {
+    /// A table for these peers, each with its number of shared links; a link that
+    /// delivered nothing for `silent_after` counts as silent.
+    pub fn new(
+        peers: impl IntoIterator<Item = (NodeId, usize)>,
+        silent_after: Duration,
+    ) -> LinkTable {
+        let links: HashMap<NodeId, usize> = peers.into_iter().collect();
+        let kicks = links
+            .iter()
+            .flat_map(|(&p, &n)| (0..n).map(move |k| ((p, k), watch::channel(0).0)))
+            .collect();
         LinkTable {
-            links: peers.into_iter().collect(),
+            links,
             heard: Mutex::default(),
             connected: Mutex::default(),
+            kicks,
+            silent_after,
         }
+    }
+
+    /// The reconnect requests for this node's client of `peer` on `link`: the value
+    /// changes when the client should drop its connection and open a new one now.
+    pub fn kicks(&self, peer: NodeId, link: LinkId) -> watch::Receiver<u64> {
+        match self.kicks.get(&(peer, link)) {
+            Some(tx) => tx.subscribe(),
+            None => watch::channel(0).1,
+        }
+    }
+
+    /// This node's carrier on `link` came back: every client on it reconnects now.
+    pub fn link_back(&self, link: LinkId) {
+        for ((_, k), tx) in &self.kicks {
+            if *k == link {
+                tx.send_modify(|n| *n += 1);
+            }
+        }
+    }
+
+    /// `peer` opened a new connection to this node on `link`. If it had been silent there,
+    /// it saw the link break too, and this node's own connection to it is as stale as its
+    /// was: reconnect it now (returns whether it asked). A peer heard recently, or never,
+    /// asks nothing (start-up, a routine reconnection).
+    pub fn peer_reconnected(&self, peer: NodeId, link: LinkId) -> bool {
+        let age = self.ages(peer).get(link).copied().flatten();
+        let stale = age.is_some_and(|a| a > self.silent_after);
+        if stale && let Some(tx) = self.kicks.get(&(peer, link)) {
+            tx.send_modify(|n| *n += 1);
+        }
+        stale
     }
 
     /// Records a frame from `peer` on `link`, now.
@@ -201,7 +254,7 @@ mod tests {
 
     #[test]
     fn table_records_per_peer_and_link() {
-        let t = LinkTable::new([(2, 2), (3, 1)]);
+        let t = LinkTable::new([(2, 2), (3, 1)], SILENT);
         assert_eq!(t.ages(2), vec![None, None]);
         t.heard(2, 1);
         let a = t.ages(2);
@@ -213,5 +266,32 @@ mod tests {
         assert!(!t.states(2)[1].connected);
         assert_eq!(t.ages(3), vec![None]);
         assert!(t.ages(9).is_empty(), "unknown peer: no links");
+    }
+
+    #[test]
+    fn kicks_ask_the_clients_of_a_link_to_reconnect() {
+        let t = LinkTable::new([(2, 2), (3, 2)], SILENT);
+        let (mut a, b, mut c) = (t.kicks(2, 0), t.kicks(2, 1), t.kicks(3, 0));
+        t.link_back(0);
+        assert!(a.has_changed().unwrap() && c.has_changed().unwrap());
+        assert!(
+            !b.has_changed().unwrap(),
+            "another link's client is left alone"
+        );
+        a.borrow_and_update();
+        c.borrow_and_update();
+        // A peer never heard (start-up) or heard just now reconnects: nothing to do here.
+        assert!(!t.peer_reconnected(2, 1));
+        t.heard(2, 1);
+        assert!(!t.peer_reconnected(2, 1));
+        assert!(!b.has_changed().unwrap());
+        // A peer silent for longer than the limit reconnects: ours to it is stale too.
+        if let Ok(mut h) = t.heard.lock() {
+            h.insert((2, 1), Instant::now() - SILENT * 2);
+        }
+        assert!(t.peer_reconnected(2, 1));
+        assert!(b.has_changed().unwrap());
+        assert!(!a.has_changed().unwrap() && !c.has_changed().unwrap());
+        assert!(!t.peer_reconnected(9, 0), "unknown peer");
     }
 }
