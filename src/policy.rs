@@ -67,6 +67,14 @@ pub struct PolicyConfig {
     pub release_timeout: Duration,
     /// S4: an owner out of touch with a quorum this long stops the group.
     pub lease: Duration,
+    /// A resource whose link lost its carrier (a cable out, a switch port down) is given
+    /// this long for the link to return before it counts as failed: a restart cannot fix
+    /// a cable, and a flap must not cost a restart.
+    pub link_down_grace: Duration,
+    /// Two-node: the peer must be heard saying it lost this node for this long before the
+    /// active side takes it for a one-way split and fences first. Right after a flap the
+    /// peer's gossip still says "lost" for a moment although both sides hear each other.
+    pub one_way_confirm: Duration,
     /// This node is a witness: it votes and, as leader, places the group, but never runs,
     /// stops or fences anything.
     pub witness: bool,
@@ -91,6 +99,8 @@ pub struct Observations {
     pub fencing: bool,
     /// Resources whose monitor failed since the last action, with the reason.
     pub monitor_failed: Vec<(String, String)>,
+    /// Every failure in `monitor_failed` is a link without carrier, the oldest this long.
+    pub link_down_for: Option<Duration>,
     /// Restarts done within the restart window.
     pub recent_restarts: u32,
     /// Restart requests already served here.
@@ -101,11 +111,14 @@ pub struct Observations {
     pub fence_backoff: BTreeSet<NodeId>,
     /// How long the two-node peer has been out of touch (None: in touch).
     pub peer_lost_for: Option<Duration>,
-    /// Two-node: the peer is heard now, and its gossip says it has lost this node (a one-way
-    /// split: it is about to fence this node).
-    pub peer_lost_me: bool,
+    /// Two-node: the peer is heard now, and its gossip has said it lost this node for this
+    /// long without a break (a one-way split: it is about to fence this node).
+    pub peer_lost_me_for: Option<Duration>,
     /// The fence delay for the peer (two-node tie-break).
     pub peer_fence_delay: Duration,
+    /// Every link of this node has lost its carrier: it hears nobody because its own cables
+    /// are out, and it is the one cut off from clients too.
+    pub own_links_down: bool,
     /// This node's state is known to hold everything committed before the agent started
     /// (its start-up barrier was applied). Until then it neither starts nor stops the group
     /// on its own (an agent restarted on a running owner adopts the group rather than
@@ -453,6 +466,15 @@ fn local_actions(
         Held::Running(_) => {
             if g.restart_requests > obs.restarts_served {
                 out.push(Action::Restart(RestartCause::Operator));
+            } else if let Some((res, why)) = obs.monitor_failed.first()
+                && let Some(down) = obs.link_down_for
+                && down < cfg.link_down_grace
+            {
+                out.push(Action::Notice(format!(
+                    "{res}: {why}; waiting up to {:.1}s more for the link to come back before \
+                     restarting or moving the group (a restart cannot fix a cable)",
+                    (cfg.link_down_grace - down).as_secs_f64()
+                )));
             } else if let Some((res, why)) = obs.monitor_failed.first() {
                 let cause = RestartCause::Monitor {
                     resource: res.clone(),

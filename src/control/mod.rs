@@ -80,6 +80,10 @@ struct Loop {
     /// When the current (or last) fence operation began.
     fence_began: Instant,
     monitor_failed: Vec<(String, String)>,
+    /// Resources among `monitor_failed` whose link has no carrier, and since when.
+    link_down: HashMap<String, Instant>,
+    /// Since when the peer, heard directly, has said without a break that it lost this node.
+    lost_me_since: Option<Instant>,
     restarts: VecDeque<Instant>,
     restarts_served: Option<u64>,
     waiting_since: HashMap<(u64, NodeId), Instant>,
@@ -160,6 +164,8 @@ pub async fn run(
         fencing: None,
         fence_began: Instant::now(),
         monitor_failed: Vec::new(),
+        link_down: HashMap::new(),
+        lost_me_since: None,
         restarts: VecDeque::new(),
         restarts_served: None,
         waiting_since: HashMap::new(),
@@ -306,6 +312,8 @@ fn policy_config(ctx: &Context) -> PolicyConfig {
         restart_window: cfg.resources.restart_expire_time.get(),
         release_timeout: stop_total + timers.lost_after() + Duration::from_secs(2),
         lease: timers.lease(),
+        link_down_grace: timers.lost_after() * 2,
+        one_way_confirm: timers.lost_after(),
         witness: cfg.node(&ctx.name).is_some_and(|n| n.role == Role::Witness),
     }
 }

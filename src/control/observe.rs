@@ -6,7 +6,7 @@ use super::Loop;
 use crate::cluster::state::ReplicatedState;
 use crate::policy::Observations;
 use crate::policy::exit::in_restart_grace;
-use crate::policy::liveness::{Liveness, lost_for};
+use crate::policy::liveness::{Liveness, lost_for, lost_for_since_links_back};
 use crate::policy::timing::{
     FENCE_HOLD_OFF, PowerHint, fence_allowed, peer_fence_delay, start_failure_pending,
 };
@@ -88,11 +88,16 @@ impl Loop {
             self.restarts.pop_front();
         }
         let peer = self.pcfg.members.iter().copied().find(|&m| m != ctx.me);
+        let carrier = ctx.carrier.borrow().clone();
+        let links_back_ms = carrier
+            .back_at
+            .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX));
         let peer_lost_for = peer.and_then(|p| {
             let last = members.iter().find(|m| m.id == p)?.last_contact_ms;
-            lost_for(last, lost_after)
+            lost_for_since_links_back(last, links_back_ms, lost_after)
         });
-        // The peer is heard now and its gossip says it has lost this node: a one-way split.
+        // The peer is heard now and its gossip says it has lost this node: a one-way split,
+        // once it has said so for a while.
         let peer_lost_me = peer.is_some_and(|p| {
             liveness.direct.contains(&p)
                 && members
@@ -101,6 +106,10 @@ impl Loop {
                     .and_then(|m| m.gossip.as_ref())
                     .is_some_and(|g| g.lost.contains(&ctx.me))
         });
+        self.lost_me_since = match (peer_lost_me, self.lost_me_since) {
+            (false, _) => None,
+            (true, since) => Some(since.unwrap_or(now)),
+        };
         // Two-node: while the peer is lost, ask its fence device once whether it is already
         // off; if so, the passive side need not wait its handicap.
         match (peer_lost_for, peer) {
@@ -170,13 +179,15 @@ impl Loop {
             busy: self.busy,
             fencing: self.fencing.is_some(),
             monitor_failed: self.monitor_failed.clone(),
+            link_down_for: self.link_down_for(now),
             recent_restarts: self.restarts.len() as u32,
             restarts_served: served,
             waiting,
             fence_backoff,
             peer_lost_for,
-            peer_lost_me,
+            peer_lost_me_for: self.lost_me_since.map(|t| now.duration_since(t)),
             peer_fence_delay,
+            own_links_down: carrier.all_down(),
             synced: self.synced,
             start_failure_pending: self.start_failure_pending(g),
             unsynced_for: if self.synced {
@@ -186,6 +197,16 @@ impl Loop {
             },
             restarting,
         }
+    }
+
+    /// Every monitor failure is a link without carrier: for how long, the oldest.
+    fn link_down_for(&self, now: Instant) -> Option<Duration> {
+        let mut oldest = None;
+        for (name, _) in &self.monitor_failed {
+            let since = self.link_down.get(name)?;
+            oldest = Some(oldest.map_or(*since, |o: Instant| o.min(*since)));
+        }
+        oldest.map(|o| now.duration_since(o))
     }
 
     /// A start of the current generation failed here and the cluster has not applied the

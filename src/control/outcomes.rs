@@ -146,11 +146,25 @@ impl Loop {
                 if let Some(s) = self.states.iter_mut().find(|(n, _)| *n == resource) {
                     s.1 = text.clone();
                 }
-                if !matches!(state, Ok(ResourceState::Running))
-                    && !self.monitor_failed.iter().any(|(n, _)| *n == resource)
-                {
-                    tracing::warn!(resource = %resource, "monitor: {text}");
-                    self.monitor_failed.push((resource, text));
+                let known = self.monitor_failed.iter().any(|(n, _)| *n == resource);
+                match state {
+                    // A link that came back within its grace: nothing failed after all.
+                    Ok(ResourceState::Running) => {
+                        if self.link_down.remove(&resource).is_some() && known {
+                            tracing::info!(resource = %resource, "monitor: the link is back");
+                            self.monitor_failed.retain(|(n, _)| *n != resource);
+                        }
+                    }
+                    _ if known => {}
+                    _ => {
+                        tracing::warn!(resource = %resource, "monitor: {text}");
+                        if matches!(state, Ok(ResourceState::LinkDown(_))) {
+                            self.link_down.insert(resource.clone(), Instant::now());
+                        } else {
+                            self.link_down.remove(&resource);
+                        }
+                        self.monitor_failed.push((resource, text));
+                    }
                 }
             }
             Done::Fenced {

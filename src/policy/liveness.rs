@@ -74,6 +74,24 @@ pub fn lost_for(last_contact_ms: Option<u64>, lost_after: Duration) -> Option<Du
     }
 }
 
+/// Two-node: how long the peer has been lost, not counting a silence that this node's own
+/// cables explain. `links_back_ms`: how long ago this node's links came back after every
+/// one of them had lost its carrier. If that was after the peer was last heard, the peer
+/// could not be heard meanwhile whatever its state: count its silence from the links'
+/// return instead (it gets a whole loss timeout to be heard again). A peer never heard since
+/// start stays lost forever, as in [`lost_for`].
+pub fn lost_for_since_links_back(
+    last_contact_ms: Option<u64>,
+    links_back_ms: Option<u64>,
+    lost_after: Duration,
+) -> Option<Duration> {
+    let last = match (last_contact_ms, links_back_ms) {
+        (Some(heard), Some(back)) => Some(heard.min(back)),
+        (heard, _) => heard,
+    };
+    lost_for(last, lost_after)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +211,50 @@ mod tests {
             assert_eq!(l.direct, set(r.direct), "{}: direct", r.name);
             assert_eq!(l.live, set(r.live), "{}: live", r.name);
             assert_eq!(l.within_lease, set(r.lease), "{}: lease", r.name);
+        }
+    }
+
+    #[test]
+    fn silence_while_this_nodes_cables_were_out_does_not_count() {
+        let t = Duration::from_millis(1000);
+        let ms = |v| Some(Duration::from_millis(v));
+        // (last heard, links back, lost for, why)
+        type Row = (Option<u64>, Option<u64>, Option<Duration>, &'static str);
+        let rows: &[Row] = &[
+            (Some(1500), None, ms(500), "links never down: as lost_for"),
+            (
+                Some(1500),
+                Some(600),
+                None,
+                "links back 600 ms ago: in touch for now",
+            ),
+            (
+                Some(2500),
+                Some(1200),
+                ms(200),
+                "back 1.2 s ago and still silent: lost",
+            ),
+            (
+                Some(300),
+                Some(2000),
+                None,
+                "heard since the links came back: as lost_for",
+            ),
+            (
+                Some(3000),
+                Some(2000),
+                ms(1000),
+                "heard since: counts from the contact",
+            ),
+            (
+                None,
+                Some(100),
+                Some(Duration::MAX),
+                "never heard: lost forever",
+            ),
+        ];
+        for (heard, back, want, why) in rows {
+            assert_eq!(lost_for_since_links_back(*heard, *back, t), *want, "{why}");
         }
     }
 

@@ -21,6 +21,8 @@ fn cfg() -> PolicyConfig {
         restart_window: Duration::from_secs(600),
         release_timeout: Duration::from_secs(10),
         lease: Duration::from_secs(1),
+        link_down_grace: Duration::from_secs(2),
+        one_way_confirm: Duration::from_secs(1),
         witness: false,
     }
 }
@@ -666,4 +668,5 @@ fn only_the_owner_running_the_group_works_vm_ha_cases() {
 }
 
 mod exit;
+mod links;
 mod roles;

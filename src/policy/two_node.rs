@@ -21,7 +21,11 @@ pub(super) fn two_node_actions(
         || (obs.held == Held::Unknown && st.group.owner == Some(cfg.me));
     // A one-way split: this node hears the peer, the peer has lost this node and will fence
     // it after its delay. The active side fences first; the passive side lets it happen.
-    let one_way = obs.peer_lost_for.is_none() && obs.peer_lost_me;
+    // The peer must have said so for a while: after a flap its gossip lags behind.
+    let one_way = obs.peer_lost_for.is_none()
+        && obs
+            .peer_lost_me_for
+            .is_some_and(|d| d >= cfg.one_way_confirm);
     let lost_for = match obs.peer_lost_for {
         Some(d) => d,
         None if one_way && active => Duration::MAX,
@@ -29,6 +33,16 @@ pub(super) fn two_node_actions(
     };
     // Already the confirmed single voter: ordinary leader logic takes it from here.
     if st.voters == [cfg.me] {
+        return;
+    }
+    // No carrier on any link here: the silence is this node's own cable, not the peer's
+    // death, and this node is the one clients cannot reach. Fencing the peer would leave
+    // nobody serving (with the fence device on another network, it would succeed).
+    if obs.own_links_down {
+        out.push(Action::Notice(format!(
+            "peer {peer} out of touch, but every link of this node has lost its carrier: not \
+             fencing it (this node is the one cut off)"
+        )));
         return;
     }
     // The peer announced a restart of its agent in place (`systemctl restart oneha`): its

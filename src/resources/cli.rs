@@ -137,7 +137,7 @@ fn state_code(s: &ResourceState) -> i32 {
     match s {
         ResourceState::Running => EXIT_OK,
         ResourceState::Stopped => EXIT_STOPPED,
-        ResourceState::Failed(_) => EXIT_FAILED,
+        ResourceState::Failed(_) | ResourceState::LinkDown(_) => EXIT_FAILED,
     }
 }
 

@@ -37,8 +37,12 @@ pub enum ResourceState {
     Running,
     /// Cleanly stopped (or never started).
     Stopped,
-    /// Neither: dead with leftovers, failed unit, address on a link that is down...
+    /// Neither: dead with leftovers, failed unit, no interface...
     Failed(String),
+    /// In place, but its network link has no carrier (the floating IP on an interface whose
+    /// cable is out): no restart can fix that, so the policy gives the link a grace to come
+    /// back before it treats this as a failure.
+    LinkDown(String),
 }
 
 impl std::fmt::Display for ResourceState {
@@ -47,6 +51,7 @@ impl std::fmt::Display for ResourceState {
             ResourceState::Running => f.write_str("running"),
             ResourceState::Stopped => f.write_str("stopped"),
             ResourceState::Failed(why) => write!(f, "failed: {why}"),
+            ResourceState::LinkDown(why) => write!(f, "link down: {why}"),
         }
     }
 }

@@ -111,7 +111,8 @@ impl Vip {
     }
 
     /// Running: the address is on the interface and the link is up. Stopped: the address
-    /// is not there. Failed: the address is there but the link is down, or no interface.
+    /// is not there. Link down: the address is there but the link is down (not up, or no
+    /// carrier). Failed: no interface.
     pub async fn monitor(&self) -> Result<ResourceState, Fault> {
         let nl = connect()?;
         let Some(link) = link_info(&nl, &self.spec.interface).await? else {
@@ -122,7 +123,7 @@ impl Vip {
         };
         Ok(match self.find_address(&nl, link.index).await? {
             None => ResourceState::Stopped,
-            Some(_) if !link.up => ResourceState::Failed(format!(
+            Some(_) if !link.up => ResourceState::LinkDown(format!(
                 "{} is on {}, but the link is down (no carrier or not up)",
                 self.spec.address, self.spec.interface
             )),

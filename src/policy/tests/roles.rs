@@ -161,18 +161,25 @@ fn continue_alone_table() {
 }
 
 /// Two-node splits: who fences, and when (issue 16: the active side wins every split).
-/// Rows: (name, owner in this node's view, held here, peer lost for, peer says it lost
-/// us, fence now).
+/// Rows: (name, owner in this node's view, held here, peer lost for, for how long the peer
+/// has said it lost us (ms; the confirmation is 1 s), fence now).
 #[test]
 fn two_node_split_table() {
-    type Split = (&'static str, Option<NodeId>, Held, Option<u64>, bool, bool);
+    type Split = (
+        &'static str,
+        Option<NodeId>,
+        Held,
+        Option<u64>,
+        Option<u64>,
+        bool,
+    );
     let rows: Vec<Split> = vec![
         (
             "symmetric, running here: fence at once",
             Some(1),
             Held::Running(4),
             Some(0),
-            false,
+            None,
             true,
         ),
         (
@@ -180,7 +187,7 @@ fn two_node_split_table() {
             Some(2),
             Held::Stopped,
             Some(2),
-            false,
+            None,
             false,
         ),
         (
@@ -188,7 +195,7 @@ fn two_node_split_table() {
             Some(2),
             Held::Stopped,
             Some(6),
-            false,
+            None,
             true,
         ),
         (
@@ -196,7 +203,7 @@ fn two_node_split_table() {
             Some(1),
             Held::Unknown,
             Some(0),
-            false,
+            None,
             true,
         ),
         (
@@ -204,7 +211,7 @@ fn two_node_split_table() {
             Some(2),
             Held::Unknown,
             Some(0),
-            false,
+            None,
             false,
         ),
         (
@@ -212,7 +219,7 @@ fn two_node_split_table() {
             Some(1),
             Held::Running(4),
             None,
-            true,
+            Some(1000),
             true,
         ),
         (
@@ -220,7 +227,7 @@ fn two_node_split_table() {
             Some(2),
             Held::Stopped,
             None,
-            true,
+            Some(1000),
             false,
         ),
         (
@@ -228,7 +235,23 @@ fn two_node_split_table() {
             Some(1),
             Held::Running(4),
             None,
+            None,
             false,
+        ),
+        (
+            "the peer still says it lost us, heard again just now (a flap): wait",
+            Some(1),
+            Held::Running(4),
+            None,
+            Some(0),
+            false,
+        ),
+        (
+            "the peer has said it lost us for 0.9 s: not yet",
+            Some(1),
+            Held::Running(4),
+            None,
+            Some(900),
             false,
         ),
     ];
@@ -244,7 +267,7 @@ fn two_node_split_table() {
             },
             within_lease: set(&[1]),
             peer_lost_for: lost_s.map(Duration::from_secs),
-            peer_lost_me: lost_me,
+            peer_lost_me_for: lost_me.map(Duration::from_millis),
             ..obs()
         };
         let out = decide(&two_node_cfg(), &s, &o);
