@@ -279,3 +279,31 @@ fn one_way_split_the_owner_hears_the_peer_and_fences_first() {
     assert_eq!(c.one_owner_serves(T), owner, "the group moved");
     sampler.stop().assert_clean();
 }
+
+/// Issue 16: a short flap of the owner's only link (down 1.3 s, a little over the loss
+/// timeout, then up) fences nobody and moves nothing: once the cable is back both sides
+/// hear each other again before either side's fence goes through.
+#[test]
+fn a_short_link_flap_of_the_owner_fences_nobody() {
+    let c = Cluster::start("tn_flap", opts());
+    let sampler = c.topo.sampler(c.vip());
+    let owner = c.wait_started(T).expect("started");
+    let passive = other(&owner);
+    std::thread::sleep(Duration::from_secs(2));
+    c.node(&owner).link_down();
+    std::thread::sleep(Duration::from_millis(1300));
+    c.node(&owner).link_up();
+    std::thread::sleep(Duration::from_secs(8));
+    let log = format!(
+        "{owner}:\n{}\n{passive}:\n{}",
+        c.agent_log(&owner),
+        c.agent_log(passive)
+    );
+    assert!(c.node(&owner).is_on(), "the owner was fenced:\n{log}");
+    assert!(
+        c.node(passive).is_on(),
+        "the passive node was fenced:\n{log}"
+    );
+    assert_eq!(c.one_owner_serves(T), owner, "the group moved:\n{log}");
+    sampler.stop().assert_clean();
+}
