@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -22,6 +23,10 @@ use crate::cluster::state::NodeId;
 
 /// Raft messages per frame at most.
 const BATCH: usize = 64;
+
+/// Data sent on a connection and not acknowledged for this long breaks it (TCP_USER_TIMEOUT):
+/// how long a connection on a dead path (a peer powered off, a cable out) lingers.
+const DEAD_PATH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The sending side towards one peer: one queue per link.
 #[derive(Clone)]
@@ -234,15 +239,19 @@ impl PeerClientTask {
     ) -> Result<(Streaming<ServerFrame>, mpsc::Sender<ClientFrame>, Session), LinkError> {
         let other = LinkError::Other;
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| other(format!("bad address: {e}")))?
-            .connect_timeout(self.timing.syn_timeout)
-            .local_address(self.source)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(1))
-            .keep_alive_timeout(Duration::from_secs(3))
-            .keep_alive_while_idle(true);
+            .map_err(|e| other(format!("bad address: {e}")))?;
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(self.timing.syn_timeout));
+        tcp.set_local_address(self.source);
+        // A connection on a dead path is noticed by TCP itself: this client sends a frame at
+        // least every keep-alive interval, and data left unacknowledged this long breaks the
+        // connection. No HTTP/2 pings: they cost a wake-up on both nodes every second on a
+        // connection that reads nothing (the peer answers on its own connection).
+        tcp.set_tcp_user_timeout(Some(DEAD_PATH_TIMEOUT));
         let channel = endpoint
-            .connect()
+            .connect_with_connector(tcp)
             .await
             .map_err(|e| other(format!("connect: {e}")))?;
         let mut client = PeerClient::new(channel);
