@@ -36,15 +36,16 @@ fn wait_new_leader(c: &LocalCluster, old: usize, t0: Instant) -> Option<f64> {
     None
 }
 
-fn proc_cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit(')').next()?.to_string();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
+/// CPU time of every thread of `pid` so far, in nanoseconds (`/proc/PID/task/*/schedstat`:
+/// exact, unlike the 10 ms ticks of `/proc/PID/stat`).
+fn proc_cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn profile(name: &str) {
@@ -79,8 +80,25 @@ fn profile(name: &str) {
     stats(&format!("{name}: re-election after kill -9"), re);
 }
 
+/// Wake-ups of every thread of `pid` so far (voluntary context switches).
+fn proc_wakeups(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 fn idle(c: &mut LocalCluster, name: &str) {
-    // Bring the killed node back, then measure every agent over 10 s of idleness.
+    // Bring the killed node back, then measure every agent over 30 s of idleness.
     for i in 0..c.agents.len() {
         c.start_agent(i);
     }
@@ -91,17 +109,21 @@ fn idle(c: &mut LocalCluster, name: &str) {
         .iter()
         .filter_map(|a| a.child.as_ref().map(|ch| ch.id()))
         .collect();
-    let before: Vec<u64> = pids.iter().map(|&p| proc_cpu_ticks(p)).collect();
-    let window = Duration::from_secs(10);
-    std::thread::sleep(window);
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
+    let before: Vec<u64> = pids.iter().map(|&p| proc_cpu_ns(p)).collect();
+    let woken: Vec<u64> = pids.iter().map(|&p| proc_wakeups(p)).collect();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(30));
+    let window = t0.elapsed().as_secs_f64();
     for (k, &p) in pids.iter().enumerate() {
-        let cpu = (proc_cpu_ticks(p) - before[k]) as f64 / hz / window.as_secs_f64() * 100.0;
+        let cpu = (proc_cpu_ns(p) - before[k]) as f64 / 1e9 / window * 100.0;
+        let wakeups = (proc_wakeups(p) - woken[k]) as f64 / window;
+        let role = c
+            .status(k)
+            .map(|s| s.raft.role)
+            .unwrap_or_else(|| "?".into());
         println!(
-            "{name}: idle agent {} RSS {:.1} MB, CPU {:.2}% of one core",
+            "{name}: idle agent {} ({role}) RSS {:.1} MB, CPU {:.2}% of one core, \
+             {wakeups:.0} wake-ups/s",
             c.agents[k].name,
             local::rss_kb(p) as f64 / 1024.0,
             cpu
@@ -115,7 +137,11 @@ fn main() {
         "bench-election: 3 agents (2 front-ends + witness) on loopback, {} runs per profile",
         runs()
     );
+    // ONEHA_BENCH_PROFILES=default: one profile only.
+    let only = std::env::var("ONEHA_BENCH_PROFILES").unwrap_or_default();
     for p in ["default", "fast"] {
-        profile(p);
+        if only.is_empty() || only.split(',').any(|o| o == p) {
+            profile(p);
+        }
     }
 }

@@ -57,6 +57,7 @@ fn base_config_loads_with_defaults() {
     // The effective config names every default and parses again.
     let yaml = c.to_yaml();
     assert!(yaml.contains("election_ticks: 5"), "{yaml}");
+    assert!(yaml.contains("heartbeat_ticks: 2"), "{yaml}");
     assert!(yaml.contains("opennebula-sunstone.service"), "{yaml}");
     let again = parse(Path::new("x.yaml"), &yaml).expect("effective config parses");
     assert_eq!(again.timers(), c.timers());
@@ -171,12 +172,12 @@ fn election_not_greater_than_heartbeat() {
 
 #[test]
 fn lost_after_must_span_heartbeats() {
-    let text = format!("{BASE}timers:\n  lost_ticks: 2\n");
+    let text = format!("{BASE}timers:\n  lost_ticks: 3\n");
     let e = one_error(&text);
     assert_eq!(e.key, "timers.lost_ticks");
     assert_eq!(e.line, Some(15));
     assert!(
-        e.message.contains("twice the heartbeat (1 ticks), found 2"),
+        e.message.contains("twice the heartbeat (2 ticks), found 3"),
         "{e}"
     );
 }

@@ -8,7 +8,7 @@ use super::Dur;
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TimersConfig {
-    /// `default` (tick 100ms, heartbeat 1, election 5, lost 10) or `fast` (tick 25ms,
+    /// `default` (tick 100ms, heartbeat 2, election 5, lost 10) or `fast` (tick 25ms,
     /// heartbeat 1, election 6, lost 6). Explicit values below override the profile's.
     #[serde(default)]
     pub profile: Profile,
@@ -72,7 +72,7 @@ impl TimersConfig {
     /// The profile's values with explicit overrides applied.
     pub fn effective(&self) -> Timers {
         let (tick, hb, el, lost) = match self.profile {
-            Profile::Default => (100, 1, 5, 10),
+            Profile::Default => (100, 2, 5, 10),
             Profile::Fast => (25, 1, 6, 6),
         };
         Timers {
