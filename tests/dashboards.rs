@@ -187,7 +187,8 @@ fn dashboard_and_alerts_use_only_what_a_real_agent_exports() {
         let b = scrape(addr)?;
         let e = Exposition::parse(&b).expect("the agent's exposition parses");
         let heard = |m: &str| e.values(m, "peer").len() + e.values(m, "member").len() == 2;
-        (b.contains("oneha_raft_has_leader 1")
+        // The sample line itself: the HELP line also reads "oneha_raft_has_leader 1 when...".
+        (b.lines().any(|l| l == "oneha_raft_has_leader 1")
             && heard("oneha_peer_link_last_heard_seconds")
             && heard("oneha_member_last_contact_seconds"))
         .then_some((b, e))
