@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(curl iproute2 nftables iptables iputils-arping iputils-ping tcpdump systemd dbus
-      util-linux mount e2fsprogs
+      util-linux mount e2fsprogs xfsprogs
       libxml2-utils psmisc procps keepalived python3 python3-venv
       libvirt0 libcpg4 libnss3 libxml2 libuuid1
       openipmi ipmitool fence-agents)
