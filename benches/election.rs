@@ -36,16 +36,27 @@ fn wait_new_leader(c: &LocalCluster, old: usize, t0: Instant) -> Option<f64> {
     None
 }
 
-/// CPU time of every thread of `pid` so far, in nanoseconds (`/proc/PID/task/*/schedstat`:
-/// exact, unlike the 10 ms ticks of `/proc/PID/stat`).
-fn proc_cpu_ns(pid: u32) -> u64 {
+/// CPU time (ns, from `/proc/PID/task/*/schedstat`: exact, unlike the 10 ms ticks of
+/// `/proc/PID/stat`) and wake-ups (voluntary context switches) of every thread of `pid` so far.
+fn thread_totals(pid: u32) -> (u64, u64) {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
+        return (0, 0);
     };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    let mut totals = (0, 0);
+    for t in tasks.filter_map(Result::ok) {
+        let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+        totals.0 += read("schedstat")
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        totals.1 += read("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    totals
 }
 
 fn profile(name: &str) {
@@ -80,23 +91,6 @@ fn profile(name: &str) {
     stats(&format!("{name}: re-election after kill -9"), re);
 }
 
-/// Wake-ups of every thread of `pid` so far (voluntary context switches).
-fn proc_wakeups(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
-        .filter_map(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 fn idle(c: &mut LocalCluster, name: &str) {
     // Bring the killed node back, then measure every agent over 30 s of idleness.
     for i in 0..c.agents.len() {
@@ -109,14 +103,14 @@ fn idle(c: &mut LocalCluster, name: &str) {
         .iter()
         .filter_map(|a| a.child.as_ref().map(|ch| ch.id()))
         .collect();
-    let before: Vec<u64> = pids.iter().map(|&p| proc_cpu_ns(p)).collect();
-    let woken: Vec<u64> = pids.iter().map(|&p| proc_wakeups(p)).collect();
+    let before: Vec<(u64, u64)> = pids.iter().map(|&p| thread_totals(p)).collect();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(30));
     let window = t0.elapsed().as_secs_f64();
     for (k, &p) in pids.iter().enumerate() {
-        let cpu = (proc_cpu_ns(p) - before[k]) as f64 / 1e9 / window * 100.0;
-        let wakeups = (proc_wakeups(p) - woken[k]) as f64 / window;
+        let (ns, woken) = thread_totals(p);
+        let cpu = (ns - before[k].0) as f64 / 1e9 / window * 100.0;
+        let wakeups = (woken - before[k].1) as f64 / window;
         let role = c
             .status(k)
             .map(|s| s.raft.role)

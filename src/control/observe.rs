@@ -201,12 +201,12 @@ impl Loop {
 
     /// Every monitor failure is a link without carrier: for how long, the oldest.
     fn link_down_for(&self, now: Instant) -> Option<Duration> {
-        let mut oldest = None;
-        for (name, _) in &self.monitor_failed {
-            let since = self.link_down.get(name)?;
-            oldest = Some(oldest.map_or(*since, |o: Instant| o.min(*since)));
-        }
-        oldest.map(|o| now.duration_since(o))
+        let since: Option<Vec<Instant>> = self
+            .monitor_failed
+            .iter()
+            .map(|(name, _)| self.link_down.get(name).copied())
+            .collect();
+        since?.into_iter().min().map(|o| now.duration_since(o))
     }
 
     /// A start of the current generation failed here and the cluster has not applied the

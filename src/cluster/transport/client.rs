@@ -176,49 +176,36 @@ impl PeerClientTask {
             }
             let ended = self.session(&mut rx, key_index, &mut kicks).await;
             self.table.set_connected(self.peer, self.link, false);
-            match ended {
+            let (e, warn) = match ended {
                 Ok(()) => return,
                 Err(LinkError::Kicked) => {
                     // The link came back: reconnect at once, from the shortest backoff.
                     backoff = FIRST_BACKOFF;
-                    while rx.try_recv().is_ok() {
-                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
+                    self.drop_backlog(&mut rx);
                     continue;
                 }
+                // It was up: the next failure starts the backoff afresh.
                 Err(LinkError::Up(e)) => {
-                    // It was up: the next failure starts the backoff afresh.
                     backoff = FIRST_BACKOFF;
-                    if e != last_error {
-                        tracing::debug!(peer = self.peer, link = self.link + 1, addr = %self.addr, "peer link: {e}");
-                        last_error = e;
-                    }
+                    (e, false)
                 }
                 Err(LinkError::Key(e)) => {
                     // Current key, then next (during a rotation), then current again.
                     key_index = (key_index + 1) % self.id.keys.psks().len().max(1);
-                    if e != last_error {
-                        tracing::warn!(peer = self.peer, link = self.link + 1, addr = %self.addr, "peer link: {e}");
-                        last_error = e;
-                    }
+                    (e, true)
                 }
-                Err(LinkError::OldPeer(e)) => {
-                    if e != last_error {
-                        tracing::warn!(peer = self.peer, link = self.link + 1, addr = %self.addr, "peer link: {e}");
-                        last_error = e;
-                    }
+                Err(LinkError::OldPeer(e)) => (e, true),
+                Err(LinkError::Other(e)) => (e, false),
+            };
+            if e != last_error {
+                if warn {
+                    tracing::warn!(peer = self.peer, link = self.link + 1, addr = %self.addr, "peer link: {e}");
+                } else {
+                    tracing::debug!(peer = self.peer, link = self.link + 1, addr = %self.addr, "peer link: {e}");
                 }
-                Err(LinkError::Other(e)) => {
-                    if e != last_error {
-                        tracing::debug!(peer = self.peer, link = self.link + 1, addr = %self.addr, "peer link: {e}");
-                        last_error = e;
-                    }
-                }
+                last_error = e;
             }
-            // Messages queued while disconnected are stale: Raft resends what matters.
-            while rx.try_recv().is_ok() {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            self.drop_backlog(&mut rx);
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = kicks.changed() => {
@@ -229,6 +216,14 @@ impl PeerClientTask {
                 _ = self.shutdown.wait_for(|s| *s) => return,
             }
             backoff = (backoff * 2).min(self.timing.max_backoff);
+        }
+    }
+
+    /// Drops the messages queued while disconnected: they are stale, and Raft resends
+    /// what matters.
+    fn drop_backlog(&self, rx: &mut mpsc::Receiver<Vec<u8>>) {
+        while rx.try_recv().is_ok() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
