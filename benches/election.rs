@@ -5,6 +5,9 @@
 mod common;
 #[path = "../tests/local/mod.rs"]
 mod local;
+#[path = "support/threads.rs"]
+#[allow(dead_code)] // the per-thread report is bench-failover's
+mod threads;
 
 use common::{runs, stats};
 use std::time::{Duration, Instant};
@@ -34,29 +37,6 @@ fn wait_new_leader(c: &LocalCluster, old: usize, t0: Instant) -> Option<f64> {
         std::thread::sleep(Duration::from_millis(2));
     }
     None
-}
-
-/// CPU time (ns, from `/proc/PID/task/*/schedstat`: exact, unlike the 10 ms ticks of
-/// `/proc/PID/stat`) and wake-ups (voluntary context switches) of every thread of `pid` so far.
-fn thread_totals(pid: u32) -> (u64, u64) {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return (0, 0);
-    };
-    let mut totals = (0, 0);
-    for t in tasks.filter_map(Result::ok) {
-        let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
-        totals.0 += read("schedstat")
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        totals.1 += read("status")
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    totals
 }
 
 fn profile(name: &str) {
@@ -103,14 +83,14 @@ fn idle(c: &mut LocalCluster, name: &str) {
         .iter()
         .filter_map(|a| a.child.as_ref().map(|ch| ch.id()))
         .collect();
-    let before: Vec<(u64, u64)> = pids.iter().map(|&p| thread_totals(p)).collect();
+    let before: Vec<threads::ThreadTotals> = pids.iter().map(|&p| threads::totals(p)).collect();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(30));
     let window = t0.elapsed().as_secs_f64();
     for (k, &p) in pids.iter().enumerate() {
-        let (ns, woken) = thread_totals(p);
-        let cpu = (ns - before[k].0) as f64 / 1e9 / window * 100.0;
-        let wakeups = (woken - before[k].1) as f64 / window;
+        let now = threads::totals(p);
+        let cpu = now.cpu_ns.saturating_sub(before[k].cpu_ns) as f64 / 1e9 / window * 100.0;
+        let wakeups = now.wakeups.saturating_sub(before[k].wakeups) as f64 / window;
         let role = c
             .status(k)
             .map(|s| s.raft.role)

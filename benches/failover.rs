@@ -9,7 +9,10 @@
 //! plus the footprint of the agent (oneha) or keepalived: RSS and CPU, idle and during the
 //! failover. Configurations run interleaved, round by round, so load changes hit all alike.
 //!
-//! `ONEHA_BENCH_RUNS=N` (default 20) runs per configuration; `ONEHA_BENCH_QUICK=1` is 3 runs.
+//! `ONEHA_BENCH_RUNS=N` (default 20) runs per configuration; `ONEHA_BENCH_QUICK=1` is 3 runs;
+//! `ONEHA_BENCH_CONFIGS=witness,two-node` only the configurations whose label contains one of
+//! these; `ONEHA_BENCH_IDLE_SECS=N` the idle window (default 30 s, first round only);
+//! `ONEHA_BENCH_IDLE_DETAIL=1` prints each agent's threads over it.
 //! The figures are printed as markdown and written to `target/bench-failover.md`.
 
 #[path = "../tests/e2e/mod.rs"]
@@ -26,12 +29,19 @@ use e2e::failover::{Step, power_off_and_watch};
 use e2e::keepalived::{KaCluster, KaOpts};
 use e2e::{Cluster, Kind, Opts};
 use harness::{Host, Node, ONED_PORT, Topology, Usage, wait_until};
-use support::{interrupted, ms};
+use support::{interrupted, ms, threads};
 
 /// Bound for a cluster to serve, and for a failover to complete.
 const BOUND: Duration = Duration::from_secs(40);
-/// Idle footprint window (first round only).
-const IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// Idle footprint window (first round only); `ONEHA_BENCH_IDLE_SECS` overrides it.
+const IDLE_WINDOW: Duration = Duration::from_secs(30);
+
+fn idle_window() -> Duration {
+    std::env::var("ONEHA_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(IDLE_WINDOW, Duration::from_secs)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Config {
@@ -91,6 +101,8 @@ impl Built {
                     profile,
                     fake_oned: Some("0s"),
                     quiet: true,
+                    // The resources' default monitor interval (the tests use 1 s).
+                    monitor: "10s",
                     ..Opts::default()
                 },
             )),
@@ -158,12 +170,32 @@ fn one_run(cfg: Config, run: usize, measure_idle: bool) -> Result<RunResult, Str
     support::sleep(Duration::from_secs(2));
     let mut res = RunResult::default();
     if measure_idle {
+        let window = idle_window();
         let before: Vec<Usage> = [&old, &new].map(|n| n.unit_usage(cfg.unit())).to_vec();
-        support::sleep(IDLE_WINDOW);
+        let pids = [&old, &new].map(|n| n.pid_of(cfg.unit()));
+        let threads_before = pids.map(|p| p.map(threads::per_thread).unwrap_or_default());
+        support::sleep(window);
         for (i, (n, role)) in [(&old, "active"), (&new, "passive")].iter().enumerate() {
             let u = n.unit_usage(cfg.unit());
-            let cpu = (u.cpu_usec - before[i].cpu_usec) as f64 / 1000.0 / ms(IDLE_WINDOW);
+            let cpu = (u.cpu_usec - before[i].cpu_usec) as f64 / 1000.0 / ms(window);
             res.idle.push((role.to_string(), u.rss_kb, cpu * 100.0));
+            if idle_detail()
+                && let Some(p) = pids[i]
+            {
+                let lines = threads::report(
+                    &threads_before[i],
+                    &threads::per_thread(p),
+                    window.as_secs_f64(),
+                );
+                println!(
+                    "  idle {role} ({}), {:.3}% CPU (cgroup), per thread:",
+                    cfg.label(),
+                    cpu * 100.0
+                );
+                for l in lines {
+                    println!("    {l}");
+                }
+            }
         }
     }
     if interrupted() {
@@ -196,6 +228,22 @@ fn one_run(cfg: Config, run: usize, measure_idle: bool) -> Result<RunResult, Str
     Ok(res)
 }
 
+/// `ONEHA_BENCH_IDLE_DETAIL=1`: print each agent's threads over the idle window.
+fn idle_detail() -> bool {
+    std::env::var("ONEHA_BENCH_IDLE_DETAIL").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `ONEHA_BENCH_CONFIGS=a,b`: only the configurations whose label contains one of these.
+fn selected(cfg: &Config) -> bool {
+    match std::env::var("ONEHA_BENCH_CONFIGS") {
+        Ok(v) if !v.trim().is_empty() => v
+            .split(',')
+            .map(str::trim)
+            .any(|want| cfg.label().contains(want)),
+        _ => true,
+    }
+}
+
 fn runs() -> usize {
     if let Some(n) = std::env::var("ONEHA_BENCH_RUNS")
         .ok()
@@ -222,6 +270,9 @@ fn main() {
         for (i, cfg) in CONFIGS.iter().enumerate() {
             if interrupted() {
                 break 'rounds;
+            }
+            if !selected(cfg) {
+                continue;
             }
             let outcome = std::panic::catch_unwind(|| one_run(*cfg, run, run == 0));
             let line = match outcome {

@@ -3,6 +3,8 @@
 //! order statistics, and the machine's description for the figures.
 #![allow(dead_code)] // each program uses a different part
 
+pub mod threads;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
