@@ -140,10 +140,8 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         keys: keys.clone(),
     };
     let peers = peer_links(&cfg, &me_cfg);
-    let heartbeat = timers.heartbeat();
     let election = timers.election();
-    // Often enough for loss detection, rarely enough to stay cheap when idle.
-    let keepalive = heartbeat.max(timers.lost_after() / 4);
+    let keepalive = timers.keepalive();
     let timing = ClientTiming {
         keepalive,
         connect_timeout: election.max(Duration::from_millis(200)),

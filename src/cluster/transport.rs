@@ -105,6 +105,10 @@ struct StreamService(Arc<PeerService>);
 /// How often a refusal is logged per peer address at most.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(600);
 
+/// HTTP/2 pings of the server side of peer connections: a connection left half open by a
+/// peer that vanished is closed within this plus the 3 s ping timeout.
+const SERVER_PING_INTERVAL: Duration = Duration::from_secs(5);
+
 #[tonic::async_trait]
 impl Peer for StreamService {
     type StreamStream = ReceiverStream<Result<ServerFrame, Status>>;
@@ -306,7 +310,10 @@ async fn serve_link(
     let svc = StreamService(Arc::new(svc));
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(1)))
+        // Only to close the connections of peers that vanished (a reboot leaves its old
+        // connections half open here): liveness is the frames' business, not this. hyper
+        // wakes once per interval per connection even while frames flow, so it is long.
+        .http2_keepalive_interval(Some(SERVER_PING_INTERVAL))
         .http2_keepalive_timeout(Some(Duration::from_secs(3)))
         // One stream per peer connection is the protocol; a few spare for reconnects.
         .max_concurrent_streams(Some(8))

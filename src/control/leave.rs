@@ -112,8 +112,6 @@ impl Loop {
     async fn announce_restart(&mut self) {
         self.exit_restart = true;
         self.publish();
-        let t = self.ctx.cfg.timers();
-        let keepalive = t.heartbeat().max(t.lost_after() / 4);
-        tokio::time::sleep(keepalive * 2).await;
+        tokio::time::sleep(self.ctx.cfg.timers().keepalive() * 2).await;
     }
 }

@@ -75,6 +75,10 @@ pub struct SystemdUnit {
     unit: String,
     /// The daemon-reload that follows a stop, running in the background.
     reload_after_stop: tokio::sync::Mutex<Option<JoinHandle<Result<(), Fault>>>>,
+    /// The monitor's proxy for the unit, kept between monitors: connecting to the bus
+    /// (authentication, `Hello`, loading the unit) costs far more than the two property
+    /// reads of a monitor. Dropped on any error and made again by the next monitor.
+    monitor_proxy: tokio::sync::Mutex<Option<UnitProxy<'static>>>,
 }
 
 impl SystemdUnit {
@@ -102,6 +106,7 @@ impl SystemdUnit {
         SystemdUnit {
             unit,
             reload_after_stop: tokio::sync::Mutex::new(None),
+            monitor_proxy: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -231,8 +236,23 @@ impl SystemdUnit {
     /// `active` (also `activating`, `deactivating`, `reloading`: processes exist) is
     /// running, `inactive` is stopped, `failed` is failed.
     pub async fn monitor(&self) -> Result<ResourceState, Fault> {
-        let bus = Bus::connect().await?;
-        let (active, sub) = bus.active_sub(&self.unit).await?;
+        let mut kept = self.monitor_proxy.lock().await;
+        let read = match kept.as_ref() {
+            Some(proxy) => active_sub(proxy).await.ok(),
+            None => None,
+        };
+        let (active, sub) = match read {
+            Some(states) => states,
+            None => {
+                // First monitor, or the kept connection failed (the bus restarted, the
+                // unit was unloaded): a fresh one, and its error is the monitor's.
+                *kept = None;
+                let proxy = Bus::monitor_proxy(&self.unit).await?;
+                let states = active_sub(&proxy).await?;
+                *kept = Some(proxy);
+                states
+            }
+        };
         Ok(match active.as_str() {
             "active" | "activating" | "deactivating" | "reloading" => ResourceState::Running,
             "inactive" => ResourceState::Stopped,
@@ -282,9 +302,7 @@ struct Bus {
 
 impl Bus {
     async fn connect() -> Result<Bus, Fault> {
-        let conn = zbus::Connection::system()
-            .await
-            .map_err(|e| format!("cannot connect to the system D-Bus (is dbus running?): {e}"))?;
+        let conn = system_bus().await?;
         let manager = ManagerProxy::new(&conn).await.map_err(bus_error)?;
         // Listen before any job exists, so its JobRemoved cannot be missed.
         let removed = manager.receive_job_removed().await.map_err(bus_error)?;
@@ -356,10 +374,22 @@ impl Bus {
     }
 
     async fn active_sub(&self, unit: &str) -> Result<(String, String), Fault> {
-        let proxy = self.unit_proxy(unit).await?;
-        let active = proxy.active_state().await.map_err(bus_error)?;
-        let sub = proxy.sub_state().await.map_err(bus_error)?;
-        Ok((active, sub))
+        active_sub(&self.unit_proxy(unit).await?).await
+    }
+
+    /// A proxy for `unit` on a connection of its own without any subscription (so no
+    /// signal ever wakes it): what a monitor keeps.
+    async fn monitor_proxy(unit: &str) -> Result<UnitProxy<'static>, Fault> {
+        let conn = system_bus().await?;
+        let manager = ManagerProxy::new(&conn).await.map_err(bus_error)?;
+        let path = manager.load_unit(unit).await.map_err(bus_error)?;
+        UnitProxy::builder(&conn)
+            .path(path)
+            .map_err(bus_error)?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(bus_error)
     }
 
     /// The drop-in files systemd has loaded for `unit`.
@@ -376,6 +406,20 @@ impl Bus {
         let (active, sub) = self.active_sub(unit).await?;
         Ok(format!("{active} ({sub})"))
     }
+}
+
+/// A new connection to the system bus.
+async fn system_bus() -> Result<zbus::Connection, Fault> {
+    zbus::Connection::system()
+        .await
+        .map_err(|e| format!("cannot connect to the system D-Bus (is dbus running?): {e}").into())
+}
+
+/// The unit's `ActiveState` and `SubState`, read fresh.
+async fn active_sub(proxy: &UnitProxy<'_>) -> Result<(String, String), Fault> {
+    let active = proxy.active_state().await.map_err(bus_error)?;
+    let sub = proxy.sub_state().await.map_err(bus_error)?;
+    Ok((active, sub))
 }
 
 fn bus_error(e: zbus::Error) -> Fault {

@@ -27,6 +27,9 @@ pub struct Vip {
     bursts_done: Arc<std::sync::atomic::AtomicBool>,
     /// Kept open: closing a packet socket costs a kernel grace period.
     sender: Mutex<Option<Arc<LinkSocket>>>,
+    /// The monitor's netlink connection, kept between monitors (dropped on any error and
+    /// opened again by the next monitor).
+    monitor_nl: Mutex<Option<Handle>>,
 }
 
 /// What netlink says about an interface.
@@ -58,6 +61,7 @@ impl Vip {
             announcer: Mutex::new(None),
             bursts_done: Arc::default(),
             sender: Mutex::new(None),
+            monitor_nl: Mutex::new(None),
         }
     }
 
@@ -114,14 +118,26 @@ impl Vip {
     /// is not there. Link down: the address is there but the link is down (not up, or no
     /// carrier). Failed: no interface.
     pub async fn monitor(&self) -> Result<ResourceState, Fault> {
-        let nl = connect()?;
-        let Some(link) = link_info(&nl, &self.spec.interface).await? else {
+        let kept = self.monitor_nl.lock().ok().and_then(|k| k.clone());
+        let nl = match kept {
+            Some(nl) => nl,
+            None => connect()?,
+        };
+        let state = self.monitor_with(&nl).await;
+        if let Ok(mut k) = self.monitor_nl.lock() {
+            *k = state.is_ok().then_some(nl);
+        }
+        state
+    }
+
+    async fn monitor_with(&self, nl: &Handle) -> Result<ResourceState, Fault> {
+        let Some(link) = link_info(nl, &self.spec.interface).await? else {
             return Ok(ResourceState::Failed(format!(
                 "interface {} not found",
                 self.spec.interface
             )));
         };
-        Ok(match self.find_address(&nl, link.index).await? {
+        Ok(match self.find_address(nl, link.index).await? {
             None => ResourceState::Stopped,
             Some(_) if !link.up => ResourceState::LinkDown(format!(
                 "{} is on {}, but the link is down (no carrier or not up)",
