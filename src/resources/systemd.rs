@@ -363,14 +363,7 @@ impl Bus {
 
     /// A proxy for `unit` (loaded if needed), reading properties fresh each time.
     async fn unit_proxy(&self, unit: &str) -> Result<UnitProxy<'static>, Fault> {
-        let path = self.manager.load_unit(unit).await.map_err(bus_error)?;
-        UnitProxy::builder(&self.conn)
-            .path(path)
-            .map_err(bus_error)?
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await
-            .map_err(bus_error)
+        unit_proxy(&self.conn, &self.manager, unit).await
     }
 
     async fn active_sub(&self, unit: &str) -> Result<(String, String), Fault> {
@@ -382,14 +375,7 @@ impl Bus {
     async fn monitor_proxy(unit: &str) -> Result<UnitProxy<'static>, Fault> {
         let conn = system_bus().await?;
         let manager = ManagerProxy::new(&conn).await.map_err(bus_error)?;
-        let path = manager.load_unit(unit).await.map_err(bus_error)?;
-        UnitProxy::builder(&conn)
-            .path(path)
-            .map_err(bus_error)?
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await
-            .map_err(bus_error)
+        unit_proxy(&conn, &manager, unit).await
     }
 
     /// The drop-in files systemd has loaded for `unit`.
@@ -413,6 +399,22 @@ async fn system_bus() -> Result<zbus::Connection, Fault> {
     zbus::Connection::system()
         .await
         .map_err(|e| format!("cannot connect to the system D-Bus (is dbus running?): {e}").into())
+}
+
+/// A proxy for `unit` on `conn` (loaded if needed), reading properties fresh each time.
+async fn unit_proxy(
+    conn: &zbus::Connection,
+    manager: &ManagerProxy<'_>,
+    unit: &str,
+) -> Result<UnitProxy<'static>, Fault> {
+    let path = manager.load_unit(unit).await.map_err(bus_error)?;
+    UnitProxy::builder(conn)
+        .path(path)
+        .map_err(bus_error)?
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await
+        .map_err(bus_error)
 }
 
 /// The unit's `ActiveState` and `SubState`, read fresh.
