@@ -20,6 +20,7 @@ use crate::cluster::state::{Command, NodeId};
 use crate::cluster::transport::{
     self, ClientTiming, LinkTable, PeerLink, TransportIdentity, TransportStats,
 };
+use crate::config::resources::ResourceType;
 use crate::config::{Config, Role};
 
 /// Everything the agent's tasks share.
@@ -155,12 +156,28 @@ pub async fn run(cfg: Config, name: String) -> Result<(), String> {
         peers.iter().map(|(id, l)| (*id, l.len())),
         timing.link_silent_after,
     ));
+    // The clients' side: the interfaces of the group's floating IPs (a witness runs none).
+    let client_links: Vec<String> = if me_cfg.role == Role::Witness {
+        Vec::new()
+    } else {
+        let mut names: Vec<String> = cfg
+            .resources
+            .group
+            .iter()
+            .filter(|r| r.kind == ResourceType::Ip)
+            .filter_map(|r| r.interface.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
     let carrier = transport::watch_carrier(
         me_cfg
             .addresses
             .iter()
             .map(|a| Some(a.ip()).filter(|ip| !ip.is_unspecified()))
             .collect(),
+        client_links,
         links.clone(),
     );
     let senders = transport::start_clients(

@@ -71,6 +71,9 @@ pub struct PolicyConfig {
     /// this long for the link to return before it counts as failed: a restart cannot fix
     /// a cable, and a flap must not cost a restart.
     pub link_down_grace: Duration,
+    /// The owner whose client link (a floating IP's interface) has been without carrier this
+    /// long hands the group over to a peer whose link is up (`client_link`).
+    pub link_move_after: Duration,
     /// Two-node: the peer must be heard saying it lost this node for this long before the
     /// active side takes it for a one-way split and fences first. Right after a flap the
     /// peer's gossip still says "lost" for a moment although both sides hear each other.
@@ -132,6 +135,15 @@ pub struct Observations {
     /// Members out of touch that announced a restart of their agent in place and are
     /// still within [`exit::RESTART_GRACE`]: not fenced, not replaced as owner yet.
     pub restarting: BTreeSet<NodeId>,
+    /// How long a client link of this node (a floating IP's interface) has been without
+    /// carrier (None: all have it, or none is known).
+    pub client_link_down_for: Option<Duration>,
+    /// Nodes (this one included) known to have a client link without carrier (their own
+    /// word, gossiped): placement avoids them.
+    pub client_links_down: BTreeSet<NodeId>,
+    /// While a client link of this node is down: the other nodes heard since it went down
+    /// (over another link) whose client links are up.
+    pub link_peers: BTreeSet<NodeId>,
 }
 
 /// What the control loop should do.
@@ -221,9 +233,13 @@ fn best(
     exclude: &[NodeId],
 ) -> Option<NodeId> {
     let ok = |n: &NodeId| obs.live.contains(n) && !exclude.contains(n);
-    preferred
-        .filter(|p| cfg.eligible.contains(p) && ok(p))
-        .or_else(|| cfg.eligible.iter().copied().find(ok))
+    let preferred = preferred.filter(|p| cfg.eligible.contains(p) && ok(p));
+    client_link::prefer_links_up(
+        obs,
+        preferred
+            .into_iter()
+            .chain(cfg.eligible.iter().copied().filter(ok)),
+    )
 }
 
 fn assign(st: &ReplicatedState, owner: Option<NodeId>, reason: String) -> Action {
@@ -283,11 +299,15 @@ fn leader_actions(
         }
         Some(o) => {
             if let Some(req) = g.relocate {
-                match best(cfg, obs, req, &[o]) {
-                    Some(n) if req.is_none() || req == Some(n) => {
-                        out.push(assign(st, Some(n), "relocation requested".into()))
-                    }
-                    _ => out.push(Action::Notice(
+                // An operator's explicit target is honoured as asked (carrier or not).
+                let pick = match req {
+                    Some(t) => Some(t)
+                        .filter(|t| *t != o && cfg.eligible.contains(t) && obs.live.contains(t)),
+                    None => best(cfg, obs, None, &[o]),
+                };
+                match pick {
+                    Some(n) => out.push(assign(st, Some(n), "relocation requested".into())),
+                    None => out.push(Action::Notice(
                         "relocation requested but the target is not online".into(),
                     )),
                 }
@@ -464,17 +484,32 @@ fn local_actions(
             }));
         }
         Held::Running(_) => {
+            let link_move = client_link::owner_link_move(cfg, st, obs);
+            if let Some(give_up @ Action::Propose(_)) = link_move {
+                out.push(give_up);
+                return;
+            }
+            out.extend(link_move);
             if g.restart_requests > obs.restarts_served {
                 out.push(Action::Restart(RestartCause::Operator));
             } else if let Some((res, why)) = obs.monitor_failed.first()
                 && let Some(down) = obs.link_down_for
-                && down < cfg.link_down_grace
+                && (down < cfg.link_down_grace || obs.client_link_down_for.is_some())
             {
-                out.push(Action::Notice(format!(
-                    "{res}: {why}; waiting up to {:.1}s more for the link to come back before \
-                     restarting or moving the group (a restart cannot fix a cable)",
-                    (cfg.link_down_grace - down).as_secs_f64()
-                )));
+                // The carrier watch confirms the cable: no other front-end could do better
+                // (`client_link` would have moved the group), so wait for as long as it takes.
+                out.push(Action::Notice(if obs.client_link_down_for.is_some() {
+                    format!(
+                        "{res}: {why}; no other front-end has its client link up: waiting for \
+                         the link (a restart cannot fix a cable)"
+                    )
+                } else {
+                    format!(
+                        "{res}: {why}; waiting up to {:.1}s more for the link to come back \
+                         before restarting or moving the group (a restart cannot fix a cable)",
+                        (cfg.link_down_grace - down).as_secs_f64()
+                    )
+                }));
             } else if let Some((res, why)) = obs.monitor_failed.first() {
                 let cause = RestartCause::Monitor {
                     resource: res.clone(),
@@ -508,6 +543,7 @@ fn local_actions(
     }
 }
 
+mod client_link;
 pub mod exit;
 pub mod liveness;
 pub mod timing;

@@ -49,19 +49,7 @@ fn metrics(c: &Cluster, node: &str) -> String {
 /// Nothing happened to the cluster: both nodes on, nobody fenced, the owner unchanged and
 /// serving.
 fn assert_undisturbed(c: &Cluster, owner: &str) {
-    for n in ["node1", "node2"] {
-        assert!(
-            c.node(n).is_on(),
-            "{n} was powered off:\n{}",
-            c.agent_log(n)
-        );
-        let s = c.status(n).expect("status");
-        assert!(
-            s.fencing.journal.is_empty(),
-            "{n} fenced: {:#?}",
-            s.fencing.journal
-        );
-    }
+    c.assert_nobody_fenced(&["node1", "node2"]);
     assert_eq!(c.one_owner_serves(T), owner, "the group moved");
 }
 

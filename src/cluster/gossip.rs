@@ -31,6 +31,10 @@ pub struct Gossip {
     /// and leaves its group running: the others wait for it (`policy::exit`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restarting: bool,
+    /// The sender's client interfaces (its floating IPs') that have no carrier: it cannot
+    /// serve clients now, so placement avoids it (`policy::client_link`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_carrier: Vec<String>,
 }
 
 impl Gossip {
@@ -58,6 +62,7 @@ mod tests {
             live: vec![1, 2],
             lost: vec![3],
             restarting: true,
+            no_carrier: vec!["eth0".into()],
         };
         assert_eq!(Gossip::decode(&g.encode()), Some(g));
         // What agents before the typed form sent (serde_json::json! of the same fields).

@@ -215,10 +215,12 @@ pub async fn run(
     let watchdog = crate::notify::watchdog_interval().map(|d| d / 2);
     let mut last_ping = Instant::now();
     let mut raft_turns = l.ctx.node.turns();
+    let mut carrier = l.ctx.carrier.clone();
     loop {
         let wake_in = l.next_wake.max(tick);
         let wake = tokio::select! {
             _ = views.changed() => Wake::Tick,
+            Ok(()) = carrier.changed() => Wake::Tick,
             _ = tokio::time::sleep(wake_in) => Wake::Tick,
             Some(d) = done_rx.recv() => Wake::Done(d),
             Some(m) = msgs.recv() => Wake::Msg(m),
@@ -313,6 +315,8 @@ fn policy_config(ctx: &Context) -> PolicyConfig {
         release_timeout: stop_total + timers.lost_after() + Duration::from_secs(2),
         lease: timers.lease(),
         link_down_grace: timers.lost_after() * 2,
+        // A blip shorter than this is not worth a move; a longer cut costs clients more.
+        link_move_after: timers.lost_after() / 2,
         one_way_confirm: timers.lost_after(),
         witness: cfg.node(&ctx.name).is_some_and(|n| n.role == Role::Witness),
     }
@@ -533,6 +537,14 @@ impl Loop {
             live: self.direct_live.clone(),
             lost: self.lost_now.clone(),
             restarting: self.exit_restart,
+            no_carrier: self
+                .ctx
+                .carrier
+                .borrow()
+                .clients_down
+                .keys()
+                .cloned()
+                .collect(),
         };
         if let Ok(mut l) = self.local.lock() {
             *l = status;

@@ -1,9 +1,10 @@
 //! Observations: what this node sees now (liveness, its own hold, timers), for the policy.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::Loop;
-use crate::cluster::state::ReplicatedState;
+use crate::cluster::state::{NodeId, ReplicatedState};
 use crate::policy::Observations;
 use crate::policy::exit::in_restart_grace;
 use crate::policy::liveness::{Liveness, lost_for, lost_for_since_links_back};
@@ -150,6 +151,7 @@ impl Loop {
             && self.notices.is_empty()
             && self.in_flight.is_empty()
             && self.fence_retry.is_empty()
+            && carrier.clients_down.is_empty()
             && self.direct_live.len() == members.len() + 1;
         self.next_wake = if steady {
             let (lost_after, lease) = (
@@ -168,6 +170,31 @@ impl Loop {
         } else {
             Duration::ZERO
         };
+        // The clients' side: this node's floating IPs' interfaces, and what the peers say of
+        // theirs. While one here is down, the peers heard since (over another link; 50 ms
+        // after, so that their gossip already tells their own state) that have theirs up.
+        let client_link_down_for = carrier.client_down_for(now);
+        let mut client_links_down: BTreeSet<NodeId> = members
+            .iter()
+            .filter(|m| m.id != ctx.me)
+            .filter(|m| m.gossip.as_ref().is_some_and(|g| !g.no_carrier.is_empty()))
+            .map(|m| m.id)
+            .collect();
+        let mut link_peers = BTreeSet::new();
+        if let Some(down) = client_link_down_for {
+            client_links_down.insert(ctx.me);
+            let heard_after = down.saturating_sub(Duration::from_millis(50));
+            link_peers = members
+                .iter()
+                .filter(|m| m.id != ctx.me && !client_links_down.contains(&m.id))
+                .filter(|m| m.gossip.is_some())
+                .filter(|m| {
+                    m.last_contact_ms
+                        .is_some_and(|ms| u128::from(ms) < heard_after.as_millis())
+                })
+                .map(|m| m.id)
+                .collect();
+        }
         // An operator's restart requests before this agent started are not ours to serve.
         let served = *self.restarts_served.get_or_insert(g.restart_requests);
         Observations {
@@ -196,6 +223,9 @@ impl Loop {
                 self.started_at.elapsed()
             },
             restarting,
+            client_link_down_for,
+            client_links_down,
+            link_peers,
         }
     }
 

@@ -22,6 +22,7 @@ fn cfg() -> PolicyConfig {
         release_timeout: Duration::from_secs(10),
         lease: Duration::from_secs(1),
         link_down_grace: Duration::from_secs(2),
+        link_move_after: Duration::from_millis(500),
         one_way_confirm: Duration::from_secs(1),
         witness: false,
     }
@@ -667,6 +668,7 @@ fn only_the_owner_running_the_group_works_vm_ha_cases() {
     }
 }
 
+mod client_link;
 mod exit;
 mod links;
 mod roles;

@@ -372,6 +372,23 @@ impl Cluster {
         owner
     }
 
+    /// Each of `nodes` is on and has fenced nobody (its fence journal is empty).
+    pub fn assert_nobody_fenced(&self, nodes: &[&str]) {
+        for &n in nodes {
+            assert!(
+                self.node(n).is_on(),
+                "{n} was powered off:\n{}",
+                self.agent_log(n)
+            );
+            let s = self.status(n).expect("status");
+            assert!(
+                s.fencing.journal.is_empty(),
+                "{n} fenced: {:#?}",
+                s.fencing.journal
+            );
+        }
+    }
+
     /// The agent's log on `node`.
     pub fn agent_log(&self, node: &str) -> String {
         self.node(node).log("agent.log")

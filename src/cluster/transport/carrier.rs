@@ -5,15 +5,19 @@
 //!   ([`LinkTable::link_back`]) instead of waiting for TCP's next retransmission;
 //! - the two-node policy does not fence a peer for a silence that this node's own cable
 //!   explains (`policy::liveness::lost_for_since_links_back`), and a node with no carrier on
-//!   any link knows it is the one cut off.
+//!   any link knows it is the one cut off;
+//! - the interfaces of the group's floating IPs (the clients' side, which may be none of the
+//!   peer links): one without carrier is gossiped, placement avoids the node, and an owner
+//!   hands the group over (`policy::client_link`).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::LinkFlags;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::{MulticastGroup, new_connection, new_multicast_connection};
 use tokio::sync::watch;
 
@@ -29,12 +33,34 @@ pub struct CarrierView {
     pub all_down_since: Option<Instant>,
     /// When the links last came back after all of them were down (`None`: not since start).
     pub back_at: Option<Instant>,
+    /// The followed client interfaces (floating IPs') that have no carrier now (or do not
+    /// exist), each since when.
+    pub clients_down: BTreeMap<String, Instant>,
 }
 
 impl CarrierView {
     /// Every link is known and without carrier: this node is cut off from its peers.
     pub fn all_down(&self) -> bool {
         !self.links.is_empty() && self.links.iter().all(|l| *l == Some(false))
+    }
+
+    /// Takes a new reading of the client interfaces at `now` (name, up with carrier).
+    pub fn update_clients(&mut self, readings: &[(String, bool)], now: Instant) {
+        let before = std::mem::take(&mut self.clients_down);
+        self.clients_down = readings
+            .iter()
+            .filter(|(_, up)| !up)
+            .map(|(name, _)| (name.clone(), before.get(name).copied().unwrap_or(now)))
+            .collect();
+    }
+
+    /// How long a client interface has been without carrier, the longest (None: every one
+    /// has it).
+    pub fn client_down_for(&self, now: Instant) -> Option<std::time::Duration> {
+        self.clients_down
+            .values()
+            .min()
+            .map(|since| now.saturating_duration_since(*since))
     }
 
     /// Takes a new reading at `now`; returns the links whose carrier came back (down before,
@@ -61,22 +87,24 @@ impl CarrierView {
 }
 
 /// Starts following the carrier of the interfaces holding `local[k]` (this node's address
-/// on link `k`; `None`: unspecified, not followed). Carrier returns reopen the link's
-/// connections in `table`. If netlink cannot be used, the view stays unknown (and the rules
-/// that need it do nothing) after one warning.
+/// on link `k`; `None`: unspecified, not followed) and of the client interfaces `clients`
+/// (by name). Carrier returns reopen the link's connections in `table`. If netlink cannot
+/// be used, the view stays unknown (and the rules that need it do nothing) after one
+/// warning.
 pub fn watch_carrier(
     local: Vec<Option<IpAddr>>,
+    clients: Vec<String>,
     table: Arc<LinkTable>,
 ) -> watch::Receiver<CarrierView> {
     let (tx, rx) = watch::channel(CarrierView {
         links: vec![None; local.len()],
         ..CarrierView::default()
     });
-    if local.iter().all(Option::is_none) {
+    if local.iter().all(Option::is_none) && clients.is_empty() {
         return rx;
     }
     tokio::spawn(async move {
-        if let Err(e) = follow(&local, &table, &tx).await {
+        if let Err(e) = follow(&local, &clients, &table, &tx).await {
             tracing::warn!(
                 "cannot follow the links' carrier through netlink ({e}): a cable pulled here \
                  is seen only as silent peers"
@@ -88,6 +116,7 @@ pub fn watch_carrier(
 
 async fn follow(
     local: &[Option<IpAddr>],
+    clients: &[String],
     table: &LinkTable,
     tx: &watch::Sender<CarrierView>,
 ) -> Result<(), String> {
@@ -101,11 +130,13 @@ async fn follow(
     let (conn, nl, _) = new_connection().map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     loop {
-        let links = read(&nl, local).await?;
+        let (links, client_links) = read(&nl, local, clients).await?;
         let mut back = Vec::new();
         tx.send_if_modified(|v| {
             let before = v.clone();
-            back = v.update(links, Instant::now());
+            let now = Instant::now();
+            back = v.update(links, now);
+            v.update_clients(&client_links, now);
             *v != before
         });
         for k in back {
@@ -127,11 +158,12 @@ async fn follow(
     }
 }
 
-/// Each link's carrier now.
+/// Each link's carrier now, and each client interface's (a missing one has none).
 async fn read(
     nl: &rtnetlink::Handle,
     local: &[Option<IpAddr>],
-) -> Result<Vec<Option<bool>>, String> {
+    clients: &[String],
+) -> Result<(Vec<Option<bool>>, Vec<(String, bool)>), String> {
     let mut index_of = Vec::new();
     let mut addrs = nl.address().get().execute();
     while let Some(msg) = addrs.try_next().await.map_err(|e| e.to_string())? {
@@ -142,22 +174,34 @@ async fn read(
         }
     }
     let mut up = Vec::new();
+    let mut named_up = Vec::new();
     let mut links = nl.link().get().execute();
     while let Some(msg) = links.try_next().await.map_err(|e| e.to_string())? {
         let f = msg.header.flags;
-        up.push((
-            msg.header.index,
-            f.contains(LinkFlags::Up) && f.contains(LinkFlags::LowerUp),
-        ));
+        let carrier = f.contains(LinkFlags::Up) && f.contains(LinkFlags::LowerUp);
+        up.push((msg.header.index, carrier));
+        for a in &msg.attributes {
+            if let LinkAttribute::IfName(name) = a {
+                named_up.push((name.clone(), carrier));
+            }
+        }
     }
-    Ok(local
+    let links = local
         .iter()
         .map(|ip| {
             let ip = (*ip)?;
             let index = index_of.iter().find(|(a, _)| *a == ip)?.1;
             up.iter().find(|(i, _)| *i == index).map(|(_, u)| *u)
         })
-        .collect())
+        .collect();
+    let client_links = clients
+        .iter()
+        .map(|c| {
+            let carrier = named_up.iter().any(|(n, u)| n == c && *u);
+            (c.clone(), carrier)
+        })
+        .collect();
+    Ok((links, client_links))
 }
 
 #[cfg(test)]
@@ -256,5 +300,36 @@ mod tests {
             assert_eq!(v.back_at, back_at.map(at), "{why}: back at");
         }
         assert!(!CarrierView::default().all_down(), "no link: not cut off");
+    }
+
+    #[test]
+    fn client_interfaces_keep_the_instant_they_went_down() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut v = CarrierView::default();
+        let r =
+            |eth0: bool, eth1: bool| vec![("eth0".to_string(), eth0), ("eth1".to_string(), eth1)];
+        v.update_clients(&r(true, true), at(0));
+        assert_eq!(v.client_down_for(at(0)), None, "all up");
+        v.update_clients(&r(false, true), at(100));
+        v.update_clients(&r(false, false), at(300));
+        assert_eq!(
+            v.clients_down.get("eth0"),
+            Some(&at(100)),
+            "kept from the first reading"
+        );
+        assert_eq!(v.clients_down.get("eth1"), Some(&at(300)));
+        assert_eq!(
+            v.client_down_for(at(1000)),
+            Some(Duration::from_millis(900)),
+            "the longest"
+        );
+        v.update_clients(&r(true, false), at(1100));
+        assert_eq!(
+            v.client_down_for(at(1100)),
+            Some(Duration::from_millis(800))
+        );
+        v.update_clients(&r(true, true), at(1200));
+        assert_eq!(v.client_down_for(at(1200)), None, "all back");
     }
 }
