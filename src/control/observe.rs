@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use super::Loop;
 use crate::cluster::state::{NodeId, ReplicatedState};
-use crate::policy::Observations;
 use crate::policy::exit::in_restart_grace;
 use crate::policy::liveness::{Liveness, lost_for, lost_for_since_links_back};
 use crate::policy::timing::{
     FENCE_HOLD_OFF, PowerHint, fence_allowed, peer_fence_delay, start_failure_pending,
 };
+use crate::policy::{Held, Observations};
 
 impl Loop {
     pub(super) fn observations(&mut self, st: &ReplicatedState, leader: bool) -> Observations {
@@ -151,7 +151,9 @@ impl Loop {
             && self.notices.is_empty()
             && self.in_flight.is_empty()
             && self.fence_retry.is_empty()
-            && carrier.clients_down.is_empty()
+            // An owner whose client link is down decides on a clock (`link_move_after`);
+            // anyone else has nothing to do about it.
+            && (carrier.clients_down.is_empty() || !matches!(self.held, Held::Running(_)))
             && self.direct_live.len() == members.len() + 1;
         self.next_wake = if steady {
             let (lost_after, lease) = (
