@@ -104,7 +104,8 @@ demo: deps build-release
 
 ## Failover times and footprint, oneha (default/fast, witness/two-node) against keepalived
 ## (VRRPv2 advert 1s, VRRPv3 advert 0.1s), same topology, same run (docs/benchmarks.md).
-## ONEHA_BENCH_QUICK=1 for 3 runs per configuration instead of 20.
+## ONEHA_BENCH_QUICK=1 for 3 runs per configuration instead of 20; ONEHA_BENCH_CONFIGS=witness,two-node
+## for some configurations only; ONEHA_BENCH_IDLE_DETAIL=1 for each agent's threads when idle.
 bench-failover: deps build-release
 	$(CARGO) bench --bench failover --no-run
 	exec $$(CARGO=$(CARGO) bash tools/bench-exe.sh failover)
