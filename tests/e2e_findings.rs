@@ -109,6 +109,16 @@ fn restart_in_place(prefix: &str, kind: Kind, peers_late: bool) {
     assert!(c.client_reaches(&owner, T));
     let pid = main_pid(&c, &owner, "opennebula.service");
     let other = if owner == "node1" { "node2" } else { "node1" };
+    // An upgrade restarts a settled owner: wait until the peer too has applied the start.
+    // (Restarted 66 ms after the start, under `make test`'s load, the restarted agent's own
+    // view did not give it the group yet and it stopped the group after its lease: a window
+    // noted on issue 16, not what this test is about.)
+    assert!(
+        wait_until(T, || admin::status(c.node(other)).is_some_and(|s| {
+            s.group.owner.as_deref() == Some(owner.as_str()) && s.group.state == "started"
+        })),
+        "{other} never saw the group started"
+    );
     let n = c.node(&owner);
     let peers: Vec<&str> = c
         .nodes
