@@ -66,12 +66,13 @@ impl Timers {
     pub fn heartbeat(&self) -> std::time::Duration {
         self.tick * self.heartbeat_ticks as u32
     }
-    /// How often a link that carries nothing else gets a keep-alive frame: three chances
-    /// within the loss timeout, never more often than the heartbeat (every wake-up costs an
-    /// idle agent CPU: a third rather than a quarter saves two frames a second per idle
-    /// link with the default profile).
+    /// How often a link that carries nothing else gets a keep-alive frame: four chances
+    /// within the loss timeout, never more often than the heartbeat. (A third was tried:
+    /// two frames a second fewer per idle link, but a restart in place announces itself for
+    /// two keep-alives, and the longer announcement let peers hung meanwhile lose the
+    /// restarted owner: `e2e_findings::a_restarted_owner_that_hears_no_peer_at_first_...`.)
     pub fn keepalive(&self) -> std::time::Duration {
-        self.heartbeat().max(self.lost_after() / 3)
+        self.heartbeat().max(self.lost_after() / 4)
     }
 }
 
@@ -108,12 +109,12 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn keepalive_gives_three_chances_within_the_loss_timeout() {
+    fn keepalive_gives_four_chances_within_the_loss_timeout() {
         let ms = Duration::from_millis;
         // (profile, explicit heartbeat ticks, keep-alive)
         let rows = [
-            (Profile::Default, None, Duration::from_nanos(333_333_333)),
-            (Profile::Fast, None, ms(50)),
+            (Profile::Default, None, ms(250)),
+            (Profile::Fast, None, Duration::from_micros(37_500)),
             // Never more often than the heartbeat.
             (Profile::Default, Some(5), ms(500)),
         ];
@@ -125,7 +126,7 @@ mod tests {
             }
             .effective();
             assert_eq!(t.keepalive(), want, "{profile:?}, heartbeat ticks {hb:?}");
-            assert!(t.keepalive() * 3 <= t.lost_after() || hb.is_some());
+            assert!(t.keepalive() * 4 <= t.lost_after() || hb.is_some());
         }
     }
 }
