@@ -543,7 +543,7 @@ fn local_actions(
     }
 }
 
-mod client_link;
+pub mod client_link;
 pub mod exit;
 pub mod liveness;
 pub mod timing;

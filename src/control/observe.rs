@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::Loop;
 use crate::cluster::state::{NodeId, ReplicatedState};
+use crate::policy::client_link::{PeerLinkFacts, link_peers};
 use crate::policy::exit::in_restart_grace;
 use crate::policy::liveness::{Liveness, lost_for, lost_for_since_links_back};
 use crate::policy::timing::{
@@ -173,30 +174,30 @@ impl Loop {
             Duration::ZERO
         };
         // The clients' side: this node's floating IPs' interfaces, and what the peers say of
-        // theirs. While one here is down, the peers heard since (over another link; 50 ms
-        // after, so that their gossip already tells their own state) that have theirs up.
+        // theirs (`policy::client_link`).
         let client_link_down_for = carrier.client_down_for(now);
-        let mut client_links_down: BTreeSet<NodeId> = members
+        let peer_links: Vec<PeerLinkFacts> = members
             .iter()
             .filter(|m| m.id != ctx.me)
-            .filter(|m| m.gossip.as_ref().is_some_and(|g| !g.no_carrier.is_empty()))
-            .map(|m| m.id)
+            .map(|m| PeerLinkFacts {
+                id: m.id,
+                last_contact_ms: m.last_contact_ms,
+                has_gossip: m.gossip.is_some(),
+                no_carrier: m.gossip.as_ref().is_some_and(|g| !g.no_carrier.is_empty()),
+            })
             .collect();
-        let mut link_peers = BTreeSet::new();
-        if let Some(down) = client_link_down_for {
-            client_links_down.insert(ctx.me);
-            let heard_after = down.saturating_sub(Duration::from_millis(50));
-            link_peers = members
-                .iter()
-                .filter(|m| m.id != ctx.me && !client_links_down.contains(&m.id))
-                .filter(|m| m.gossip.is_some())
-                .filter(|m| {
-                    m.last_contact_ms
-                        .is_some_and(|ms| u128::from(ms) < heard_after.as_millis())
-                })
-                .map(|m| m.id)
-                .collect();
-        }
+        let mut client_links_down: BTreeSet<NodeId> = peer_links
+            .iter()
+            .filter(|p| p.no_carrier)
+            .map(|p| p.id)
+            .collect();
+        let link_peers = match client_link_down_for {
+            Some(down) => {
+                client_links_down.insert(ctx.me);
+                link_peers(down, &peer_links)
+            }
+            None => BTreeSet::new(),
+        };
         // An operator's restart requests before this agent started are not ours to serve.
         let served = *self.restarts_served.get_or_insert(g.restart_requests);
         Observations {

@@ -11,8 +11,43 @@
 //! On one network there is no such peer (the cable that carries the clients also carries
 //! the peers): the rule does nothing and the loss of the owner is handled as a silence.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
 use super::{Action, Observations, PolicyConfig};
 use crate::cluster::state::{Command, NodeId, ReplicatedState};
+
+/// A peer's gossip must have been sent this long after this node's client link went down
+/// to count: its own carrier is in its gossip by then.
+const GOSSIP_SETTLE: Duration = Duration::from_millis(50);
+
+/// What this node knows of a peer for [`link_peers`].
+#[derive(Debug, Clone, Copy)]
+pub struct PeerLinkFacts {
+    /// The peer.
+    pub id: NodeId,
+    /// Milliseconds since it was last heard (None: never).
+    pub last_contact_ms: Option<u64>,
+    /// Its gossip has been received.
+    pub has_gossip: bool,
+    /// Its gossip lists a client interface without carrier.
+    pub no_carrier: bool,
+}
+
+/// While this node's client link has been down for `down`: the peers heard since (over
+/// another link, [`GOSSIP_SETTLE`] after the loss) whose own client links are up.
+pub fn link_peers(down: Duration, peers: &[PeerLinkFacts]) -> BTreeSet<NodeId> {
+    let heard_after = down.saturating_sub(GOSSIP_SETTLE);
+    peers
+        .iter()
+        .filter(|p| p.has_gossip && !p.no_carrier)
+        .filter(|p| {
+            p.last_contact_ms
+                .is_some_and(|ms| u128::from(ms) < heard_after.as_millis())
+        })
+        .map(|p| p.id)
+        .collect()
+}
 
 /// Among `candidates` (in preference order), the first whose client links have their
 /// carrier; if every one lacks it, the first (a group placed on a node without carrier

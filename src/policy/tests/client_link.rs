@@ -258,3 +258,37 @@ fn failback_does_not_return_the_group_to_a_node_without_carrier() {
         assert_eq!(out, want, "links down on {down:?}");
     }
 }
+
+/// Who may take the group when this node's client link is down: heard after the loss (plus
+/// the gossip's settling time), gossiping, and with its own link up.
+#[test]
+fn link_peers_table() {
+    use crate::policy::client_link::{PeerLinkFacts, link_peers};
+    let p = |id, ms: Option<u64>, gossip, no_carrier| PeerLinkFacts {
+        id,
+        last_contact_ms: ms,
+        has_gossip: gossip,
+        no_carrier,
+    };
+    // (name, peer, qualifies) with the link down for 600 ms
+    let rows = [
+        ("heard 100 ms ago", p(2, Some(100), true, false), true),
+        (
+            "heard 549 ms ago (after the loss + 50 ms)",
+            p(2, Some(549), true, false),
+            true,
+        ),
+        (
+            "heard 550 ms ago: gossip may predate its own loss",
+            p(2, Some(550), true, false),
+            false,
+        ),
+        ("heard before the loss", p(2, Some(700), true, false), false),
+        ("never heard", p(2, None, true, false), false),
+        ("no gossip yet", p(2, Some(100), false, false), false),
+        ("its own link is down", p(2, Some(100), true, true), false),
+    ];
+    for (name, peer, want) in rows {
+        assert_eq!(link_peers(ms(600), &[peer]).contains(&2), want, "{name}");
+    }
+}
